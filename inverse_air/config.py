@@ -52,10 +52,9 @@ class RenderConfig:
     soft_edge_px: float = 0.5
     """Soft rasterization: width of the blurred edge in pixels (sigma = (soft_edge_px * 2 / H)^2
     in PyTorch3D's squared-NDC distance). Wider edges give gradients from farther away."""
-    soft_gamma: float = 1e-4
-    """Soft rasterization: depth blending temperature (smaller lets the front face win)."""
     soft_faces_per_pixel: int = 16
-    """Soft rasterization: how many nearest faces blend into each pixel."""
+    """Soft rasterization: how many of each object's nearest faces reach a pixel. Too few make
+    the soft image jump where many small faces meet (the low-poly sphere's vertices)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,13 @@ class DatasetConfig:
     @property
     def max_count(self) -> int:
         return max(self.counts)
+
+
+DATASET_PRESETS: dict[str, DatasetConfig] = {
+    "3d": DatasetConfig(model="3d", counts=(0, 1, 2, 3)),
+    "2d": DatasetConfig(model="2d", counts=(0, 1, 2)),
+}
+"""Default dataset settings per model kind (``render-dataset --model``); options override."""
 
 
 def to_dict(config) -> dict:

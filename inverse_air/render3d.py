@@ -201,8 +201,8 @@ class SceneRenderer(torch.nn.Module):
         Each face covers a pixel with probability ``sigmoid(-d / sigma)`` of its signed squared
         distance ``d`` (PyTorch3D's ``dists``, negative inside), times a facing weight that
         fades it out as it turns edge-on (so back-face culling causes no jump). An object's
-        coverage is the union of its faces' coverages, its colour and depth their
-        coverage-weighted means (so the shared edges of a convex object leave no seam).
+        coverage is the sum of its faces' coverages (at most 1), its colour and depth their
+        coverage-weighted means, so the shared edges of a convex object leave no seam.
         Rasterizing each object on its own keeps one object's faces from crowding another's
         out of the ``soft_faces_per_pixel`` nearest.
         """
@@ -216,9 +216,11 @@ class SceneRenderer(torch.nn.Module):
         face = pix_to_face.clamp(min=0)
         facing = self._facing(meshes)  # (F_total,)
         prob = torch.sigmoid(-fragments.dists / sigma) * facing[face] * hit  # (N, H, W, Kf)
-        prob = prob.clamp(max=1.0 - 1e-6)
-        alpha = 1.0 - torch.exp(torch.log1p(-prob).sum(dim=-1))  # (N, H, W)
-        total = prob.sum(dim=-1).clamp(min=1e-12)  # (N, H, W)
+        # The front faces of a convex object tile its silhouette without overlap, so their
+        # coverages add up: across an edge shared by two faces they sum to one exactly.
+        total = prob.sum(dim=-1)  # (N, H, W)
+        alpha = total.clamp(max=1.0)
+        total = total.clamp(min=1e-12)
         color = (prob[..., None] * face_colors[face]).sum(dim=-2) / total[..., None]
         depth = (prob * fragments.zbuf).sum(dim=-1) / total
         return alpha, color, torch.where(alpha > 1e-6, depth, float("inf"))
@@ -245,14 +247,14 @@ class SceneRenderer(torch.nn.Module):
 
     def _facing(self, meshes) -> torch.Tensor:
         """How much each face turns towards the camera, ``(F_total,)`` in [0, 1]: 0 when it
-        faces away or is edge-on, 1 once its normal is ``asin(0.2)`` (about 12 degrees) or more
+        faces away or is edge-on, 1 once its normal is ``asin(0.05)`` (about 3 degrees) or more
         past edge-on."""
         normals = self._face_normals(meshes)
         centres = meshes.verts_packed()[meshes.faces_packed()].mean(dim=1)  # (F_total, 3)
         eye = self._cameras(centres.device).get_camera_center().to(centres.dtype)  # (1, 3)
         to_eye = eye - centres
         cos = (normals * to_eye).sum(-1) / to_eye.norm(dim=-1).clamp(min=1e-12)
-        return (cos / 0.2).clamp(0.0, 1.0)
+        return (cos / 0.05).clamp(0.0, 1.0)
 
     def _background(self) -> torch.Tensor:
         """The empty scene: the ground plane (the valid region a shade lighter) and the sky.

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 """Object identities, in the order of their integer labels (0, 1, 2)."""
 
@@ -44,7 +46,7 @@ YAW_SYMMETRY_DEG: dict[str, float | None] = {"sphere": None, "cube": 90.0, "cyli
 """Period of each shape's visible yaw: ``None`` means yaw is not observable."""
 
 
-class SceneError(ValueError):
+class SceneError(UserError, ValueError):
     """A scene file or scene description is invalid. The message is one line for the user."""
 
 

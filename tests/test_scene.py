@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+
+from inverse_air.scene import (POSITION_MAX, POSITION_MIN, SHAPES, Scene, SceneError, load_scene,
+                               min_distance, sample_scene, save_scene, scene_from_dict)
+
+SCALE = 0.6
+
+
+def write(tmp_path, text, name="s.json"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_scene_round_trips(tmp_path):
+    path = write(tmp_path, json.dumps({"objects": [
+        {"shape": "cube", "position": [0.3, -0.2], "yaw_deg": 30.0},
+        {"shape": "sphere", "position": [-0.5, 0.4]}]}))
+    scene = load_scene(path, SCALE)
+    assert [o.shape for o in scene.objects] == ["cube", "sphere"]
+    assert scene.objects[1].yaw_deg == 0.0
+    assert scene.objects[0].label == SHAPES.index("cube")
+    save_scene(scene, tmp_path / "copy.json")
+    assert load_scene(tmp_path / "copy.json", SCALE) == scene
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"objects": [', "invalid JSON at line 1"),
+    ('{"objects": [{"shape": "pyramid", "position": [0, 0]}]}', "object 0: field 'shape': unknown shape \"pyramid\""),
+    ('{"objects": [{"shape": "cube"}]}', "object 0: field 'position' is missing"),
+    ('{"objects": [{"shape": "cube", "position": ["a", 0]}]}', "object 0: field 'position': expected a number"),
+    ('{"objects": [{"shape": "cube", "position": [0]}]}', "object 0: field 'position': expected [x, z]"),
+    ('{"objects": [{"shape": "cube", "position": [0, 0], "yaw_deg": "x"}]}', "object 0: field 'yaw_deg'"),
+    ('{"objects": [{"shape": "cube", "position": [0, 0]}, {"shape": "cube", "position": [1.5, 0]}]}',
+     "object 1: field 'position': x = 1.5 is outside the valid region [-1, 1]"),
+    ('{"objects": [{"shape": "cube", "position": [0, 0]}, {"shape": "sphere", "position": [0.1, 0]}]}',
+     "object 1: field 'position': overlaps object 0"),
+    ('[1, 2]', "expected a JSON object with an 'objects' list"),
+])
+def test_bad_scene_files_name_file_object_and_field(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(SceneError) as info:
+        load_scene(path, SCALE)
+    message = str(info.value)
+    assert str(path) in message and expected in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_scene_error(tmp_path):
+    with pytest.raises(SceneError, match="cannot read"):
+        load_scene(tmp_path / "nope.json", SCALE)
+
+
+def test_sampled_scenes_are_valid_and_deterministic():
+    rng = np.random.default_rng(7)
+    for count in [0, 1, 2, 3, 3, 3, 4]:
+        scene = sample_scene(rng, count, SCALE)
+        assert len(scene.objects) == count
+        # validation accepts what the sampler produces
+        scene_from_dict(scene.to_dict(), SCALE)
+        for o in scene.objects:
+            assert POSITION_MIN <= o.position[0] <= POSITION_MAX
+            assert 0.0 <= o.yaw_deg < 360.0
+    a = sample_scene(np.random.default_rng(1), 3, SCALE)
+    b = sample_scene(np.random.default_rng(1), 3, SCALE)
+    assert a == b
+
+
+def test_min_distance_is_sum_of_footprints():
+    assert min_distance("sphere", "sphere", 1.0) == pytest.approx(1.0)
+    assert min_distance("cube", "cube", 0.5) == pytest.approx(np.sqrt(0.5))
+    assert Scene().to_dict() == {"objects": []}
