@@ -133,7 +133,7 @@ class _ShardMaker:
         for i, scene in enumerate(scenes):
             for k, obj in enumerate(scene.objects):
                 shape[i, k], position[i, k], yaw[i, k] = obj.label, obj.position, obj.yaw_deg
-        batch = 250
+        batch = 64  # bounds the renderer's transient memory
         images = np.concatenate([self.renderer.render_scenes(scenes[b:b + batch])
                                  for b in range(0, n, batch)])
         return {"images": images, "count": counts.astype(np.int64), "shape": shape,

@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+from typer.testing import CliRunner
+
+from inverse_air.cli import app
+
+SCENES = Path(__file__).resolve().parent.parent / "scenes"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_render_scene_writes_a_png(tmp_path):
+    out = tmp_path / "two.png"
+    result = invoke("render-scene", SCENES / "two_objects.json", "-o", out, "--image-size", 48)
+    assert result.exit_code == 0, result.output
+    assert iio.imread(out).shape == (48, 48, 3)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"objects": [}', "invalid JSON"),
+    ('{"objects": [{"shape": "cone", "position": [0, 0]}]}', "object 0: field 'shape': unknown shape"),
+    ('{"objects": [{"shape": "cube"}]}', "object 0: field 'position' is missing"),
+    ('{"objects": [{"shape": "cube", "position": [0, "near"]}]}', "object 0: field 'position': expected a number"),
+    ('{"objects": [{"shape": "cube", "position": [0, -3]}]}', "object 0: field 'position': z = -3 is outside"),
+    ('{"objects": [{"shape": "cube", "position": [0, 0]}, {"shape": "cube", "position": [0.2, 0.2]}]}',
+     "object 1: field 'position': overlaps object 0"),
+])
+def test_render_scene_bad_input_one_line_exit_1_nothing_written(tmp_path, text, expected):
+    scene = tmp_path / "bad.json"
+    scene.write_text(text)
+    out = tmp_path / "out.png"
+    result = invoke("render-scene", scene, "-o", out)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(scene) in lines[0] and expected in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists() and not list(tmp_path.glob("*.png*"))
+
+
+def test_render_scene_missing_file(tmp_path):
+    result = invoke("render-scene", tmp_path / "missing.json", "-o", tmp_path / "x.png")
+    assert result.exit_code == 1 and "cannot read" in result.output
+
+
+def test_render_dataset_and_refuse_other_settings(tmp_path):
+    out = tmp_path / "ds"
+    args = ["render-dataset", out, "--model", "2d", "--num", 12, "--counts", "0,1,2", "--seed", 1]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["counts"] == [0, 1, 2] and manifest["model"] == "2d"
+    # the same command again resumes (nothing to do) and succeeds
+    assert invoke(*args).exit_code == 0
+    result = invoke(*args[:-1], 2)
+    assert result.exit_code == 1 and "other settings" in result.output and "seed" in result.output
+
+
+def test_render_dataset_3d(tmp_path):
+    result = invoke("render-dataset", tmp_path / "ds", "--num", 6, "--image-size", 24, "--counts", "1,2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["config"]["render"]["image_size"] == 24
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--counts", "a,b"], "--counts: expected comma-separated integers"),
+    (["--counts", "0,12"], "--counts"),
+    (["--image-size", "2"], "--image-size must be between"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--num", "0"], "--num must be at least 1"),
+    (["--model", "4d"], "--model must be one of"),
+])
+def test_render_dataset_bad_options(tmp_path, extra, expected):
+    result = invoke("render-dataset", tmp_path / "ds", *extra)
+    assert result.exit_code == 1
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "ds").exists()
+
+
+def test_usage_error_is_exit_2():
+    assert invoke("render-dataset").exit_code == 2

@@ -1,0 +1,144 @@
+import dataclasses
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from inverse_air import data as data_module
+from inverse_air.config import DatasetConfig, RenderConfig
+from inverse_air.data import ShardDataset, render_dataset
+from inverse_air.errors import UserError
+from inverse_air.multimnist import Composer, load_digits
+
+TINY_3D = DatasetConfig(model="3d", num=25, counts=(0, 1, 2, 3), seed=5, shard_size=10,
+                        render=RenderConfig(image_size=32))
+TINY_2D = DatasetConfig(model="2d", num=40, counts=(0, 1, 2), seed=5, shard_size=16)
+
+
+def shard_bytes(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.npz"))}
+
+
+def test_3d_dataset_has_full_ground_truth(tmp_path):
+    render_dataset(tmp_path / "d", TINY_3D, progress=False)
+    ds = ShardDataset(tmp_path / "d")
+    assert len(ds) == 25 and ds.manifest["shards"] == ["shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
+    a = ds.arrays()
+    assert a["images"].shape == (25, 32, 32, 3) and a["images"].dtype == np.uint8
+    assert a["shape"].shape == (25, 3) and a["position"].shape == (25, 3, 2) and a["yaw"].shape == (25, 3)
+    assert ((a["shape"] >= 0).sum(1) == a["count"]).all()
+    assert set(np.unique(a["count"])) <= {0, 1, 2, 3}
+    # empty scenes are all background, scenes with objects are not
+    from inverse_air.render3d import SceneRenderer, to_uint8
+    import torch
+    background = to_uint8(SceneRenderer(TINY_3D.render).background[None])[0]
+    for image, count in zip(a["images"], a["count"]):
+        assert np.array_equal(image, background) == (count == 0)
+
+
+def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
+    render_dataset(tmp_path / "one", TINY_3D, workers=1, progress=False)
+    render_dataset(tmp_path / "two", TINY_3D, workers=2, progress=False)
+    assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
+    other = dataclasses.replace(TINY_3D, seed=6)
+    render_dataset(tmp_path / "other", other, progress=False)
+    assert shard_bytes(tmp_path / "one") != shard_bytes(tmp_path / "other")
+
+
+def test_resume_after_interruption_gives_the_same_dataset(tmp_path, monkeypatch):
+    render_dataset(tmp_path / "full", TINY_2D, progress=False)
+    real_write = data_module.write_npz
+    calls = {"n": 0}
+
+    def dying_write(path, arrays):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            path.with_name(path.name + ".tmp").write_bytes(b"half a shard")
+            raise KeyboardInterrupt
+        real_write(path, arrays)
+
+    monkeypatch.setattr(data_module, "write_npz", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        render_dataset(tmp_path / "cut", TINY_2D, progress=False)
+    assert len(list((tmp_path / "cut").glob("*.npz"))) == 1
+    with pytest.raises(UserError, match="incomplete"):
+        ShardDataset(tmp_path / "cut")
+    monkeypatch.setattr(data_module, "write_npz", real_write)
+    render_dataset(tmp_path / "cut", TINY_2D, progress=False)
+    assert shard_bytes(tmp_path / "cut") == shard_bytes(tmp_path / "full")
+    assert not list((tmp_path / "cut").glob("*.tmp"))
+    assert len(ShardDataset(tmp_path / "cut")) == 40
+
+
+def test_refuses_to_mix_settings(tmp_path):
+    render_dataset(tmp_path / "d", TINY_2D, progress=False)
+    before = shard_bytes(tmp_path / "d")
+    with pytest.raises(UserError, match="other settings.*seed"):
+        render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, seed=9), progress=False)
+    assert shard_bytes(tmp_path / "d") == before
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        render_dataset(tmp_path / "junk", TINY_2D, progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(num=0), "--num"), (dict(counts=(-1, 2)), "--counts"), (dict(counts=(0, 9)), "--counts"),
+    (dict(split="val"), "--split"), (dict(shard_size=0), "shard size"),
+])
+def test_bad_settings(tmp_path, change, message):
+    with pytest.raises(UserError, match=message):
+        render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, **change), progress=False)
+    assert not (tmp_path / "d").exists()
+
+
+def test_2d_boxes_hold_the_digits(tmp_path):
+    render_dataset(tmp_path / "d", TINY_2D, progress=False)
+    a = ShardDataset(tmp_path / "d").arrays()
+    assert a["images"].shape == (40, 50, 50, 1)
+    for image, count, boxes, digits in zip(a["images"][..., 0], a["count"], a["box"], a["digit"]):
+        assert (digits >= 0).sum() == count
+        inside = np.zeros_like(image, dtype=bool)
+        for scale, x, y in boxes[:count]:
+            w = scale * 50
+            left, top = (x + 1) / 2 * 50 - w / 2, (y + 1) / 2 * 50 - w / 2
+            assert 0 <= left and left + w <= 50 and 0 <= top and top + w <= 50
+            assert 14 <= w <= 28
+            inside[round(top):round(top + w), round(left):round(left + w)] = True
+        assert image[~inside].max(initial=0) == 0  # no ink outside the windows
+        assert (image.max() > 0) == (count > 0)
+
+
+def test_embedded_train_and_test_pools_are_disjoint_and_balanced():
+    train, test = load_digits("train"), load_digits("test")
+    assert len(train.labels) == 4000 and len(test.labels) == 1000
+    flat_train = {img.tobytes() for img in train.images}
+    assert not any(img.tobytes() in flat_train for img in test.images)
+    counts = np.bincount(test.labels, minlength=10)
+    assert counts.min() > 60  # every class in the test pool, not just 8s and 9s
+
+
+def test_reads_mnist_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    labels = np.arange(7, dtype=np.uint8)
+    header = lambda magic, dims: magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+    with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header(0x0803, images.shape) + images.tobytes())
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(header(0x0801, labels.shape) + labels.tobytes())
+    pool = load_digits("test", str(tmp_path))
+    assert np.array_equal(pool.images, images) and pool.labels.tolist() == list(range(7))
+    with pytest.raises(UserError, match="no MNIST file train-images"):
+        load_digits("train", str(tmp_path))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(header(0x0801, (9,)) + labels.tobytes())
+    with pytest.raises(UserError, match="truncated"):
+        load_digits("test", str(tmp_path))
+
+
+def test_composer_is_deterministic():
+    composer = Composer(load_digits("test"))
+    a = composer.compose(np.random.default_rng(1), 3)
+    b = composer.compose(np.random.default_rng(1), 3)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
