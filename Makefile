@@ -24,7 +24,7 @@ demo: install
 	done
 	$(CLI) render-dataset $(DEMO)/data3d --model 3d --num 200 --counts 0,1,2,3 --seed 0
 	$(CLI) render-dataset $(DEMO)/data2d --model 2d --num 1000 --counts 0,1,2 --seed 0
-	@echo "demo: renders in $(DEMO)/scenes, datasets in $(DEMO)/data3d and $(DEMO)/data2d"
+	@echo "demo: renders in $(DEMO)/scenes; datasets (with preview.png) in $(DEMO)/data3d and $(DEMO)/data2d"
 
 test: install
 	$(PY) -m pytest -q

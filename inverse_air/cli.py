@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def user_errors(fn):
-    """Turn :class:`UserError` into one line on stderr and exit status 1."""
+    """Turn :class:`UserError` into one line on stderr and exit status 1 (Ctrl-C: 130)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -29,6 +29,10 @@ def user_errors(fn):
         except UserError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished files are kept; run the same command again to resume",
+                       err=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 

@@ -13,8 +13,8 @@ A dataset directory holds ``manifest.json`` and shards ``shard-00000.npz``, ... 
 with ``K`` the largest count. Shard ``i`` is drawn from its own generator seeded by
 ``(seed, i)``, so its bytes do not depend on how many workers rendered the dataset. Shards are
 written to a temporary name and renamed, so a killed run leaves no half shard; running the
-same command again resumes. The manifest is rewritten (atomically) with ``complete: true`` at
-the end.
+same command again resumes. At the end, ``preview.png`` shows the first scenes and the
+manifest is rewritten (atomically) with ``complete: true``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .errors import UserError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PREVIEW = "preview.png"
 
 
 def shard_name(index: int) -> str:
@@ -204,7 +205,8 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
     elif out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: directory is not empty and holds no dataset manifest")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(manifest_path, _manifest(config, complete=False))
+    if not manifest_path.exists():
+        write_json(manifest_path, _manifest(config, complete=False))
     for stale in out.glob("*.tmp"):  # left by a killed run
         stale.unlink()
 
@@ -226,8 +228,22 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
                           initargs=(to_dict(config),)) as pool:
                 for i in pool.imap_unordered(_worker_make, [(i, str(out)) for i in todo]):
                     bar.update(sizes[i])
-    write_json(manifest_path, _manifest(config, complete=True))
+    if not json.loads(manifest_path.read_text()).get("complete"):
+        _write_preview(out)
+        write_json(manifest_path, _manifest(config, complete=True))
     return out
+
+
+def _write_preview(out: Path, n: int = 32) -> None:
+    """``preview.png``: the first ``n`` scenes in a grid, to look at what was made."""
+    from .imageio_utils import write_png
+    from .viz import image_grid
+
+    with np.load(out / shard_name(0), allow_pickle=False) as shard:
+        images = shard["images"][:n]
+    grid = image_grid(images, columns=8)
+    scale = max(1, 256 // images.shape[1])  # small images are shown larger
+    write_png(out / PREVIEW, grid.repeat(scale, axis=0).repeat(scale, axis=1))
 
 
 # ---------------------------------------------------------------------------- reading

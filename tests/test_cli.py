@@ -85,3 +85,14 @@ def test_render_dataset_bad_options(tmp_path, extra, expected):
 
 def test_usage_error_is_exit_2():
     assert invoke("render-dataset").exit_code == 2
+
+
+def test_interrupted_render_dataset_says_how_to_resume(tmp_path, monkeypatch):
+    import inverse_air.data
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inverse_air.data, "render_dataset", interrupted)
+    result = invoke("render-dataset", tmp_path / "ds", "--num", 5)
+    assert result.exit_code == 130 and "run the same command again to resume" in result.output

@@ -69,6 +69,7 @@ def test_resume_after_interruption_gives_the_same_dataset(tmp_path, monkeypatch)
     assert shard_bytes(tmp_path / "cut") == shard_bytes(tmp_path / "full")
     assert not list((tmp_path / "cut").glob("*.tmp"))
     assert len(ShardDataset(tmp_path / "cut")) == 40
+    assert (tmp_path / "cut" / "preview.png").read_bytes() == (tmp_path / "full" / "preview.png").read_bytes()
 
 
 def test_refuses_to_mix_settings(tmp_path):
