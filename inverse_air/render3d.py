@@ -7,9 +7,13 @@ empty slot has ``shape == -1``.
 Two modes share the meshes, camera and shading:
 
 - **hard** (``soft=False``): one face per pixel, no gradients; fast, for datasets and display.
-- **soft** (``soft=True``): PyTorch3D's soft rasterizer (several faces per pixel, blurred edges)
-  blended with the background by the soft-rasterizer rule (Liu et al., 2019), differentiable
-  with respect to every object's position and yaw.
+- **soft** (``soft=True``): PyTorch3D's blurred rasterizer (several faces per pixel) gives each
+  object a soft coverage, colour and depth; objects are composited front to back (see
+  :meth:`SceneRenderer._soft_layers`). Differentiable with respect to every object's position
+  and yaw.
+
+Each object is rasterized as its own mesh; both modes end in the same per-pixel "over"
+compositing of object layers sorted by depth.
 
 **Convention.** World frame as in :mod:`inverse_air.scene`: +Y up, ground ``y = 0``. An object
 with ``position = (x, z)`` and ``yaw`` has its unit mesh scaled by ``config.object_scale``,
@@ -70,7 +74,7 @@ class SceneRenderer(torch.nn.Module):
         mesh_dir: folder holding ``{shape}.obj`` for every shape in :data:`SHAPES`.
 
     The renderer has no learnable parameters; its constants are buffers, so ``.to(device)``
-    moves it, and it renders on the device of its inputs' buffers.
+    moves it; inputs must be on the same device.
     """
 
     def __init__(self, config: RenderConfig = RenderConfig(), mesh_dir: Path = MESH_DIR):
