@@ -56,13 +56,13 @@ def render_scene(
 ):
     """Render one scene file to a PNG."""
     from .config import RenderConfig
+    from .data import check_image_size
     from .imageio_utils import write_png
     from .scene import load_scene
 
     config = RenderConfig()
     if image_size is not None:
-        if not 8 <= image_size <= 1024:
-            raise UserError(f"--image-size must be between 8 and 1024, got {image_size}")
+        check_image_size(image_size)
         config = dataclasses.replace(config, image_size=image_size)
     parsed = load_scene(scene, config.object_scale)
     from .render3d import SceneRenderer

@@ -44,6 +44,12 @@ def num_shards(config: DatasetConfig) -> int:
     return (config.num + config.shard_size - 1) // config.shard_size
 
 
+def check_image_size(size: int) -> None:
+    """Raise :class:`UserError` unless ``size`` is a usable image side in pixels."""
+    if not 8 <= size <= 1024:
+        raise UserError(f"--image-size must be between 8 and 1024, got {size}")
+
+
 def check_config(config: DatasetConfig) -> None:
     """Raise :class:`UserError` for settings that cannot make a dataset."""
     if config.model not in ("3d", "2d"):
@@ -60,9 +66,7 @@ def check_config(config: DatasetConfig) -> None:
         raise UserError(f"shard size must be at least 1, got {config.shard_size}")
     if config.split not in ("train", "test"):
         raise UserError(f"--split must be 'train' or 'test', got {config.split!r}")
-    size = config.render.image_size if config.model == "3d" else config.compose.canvas_size
-    if not 8 <= size <= 1024:
-        raise UserError(f"--image-size must be between 8 and 1024, got {size}")
+    check_image_size(config.render.image_size if config.model == "3d" else config.compose.canvas_size)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -123,22 +127,15 @@ class _ShardMaker:
         return self._make_3d(rng, counts) if cfg.model == "3d" else self._make_2d(rng, counts)
 
     def _make_3d(self, rng, counts) -> dict[str, np.ndarray]:
-        from .scene import sample_scene
+        from .scene import sample_scene, scenes_to_arrays
 
-        cfg, K = self.config, self.config.max_count
-        n = len(counts)
+        cfg = self.config
         scenes = [sample_scene(rng, int(c), cfg.render.object_scale) for c in counts]
-        shape = np.full((n, K), -1, dtype=np.int64)
-        position = np.zeros((n, K, 2), dtype=np.float32)
-        yaw = np.zeros((n, K), dtype=np.float32)
-        for i, scene in enumerate(scenes):
-            for k, obj in enumerate(scene.objects):
-                shape[i, k], position[i, k], yaw[i, k] = obj.label, obj.position, obj.yaw_deg
         batch = 64  # bounds the renderer's transient memory
         images = np.concatenate([self.renderer.render_scenes(scenes[b:b + batch])
-                                 for b in range(0, n, batch)])
-        return {"images": images, "count": counts.astype(np.int64), "shape": shape,
-                "position": position, "yaw": yaw}
+                                 for b in range(0, len(scenes), batch)])
+        return {"images": images, "count": counts.astype(np.int64),
+                **scenes_to_arrays(scenes, cfg.max_count)}
 
     def _make_2d(self, rng, counts) -> dict[str, np.ndarray]:
         K, S = self.config.max_count, self.config.compose.canvas_size
@@ -157,11 +154,13 @@ _worker_maker: _ShardMaker | None = None
 
 
 def _worker_init(config_dict: dict) -> None:
-    import torch
+    config = from_dict(DatasetConfig, config_dict)
+    if config.model == "3d":  # the 2D path never imports torch
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)  # the workers share the cores
     global _worker_maker
-    _worker_maker = _ShardMaker(from_dict(DatasetConfig, config_dict))
+    _worker_maker = _ShardMaker(config)
 
 
 def _worker_make(args: tuple[int, str]) -> int:

@@ -36,7 +36,7 @@ from pytorch3d.renderer import look_at_view_transform
 from pytorch3d.structures import Meshes
 
 from .config import RenderConfig
-from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene
+from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
 
 MESH_DIR = Path(__file__).resolve().parent.parent / "assets" / "meshes"
 """Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``)."""
@@ -51,19 +51,9 @@ def scenes_to_tensors(scenes: list[Scene], max_objects: int | None = None):
         shape ``(B, K)`` long (-1 = empty slot), position ``(B, K, 2)`` float, yaw ``(B, K)``
         float in radians, with ``K = max_objects`` or the largest object count.
     """
-    K = max_objects if max_objects is not None else max([len(s.objects) for s in scenes] + [0])
-    B = len(scenes)
-    shape = torch.full((B, K), -1, dtype=torch.long)
-    position = torch.zeros(B, K, 2)
-    yaw = torch.zeros(B, K)
-    for b, scene in enumerate(scenes):
-        if len(scene.objects) > K:
-            raise ValueError(f"scene {b} has {len(scene.objects)} objects, more than {K} slots")
-        for k, obj in enumerate(scene.objects):
-            shape[b, k] = obj.label
-            position[b, k] = torch.tensor(obj.position)
-            yaw[b, k] = math.radians(obj.yaw_deg)
-    return shape, position, yaw
+    arrays = scenes_to_arrays(scenes, max_objects)
+    return (torch.from_numpy(arrays["shape"]), torch.from_numpy(arrays["position"]),
+            torch.deg2rad(torch.from_numpy(arrays["yaw"])))
 
 
 class SceneRenderer(torch.nn.Module):

@@ -180,6 +180,29 @@ def save_scene(scene: Scene, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def scenes_to_arrays(scenes: list[Scene], max_objects: int | None = None) -> dict[str, np.ndarray]:
+    """Pad scenes into the dataset's ground-truth arrays.
+
+    Returns:
+        ``shape (n, K)`` int64 (-1 = empty slot), ``position (n, K, 2)`` float32,
+        ``yaw (n, K)`` float32 in degrees, with ``K = max_objects`` or the largest count.
+
+    Raises:
+        ValueError: a scene holds more than ``max_objects`` objects.
+    """
+    K = max_objects if max_objects is not None else max([len(s.objects) for s in scenes] + [0])
+    n = len(scenes)
+    shape = np.full((n, K), -1, dtype=np.int64)
+    position = np.zeros((n, K, 2), dtype=np.float32)
+    yaw = np.zeros((n, K), dtype=np.float32)
+    for i, scene in enumerate(scenes):
+        if len(scene.objects) > K:
+            raise ValueError(f"scene {i} has {len(scene.objects)} objects, more than {K} slots")
+        for k, obj in enumerate(scene.objects):
+            shape[i, k], position[i, k], yaw[i, k] = obj.label, obj.position, obj.yaw_deg
+    return {"shape": shape, "position": position, "yaw": yaw}
+
+
 def sample_scene(rng: np.random.Generator, count: int, object_scale: float,
                  max_tries: int = 1000) -> Scene:
     """Sample a scene of ``count`` objects from the scene prior.

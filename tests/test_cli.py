@@ -96,3 +96,9 @@ def test_interrupted_render_dataset_says_how_to_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(inverse_air.data, "render_dataset", interrupted)
     result = invoke("render-dataset", tmp_path / "ds", "--num", 5)
     assert result.exit_code == 130 and "run the same command again to resume" in result.output
+
+
+def test_render_scene_bad_image_size(tmp_path):
+    result = invoke("render-scene", SCENES / "cube.json", "-o", tmp_path / "x.png", "--image-size", 4)
+    assert result.exit_code == 1 and "--image-size must be between 8 and 1024" in result.output
+    assert not (tmp_path / "x.png").exists()

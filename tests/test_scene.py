@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from inverse_air.scene import (POSITION_MAX, POSITION_MIN, SHAPES, Scene, SceneError, load_scene,
-                               min_distance, sample_scene, save_scene, scene_from_dict)
+from inverse_air.scene import (POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError,
+                               load_scene, min_distance, sample_scene, save_scene, scene_from_dict,
+                               scenes_to_arrays)
 
 SCALE = 0.6
 
@@ -73,3 +74,12 @@ def test_min_distance_is_sum_of_footprints():
     assert min_distance("sphere", "sphere", 1.0) == pytest.approx(1.0)
     assert min_distance("cube", "cube", 0.5) == pytest.approx(np.sqrt(0.5))
     assert Scene().to_dict() == {"objects": []}
+
+
+def test_scenes_to_arrays_pads_empty_slots():
+    scenes = [Scene((ObjectSpec("cylinder", (0.5, -0.25), 30.0),)), Scene()]
+    a = scenes_to_arrays(scenes, 2)
+    assert a["shape"].tolist() == [[2, -1], [-1, -1]]
+    assert a["position"][0, 0].tolist() == [0.5, -0.25] and a["yaw"][0, 0] == 30.0
+    with pytest.raises(ValueError, match="more than 0 slots"):
+        scenes_to_arrays(scenes, 0)
