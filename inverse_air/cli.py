@@ -107,5 +107,74 @@ def render_dataset(
     typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
 
 
+@app.command("train")
+@user_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Training dataset directory (from render-dataset).")],
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
+    model: Annotated[str, typer.Option(help="'3d' (PyTorch3D renderer).")] = "3d",
+    steps: Annotated[Optional[int], typer.Option(help="Total optimizer steps [default: TrainConfig.steps].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per sleep/supervised step.")] = None,
+    elbo_batch_size: Annotated[Optional[int], typer.Option(help="Images per ELBO step.")] = None,
+    sleep_fraction: Annotated[Optional[float], typer.Option(help="Fraction of steps in the sleep phase (3D).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of initialization, batches and samples.")] = None,
+    dair: Annotated[bool, typer.Option("--dair", help="DAIR: steps also see the image minus the reconstruction so far.")] = False,
+    supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+):
+    """Train AIR on a dataset (unsupervised by default)."""
+    from .models import MODEL_KINDS
+    from .train import run_config_for, train as run
+
+    if model not in MODEL_KINDS:
+        raise UserError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {model!r}")
+    overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, elbo_batch_size=elbo_batch_size,
+                                       sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
+    if supervised:
+        overrides["supervised"] = True
+    config = run_config_for(data, model, overrides, {"dair": True} if dair else {})
+    last = run(config, out, resume=resume, progress=not quiet)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
+    typer.echo(f"trained to step {last.get('step')}: {summary}; checkpoint {out / 'checkpoint.pt'}", err=True)
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.")],
+    data: Annotated[Path, typer.Option(help="Labelled dataset directory (e.g. a held-out test set).")],
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+):
+    """Count, identity and pose accuracy of a checkpoint on a dataset, and inference speed."""
+    import json
+
+    from .evaluate import evaluate as run
+
+    metrics = run(checkpoint, data, batch_size=batch_size)
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+        return
+    for line in format_metrics(metrics):
+        typer.echo(line)
+
+
+def format_metrics(m: dict) -> list[str]:
+    """Evaluate's metrics for people."""
+    def num(value, fmt):
+        return "n/a" if value is None else format(value, fmt)
+
+    lines = [f"scenes             {m['num_scenes']}",
+             f"count accuracy     {num(m['count_accuracy'], '.2%')}",
+             "count confusion    (rows: true count, columns: inferred)"]
+    lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in m["confusion"]]
+    lines += [f"identity accuracy  {num(m['identity_accuracy'], '.2%')} over {m['matched_objects']} matched objects",
+              f"position error     median {num((m['position_error'] or {}).get('median'), '.4f')} world units",
+              f"cube yaw error     median {num((m['cube_yaw_error_deg'] or {}).get('median'), '.2f')} degrees",
+              f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, {m['threads']} threads)"]
+    return lines
+
+
 def main() -> None:
     app()

@@ -146,3 +146,99 @@ def _coerce(hint, value):
             if dataclasses.is_dataclass(arg) and isinstance(value, dict):
                 return from_dict(arg, value)
     return value
+
+
+@dataclass(frozen=True)
+class AIRConfig:
+    """The AIR model: the generative model's priors and likelihood and the inference network.
+
+    The inference network is recurrent: at each of ``max_steps`` steps an LSTM core reads image
+    features (and what it has inferred so far) and outputs the presence of one more object and
+    that object's latents. The object latents and the generative model that draws them depend
+    on ``model`` (see :mod:`inverse_air.model3d`).
+    """
+
+    model: str = "3d"
+    """"3d" (fixed PyTorch3D renderer; identity and pose per object) or "2d" (learned decoder)."""
+    max_steps: int = 3
+    """N: the most objects one image may hold (length of the z_pres chain)."""
+    count_prior: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    """Prior probability of each object count 0..max_steps; the z_pres chain's per-step
+    probabilities follow from it. Training sets it uniform over the dataset's counts, floored
+    at ``count_prior_floor``."""
+    count_prior_floor: float = 0.01
+    """Smallest prior probability of any count 0..max_steps (keeps every count possible)."""
+    dair: bool = False
+    """DAIR: each step also sees the image minus the reconstruction of the objects found so far."""
+    pixel_sigma: float = 0.1
+    """Standard deviation of the Gaussian pixel likelihood (images in [0, 1])."""
+    encoder_channels: tuple[int, ...] = (32, 64, 64, 64)
+    """Channels of the stride-2 convolutions of the image encoder."""
+    encoder_features: int = 256
+    """Size of the image encoder's output vector."""
+    lstm_size: int = 256
+    """Hidden size of the LSTM core."""
+    baseline_channels: tuple[int, ...] = (16, 32, 32)
+    """Channels of the score-function baseline's own (smaller) image encoder."""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """3D: the renderer of the generative model (taken from the training dataset's manifest)."""
+
+    @property
+    def image_size(self) -> int:
+        return self.render.image_size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How ``train`` optimizes an AIR model.
+
+    Phases (3D, unsupervised): the first ``sleep_fraction`` of the steps fit the inference
+    network to scenes sampled from the generative model itself (prior sample -> hard render ->
+    maximize log q(scene | image)); they need neither labels nor renderer gradients. The rest
+    maximize the ELBO on the dataset's images, with reparameterized pose gradients through the
+    soft renderer and score-function gradients (learned baseline) for presence and identity.
+    ``supervised`` instead fits log q(labels | image) on the dataset's ground truth.
+    """
+
+    steps: int = 10000
+    """Total optimizer steps (all phases)."""
+    batch_size: int = 64
+    """Images per step in the sleep and supervised phases."""
+    elbo_batch_size: int = 16
+    """Images per step in the ELBO phase (soft rendering is the cost)."""
+    sleep_fraction: float = 0.9
+    """Fraction of ``steps`` spent in the sleep phase before the ELBO phase (0 = ELBO only)."""
+    lr: float = 1e-3
+    """Adam learning rate of the inference network in the sleep and supervised phases."""
+    elbo_lr: float = 1e-4
+    """Adam learning rate of the inference network in the ELBO phase."""
+    baseline_lr: float = 1e-2
+    """Adam learning rate of the score-function baseline (its own parameter group)."""
+    lr_decay_to: float = 0.1
+    """Each phase's learning rate decays linearly to this fraction of its start."""
+    clip_norm: float = 10.0
+    """Gradient-norm clipping of the inference network (and, separately, of the baseline)."""
+    seed: int = 0
+    """Seed of everything random in training (initialization, batches, samples)."""
+    supervised: bool = False
+    """Train on the dataset's ground-truth labels instead (the paper's supervised comparison)."""
+    log_every: int = 50
+    """Steps between lines of metrics.jsonl / TensorBoard points."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (also written at the end and on Ctrl-C)."""
+    image_every: int = 1000
+    """Steps between PNG snapshots of inputs, reconstructions and inferred objects."""
+
+    @property
+    def sleep_steps(self) -> int:
+        return 0 if self.supervised else int(round(self.steps * self.sleep_fraction))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run (and its checkpoints) needs to rebuild the model."""
+
+    air: AIRConfig = field(default_factory=AIRConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: str = ""
+    """Training dataset directory."""

@@ -17,3 +17,47 @@ def image_grid(images: np.ndarray, columns: int = 8, pad: int = 2, pad_value: in
         top, left = pad + r * (H + pad), pad + c * (W + pad)
         grid[top:top + H, left:left + W] = image
     return grid
+
+
+STEP_COLORS = np.array([[230, 40, 40], [40, 200, 40], [50, 90, 255], [230, 200, 40], [200, 40, 230]],
+                       dtype=np.uint8)
+"""Colours of inference steps 1, 2, 3, ... in pictures (red, green, blue, as in the paper)."""
+
+
+def to_uint8(images) -> np.ndarray:
+    """Float images in [0, 1], channels first (``(..., C, H, W)`` tensor or array) ->
+    ``(..., H, W, C)`` uint8."""
+    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    array = np.moveaxis(array, -3, -1)
+    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def frame(image: np.ndarray, color: np.ndarray, width: int = 1) -> np.ndarray:
+    """A copy of ``(H, W, 3)`` uint8 ``image`` with a ``width``-pixel border of ``color``."""
+    out = image.copy()
+    out[:width], out[-width:], out[:, :width], out[:, -width:] = color, color, color, color
+    return out
+
+
+def decomposition_figure(inputs: np.ndarray, recons: np.ndarray, steps: np.ndarray,
+                         present: np.ndarray, scale: int = 2) -> np.ndarray:
+    """One row per image: input, reconstruction, then each step's object alone, framed in its
+    step colour when present (grey when absent).
+
+    Args:
+        inputs, recons: ``(B, H, W, 3)`` uint8.
+        steps: ``(B, N, H, W, 3)`` uint8, each step's object rendered alone.
+        present: ``(B, N)`` bool.
+        scale: integer upscaling of the whole figure (small images are hard to see).
+    """
+    B, N = present.shape
+    if inputs.shape[-1] == 1:  # grey images: show as RGB so frames can be coloured
+        inputs, recons, steps = (np.repeat(a, 3, axis=-1) for a in (inputs, recons, steps))
+    tiles = []
+    for b in range(B):
+        tiles += [inputs[b], recons[b]]
+        for i in range(N):
+            color = STEP_COLORS[i % len(STEP_COLORS)] if present[b, i] else np.array([128, 128, 128], np.uint8)
+            tiles.append(frame(steps[b, i], color))
+    grid = image_grid(np.stack(tiles), columns=N + 2)
+    return grid.repeat(scale, axis=0).repeat(scale, axis=1)

@@ -1,0 +1,240 @@
+"""The AIR model: a recurrent inference network over a variable number of objects.
+
+The core does not know what an object is. It takes an *object model* (:class:`ObjectModel`;
+3D: :class:`inverse_air.model3d.Objects3D`) that owns the per-object latents (their prior,
+their posterior head and the generative model that draws them) and adds what every AIR variant
+shares: the image encoder, the LSTM core, the presence chain and the score-function baseline.
+
+**The presence chain.** ``z_pres`` is a unary code over ``N = max_steps`` steps: ``n`` ones
+then zeros, ``n`` the object count. Its prior comes from a prior over counts ``P(n)``:
+``p(z_pres_i = 1 | z_pres_{i-1} = 1) = P(n > i) / P(n >= i)``. Inference stops at the first
+absent step: later steps are computed (the batch is dense) but masked, so they contribute
+nothing to any term (``z_pres``, the KL, the discrete log-probabilities, the target loss).
+
+One step of inference reads the image features (with DAIR: of the image
+and of the image minus the reconstruction of the objects found so far) and the previous
+object's latents, updates the LSTM and draws ``z_pres`` and the object's latents.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AIRConfig
+from .networks import Baseline, ImageEncoder
+
+
+class ObjectStep(NamedTuple):
+    """One step's object latents, as an object model's ``infer_step`` returns them."""
+
+    z: dict[str, torch.Tensor]
+    """The object's latents, each ``(B, ...)`` (the target's when one is given)."""
+    vector: torch.Tensor
+    """``(B, D)`` the latents as the core reads them back at the next step."""
+    log_q_discrete: torch.Tensor
+    """``(B,)`` log q of the discrete object latents drawn (they need score-function gradients)."""
+    kl: torch.Tensor
+    """``(B,)`` log q - log p of all object latents (single-sample estimate or exact)."""
+    target_nll: torch.Tensor | None
+    """``(B,)`` -log q(target latents) when a target was given."""
+
+
+class ObjectModel(Protocol):
+    """What AIR needs from a kind of object (3D shapes, 2D digits)."""
+
+    latent_size: int
+    """D: size of :attr:`ObjectStep.vector`."""
+
+    def infer_step(self, hidden: torch.Tensor, sample: bool,
+                   target: dict[str, torch.Tensor] | None) -> ObjectStep:
+        """Posterior of one object given the core's state ``hidden (B, H)``."""
+
+    def render(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
+               soft: bool) -> torch.Tensor:
+        """The generative model: mean image ``(B, C, S, S)`` of objects ``(B, N, ...)``
+        where ``z_pres (B, N)`` is 1; ``soft`` asks for gradients w.r.t. continuous latents."""
+
+    def empty(self, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latents of zero objects, each ``(B, 0, ...)`` (DAIR's first step renders them)."""
+
+
+class Latents(NamedTuple):
+    """Everything one pass of inference returns; per step, masked after the first absence."""
+
+    z_pres: torch.Tensor
+    """``(B, N)`` 1.0 for present objects (a unary code)."""
+    pres_prob: torch.Tensor
+    """``(B, N)`` q(z_pres = 1) at each step (whether or not the step was reached)."""
+    objects: dict[str, torch.Tensor]
+    """Object latents stacked over steps, each ``(B, N, ...)``."""
+    log_q_discrete: torch.Tensor
+    """``(B, N)`` log q of the discrete choices made at each step (z_pres and the object's)."""
+    kl: torch.Tensor
+    """``(B, N)`` log q - log p of each step's latents (z_pres and, if present, the object's)."""
+    hidden: torch.Tensor
+    """``(B, N, H)`` the LSTM state after each step (the baseline reads it, detached)."""
+    target_nll: torch.Tensor | None
+    """``(B, N)`` -log q(target) per step when inference was given a target."""
+
+    @property
+    def count(self) -> torch.Tensor:
+        """``(B,)`` long: the number of present objects."""
+        return self.z_pres.sum(1).round().long()
+
+
+def pres_prior(count_prior: tuple[float, ...], max_steps: int, floor: float) -> torch.Tensor:
+    """Per-step ``p(z_pres_i = 1 | z_pres_{i-1} = 1)``, shape ``(N,)``, from a count prior.
+
+    ``count_prior`` gives ``P(n)`` for ``n = 0..N``; every entry is raised to at least
+    ``floor`` and the whole renormalized.
+    """
+    if len(count_prior) != max_steps + 1:
+        raise ValueError(f"count_prior needs {max_steps + 1} entries (counts 0..{max_steps}), "
+                         f"got {len(count_prior)}")
+    p = torch.tensor(count_prior, dtype=torch.float64).clamp_min(floor)
+    p = p / p.sum()
+    at_least = p.flip(0).cumsum(0).flip(0)  # P(n >= i), i = 0..N
+    return (at_least[1:] / at_least[:-1]).float()
+
+
+class AIR(nn.Module):
+    """Attend, Infer, Repeat over an object model.
+
+    Args:
+        config: the model configuration.
+        objects: the object model (owns per-object latents and the generative model).
+        channels: image channels C.
+
+    Parameters whose names start with ``baseline.`` belong to the score-function baseline and
+    get their own optimizer group (:func:`parameter_groups`).
+    """
+
+    def __init__(self, config: AIRConfig, objects: nn.Module, channels: int = 3):
+        super().__init__()
+        self.config = config
+        self.objects = objects
+        S = config.image_size
+        in_channels = 2 * channels if config.dair else channels
+        self.encoder = ImageEncoder(in_channels, S, config.encoder_channels, config.encoder_features)
+        self.core = nn.LSTMCell(config.encoder_features + objects.latent_size, config.lstm_size)
+        self.pres_head = nn.Linear(config.lstm_size, 1)
+        nn.init.zeros_(self.pres_head.weight)
+        self.baseline = Baseline(channels, S, config.baseline_channels, config.lstm_size,
+                                 config.max_steps)
+        # Running (mean, std, initialized) of the score-function learning signals (NVIL's
+        # centring and scaling; see inverse_air.elbo). Saved in checkpoints.
+        self.register_buffer("signal_stats", torch.tensor([0.0, 1.0, 0.0]))
+        self.register_buffer("prior_pres", pres_prior(config.count_prior, config.max_steps,
+                                                      config.count_prior_floor), persistent=False)
+
+    def infer(self, x: torch.Tensor, *, sample: bool = True,
+              target: dict[str, torch.Tensor] | None = None) -> Latents:
+        """Run inference on a batch of images.
+
+        Args:
+            x: ``(B, C, S, S)`` images in [0, 1].
+            sample: draw latents from q (training); ``False`` takes the most likely presence
+                and identity and the posterior mean of continuous latents (evaluation).
+            target: teacher forcing (sleep and supervised phases): ``z_pres (B, N)`` and the
+                object model's latents ``(B, N, ...)``; each step then feeds the target's
+                latents forward and reports ``-log q(target)``.
+
+        Returns:
+            :class:`Latents`.
+        """
+        B, N = x.shape[0], self.config.max_steps
+        h = c = x.new_zeros(B, self.config.lstm_size)
+        prev = x.new_zeros(B, self.objects.latent_size)
+        alive = x.new_ones(B)
+        feats = None if self.config.dair else self.encoder(x)
+        out: dict[str, list] = {k: [] for k in ("z_pres", "prob", "logq", "kl", "hidden", "nll", "z")}
+        for i in range(N):
+            if self.config.dair:
+                done = self._reconstruct_prefix(out["z_pres"], out["z"], x)
+                feats = self.encoder(torch.cat([x, x - done], dim=1))
+            h, c = self.core(torch.cat([feats, prev], dim=1), (h, c))
+            logit = self.pres_head(h).squeeze(1)  # (B,)
+            step_target = None if target is None else {k: v[:, i] for k, v in target.items()}
+            obj = self.objects.infer_step(h, sample, step_target)
+            if target is not None:
+                z_pres = step_target["z_pres"].to(x.dtype) * alive
+            elif sample:
+                z_pres = torch.bernoulli(torch.sigmoid(logit).detach()) * alive
+            else:
+                z_pres = (logit > 0).to(x.dtype) * alive
+            log_q_pres = -F.binary_cross_entropy_with_logits(logit, z_pres, reduction="none")
+            p = self.prior_pres[i]
+            log_p_pres = z_pres * torch.log(p) + (1 - z_pres) * torch.log1p(-p)
+            out["z_pres"].append(z_pres)
+            out["prob"].append(torch.sigmoid(logit))
+            out["logq"].append(alive * log_q_pres + z_pres * obj.log_q_discrete)
+            out["kl"].append(alive * (log_q_pres - log_p_pres) + z_pres * obj.kl)
+            out["hidden"].append(h)
+            out["z"].append(obj.z)
+            if target is not None:
+                out["nll"].append(-alive * log_q_pres + z_pres * obj.target_nll)
+            prev = obj.vector * z_pres.unsqueeze(1)
+            alive = z_pres
+        return Latents(
+            z_pres=torch.stack(out["z_pres"], 1), pres_prob=torch.stack(out["prob"], 1),
+            objects=_stack_steps(out["z"]), log_q_discrete=torch.stack(out["logq"], 1),
+            kl=torch.stack(out["kl"], 1), hidden=torch.stack(out["hidden"], 1),
+            target_nll=torch.stack(out["nll"], 1) if target is not None else None)
+
+    def reconstruct(self, latents: Latents, soft: bool = False) -> torch.Tensor:
+        """Render the inferred latents with the generative model: ``(B, C, S, S)``."""
+        return self.objects.render(latents.z_pres, latents.objects, soft=soft)
+
+    def render_each(self, latents: Latents) -> torch.Tensor:
+        """Each step's object rendered alone: ``(B, N, C, S, S)`` (background where absent)."""
+        N = latents.z_pres.shape[1]
+        steps = []
+        for i in range(N):
+            only = torch.zeros_like(latents.z_pres)
+            only[:, i] = latents.z_pres[:, i]
+            steps.append(self.objects.render(only, latents.objects, soft=False))
+        return torch.stack(steps, 1)
+
+    def _reconstruct_prefix(self, z_pres: list, z: list, x: torch.Tensor) -> torch.Tensor:
+        """DAIR's reconstruction of the objects found in the steps so far (no gradient)."""
+        B = x.shape[0]
+        with torch.no_grad():
+            if not z_pres:
+                return self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x), soft=False)
+            return self.objects.render(torch.stack(z_pres, 1), _stack_steps(z), soft=False)
+
+
+def _stack_steps(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k] for s in steps], 1) for k in steps[0]}
+
+
+def parameter_groups(model: AIR, lr: float, baseline_lr: float) -> list[dict]:
+    """Adam parameter groups: the inference network, then the baseline (own learning rate).
+
+    The baseline is found by name (``baseline.``); a test checks that every parameter lands in
+    exactly one group, because a baseline silently trained at the main rate (or not at all)
+    is a known way to break AIR without an error.
+    """
+    main, base = [], []
+    for name, param in model.named_parameters():
+        (base if name.startswith("baseline.") else main).append(param)
+    return [{"params": main, "lr": lr, "name": "inference"},
+            {"params": base, "lr": baseline_lr, "name": "baseline"}]
+
+
+def log_count_prior(model: AIR) -> torch.Tensor:
+    """``(N + 1,)`` log P(n) implied by the presence chain (for checks and reports)."""
+    p = model.prior_pres.double()
+    logs = []
+    reach = torch.zeros((), dtype=torch.float64)
+    for i in range(len(p) + 1):
+        stop = torch.log1p(-p[i]) if i < len(p) else torch.zeros((), dtype=torch.float64)
+        logs.append(reach + stop)
+        if i < len(p):
+            reach = reach + torch.log(p[i])
+    return torch.stack(logs)
+

@@ -1,0 +1,169 @@
+"""The 3D object model: identity and pose of spheres, cubes and cylinders, drawn by PyTorch3D.
+
+**Generative model** (no learned parameters). The count ``n`` follows the AIR presence chain
+(:mod:`inverse_air.air`; by default uniform over the training data's counts). Each object has
+
+- ``identity`` ~ Uniform{sphere, cube, cylinder};
+- ``position = (x, z) = tanh(u / 2)`` with ``u ~ Logistic(0, 1)`` per coordinate, which makes
+  the position uniform over the valid square [-1, 1]^2 (scene priors reject interpenetrating
+  placements; the ELBO ignores that constraint's normalizer);
+- ``psi`` ~ Uniform on the circle, with ``yaw = psi / 4``: a cube looks the same after a
+  quarter turn, so the latent angle covers yaw modulo 90 degrees once; spheres and cylinders
+  do not show their yaw at all.
+
+The image is the renderer's (:mod:`inverse_air.render3d`) with a Gaussian pixel likelihood of
+standard deviation ``pixel_sigma``; the ELBO uses the soft renderer so that pose gradients
+exist.
+
+**Posterior** (per step, from the core's state): a categorical over identity; a diagonal
+Gaussian over ``u``; a wrapped normal over ``psi`` whose mean comes from a predicted 2-vector
+``(cos, sin)``, so neither the network's output nor the density jumps at the wrap-around.
+
+**Object order.** Scenes are sets; for teacher forcing (sleep and supervised phases) the
+objects are put in a canonical order, nearest to the camera (largest ``z``) first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .air import ObjectStep
+from .config import AIRConfig
+from .networks import MLP
+from .render3d import SceneRenderer
+from .scene import SHAPES, sample_scene, scenes_to_arrays
+
+_LOG_2PI = math.log(2 * math.pi)
+_EDGE = 0.995  # target positions are clamped inside the open square tanh(u / 2) reaches
+
+
+def normal_log_prob(x, mean, log_sigma):
+    return -0.5 * ((x - mean) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * _LOG_2PI
+
+
+def logistic_log_prob(u):
+    """Standard logistic density: the prior on ``u`` that makes ``tanh(u / 2)`` uniform."""
+    return -u - 2 * F.softplus(-u)
+
+
+def wrapped_normal_log_prob(angle, mean, log_sigma, wraps: int = 3):
+    """Density on the circle of ``N(mean, sigma)`` wrapped modulo 2 pi (``wraps`` terms each side)."""
+    k = torch.arange(-wraps, wraps + 1, dtype=angle.dtype, device=angle.device)
+    diff = (angle - mean).unsqueeze(-1) + 2 * math.pi * k  # (..., 2 * wraps + 1)
+    return torch.logsumexp(normal_log_prob(diff, 0.0, log_sigma.unsqueeze(-1)), dim=-1)
+
+
+def position_to_u(position):
+    return 2 * torch.atanh(position.clamp(-_EDGE, _EDGE))
+
+
+class Objects3D(nn.Module):
+    """The 3D object model (see the module docstring) for :class:`inverse_air.air.AIR`.
+
+    Latents per object: ``identity`` long index into :data:`SHAPES`, ``position`` ``(2,)``
+    ``(x, z)`` world units, ``yaw`` radians (in (-45, 45] degrees, the cube's period).
+    """
+
+    latent_size = len(SHAPES) + 4  # one-hot identity, position, cos psi, sin psi
+    _OUT = len(SHAPES) + 2 + 2 + 2 + 1  # logits, u mean, u log-sigma, psi vector, psi log-sigma
+
+    def __init__(self, config: AIRConfig):
+        super().__init__()
+        self.renderer = SceneRenderer(config.render)
+        self.head = MLP(config.lstm_size, 256, self._OUT)
+
+    def infer_step(self, hidden, sample: bool, target=None) -> ObjectStep:
+        S = len(SHAPES)
+        out = self.head(hidden)  # (B, OUT)
+        logits = out[:, :S]
+        u_mean, u_log_sigma = out[:, S:S + 2], out[:, S + 2:S + 4].clamp(-7.0, 2.0)
+        psi_mean = torch.atan2(out[:, S + 5], out[:, S + 4])
+        psi_log_sigma = out[:, S + 6].clamp(-6.0, 1.5)
+        log_probs = F.log_softmax(logits, dim=-1)
+        if target is not None:
+            identity = target["identity"].clamp_min(0)
+            u = position_to_u(target["position"])
+            psi = 4 * target["yaw"]
+        elif sample:
+            identity = torch.multinomial(log_probs.detach().exp(), 1).squeeze(1)
+            u = u_mean + torch.exp(u_log_sigma) * torch.randn_like(u_mean)
+            psi = psi_mean + torch.exp(psi_log_sigma) * torch.randn_like(psi_mean)
+        else:
+            identity, u, psi = logits.argmax(-1), u_mean, psi_mean
+        log_q_identity = log_probs.gather(1, identity.unsqueeze(1)).squeeze(1)
+        log_q_u = normal_log_prob(u, u_mean, u_log_sigma).sum(-1)
+        log_q_psi = wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
+        kl = (log_q_identity + math.log(S)) + (log_q_u - logistic_log_prob(u).sum(-1)) \
+            + (log_q_psi + _LOG_2PI)
+        position = torch.tanh(u / 2)
+        vector = torch.cat([F.one_hot(identity, S).to(hidden.dtype), position,
+                            torch.cos(psi).unsqueeze(1), torch.sin(psi).unsqueeze(1)], dim=1)
+        nll = None if target is None else -(log_q_identity + log_q_u + log_q_psi)
+        z = {"identity": identity, "position": position, "yaw": psi / 4}
+        return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
+
+    def render(self, z_pres, objects, soft: bool):
+        shape = torch.where(z_pres > 0.5, objects["identity"], torch.full_like(objects["identity"], -1))
+        return self.renderer(shape, objects["position"], objects["yaw"], soft=soft)
+
+    def empty(self, batch: int, like: torch.Tensor):
+        return {"identity": torch.zeros(batch, 0, dtype=torch.long, device=like.device),
+                "position": like.new_zeros(batch, 0, 2), "yaw": like.new_zeros(batch, 0)}
+
+
+# ---------------------------------------------------------------------------- data <-> latents
+def targets_from_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> dict[str, torch.Tensor]:
+    """Ground truth in a dataset's format -> teacher-forcing targets in canonical order.
+
+    Args:
+        arrays: ``shape (B, K)`` (-1 empty), ``position (B, K, 2)``, ``yaw (B, K)`` degrees.
+
+    Returns:
+        ``z_pres (B, N)`` float, ``identity (B, N)`` long (0 where absent), ``position
+        (B, N, 2)``, ``yaw (B, N)`` radians; objects sorted nearest-first (largest ``z``).
+
+    Raises:
+        ValueError: a scene holds more than ``max_steps`` objects.
+    """
+    shape = np.asarray(arrays["shape"])
+    present = shape >= 0
+    if present.sum(1).max(initial=0) > max_steps:
+        raise ValueError(f"a scene holds {present.sum(1).max()} objects; the model infers at "
+                         f"most {max_steps}")
+    z = np.where(present, arrays["position"][..., 1], -np.inf)
+    order = np.argsort(-z, axis=1, kind="stable")[:, :max_steps]  # present first, nearest first
+    take = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+    B, K = shape.shape
+    pad = max(0, max_steps - K)
+    sorted_shape = np.pad(take(shape), ((0, 0), (0, pad)), constant_values=-1)
+    position = np.pad(take(np.asarray(arrays["position"], np.float32)), ((0, 0), (0, pad), (0, 0)))
+    yaw = np.pad(take(np.asarray(arrays["yaw"], np.float32)), ((0, 0), (0, pad)))
+    return {"z_pres": torch.from_numpy((sorted_shape >= 0).astype(np.float32)),
+            "identity": torch.from_numpy(np.maximum(sorted_shape, 0).astype(np.int64)),
+            "position": torch.from_numpy(position.astype(np.float32)),
+            "yaw": torch.deg2rad(torch.from_numpy(yaw.astype(np.float32)))}
+
+
+def latents_to_arrays(latents) -> dict[str, np.ndarray]:
+    """Inferred latents -> a dataset's ground-truth format (for metrics and decompose)."""
+    z_pres = latents.z_pres.detach().cpu().numpy() > 0.5
+    shape = np.where(z_pres, latents.objects["identity"].cpu().numpy(), -1)
+    return {"count": z_pres.sum(1).astype(np.int64), "shape": shape.astype(np.int64),
+            "position": latents.objects["position"].detach().cpu().numpy().astype(np.float32),
+            "yaw": np.mod(np.rad2deg(latents.objects["yaw"].detach().cpu().numpy()), 360.0).astype(np.float32)}
+
+
+def sample_prior_scenes(rng: np.random.Generator, batch: int, count_prior: tuple[float, ...],
+                        object_scale: float) -> dict[str, np.ndarray]:
+    """Scenes drawn from the generative model's prior, in a dataset's ground-truth format."""
+    p = np.asarray(count_prior, dtype=np.float64)
+    counts = rng.choice(len(p), size=batch, p=p / p.sum())
+    scenes = [sample_scene(rng, int(n), object_scale) for n in counts]
+    arrays = scenes_to_arrays(scenes, len(p) - 1)
+    arrays["count"] = counts.astype(np.int64)
+    return arrays

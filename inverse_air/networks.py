@@ -1,0 +1,82 @@
+"""Plain neural-network building blocks of the inference network and the baseline.
+
+Nothing here knows about probability: the AIR model (:mod:`inverse_air.air`) and the object
+models (:mod:`inverse_air.model3d`) turn these modules' outputs into distributions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Linear layers with ReLU between them (none after the last)."""
+
+    def __init__(self, *sizes: int):
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class ImageEncoder(nn.Module):
+    """Stride-2 convolutions over the image plus two coordinate channels, then a linear layer.
+
+    The coordinate channels (x and y in [-1, 1]) let the features say *where* things are, which
+    the pose outputs need to sub-pixel precision.
+
+    Args:
+        in_channels: image channels C.
+        image_size: image side S (square images).
+        channels: output channels of each 3x3 stride-2 convolution.
+        features: size F of the output vector.
+
+    Shapes: ``(B, C, S, S) -> (B, F)``.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, channels: tuple[int, ...], features: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, s = in_channels + 2, image_size
+        for out in channels:
+            layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), nn.ReLU()]
+            c, s = out, (s + 1) // 2
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(c * s * s, features), nn.ReLU())
+        ramp = torch.linspace(-1.0, 1.0, image_size)
+        grid = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"))  # (2, S, S): x, y
+        self.register_buffer("coords", grid, persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        B = image.shape[0]
+        coords = self.coords.to(image.dtype).expand(B, -1, -1, -1)
+        h = self.convs(torch.cat([image, coords], dim=1))
+        return self.fc(h.flatten(1))
+
+
+class Baseline(nn.Module):
+    """The score-function baseline: a guess of each step's learning signal from the image.
+
+    Its own small encoder reads the image; an MLP reads those features, the (detached) state of
+    the inference core at the step and the step's index, and outputs one number per step. It
+    learns by regression on the signal; its parameters form their own optimizer group.
+
+    Shapes: image ``(B, C, S, S)``, hidden ``(B, N, H)`` -> ``(B, N)``.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, channels: tuple[int, ...],
+                 hidden_size: int, max_steps: int, features: int = 128):
+        super().__init__()
+        self.encoder = ImageEncoder(in_channels, image_size, channels, features)
+        self.max_steps = max_steps
+        self.head = MLP(features + hidden_size + max_steps, 128, 1)
+
+    def forward(self, image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        B, N, _ = hidden.shape
+        feats = self.encoder(image).unsqueeze(1).expand(B, N, -1)  # (B, N, F)
+        steps = torch.eye(self.max_steps, dtype=image.dtype, device=image.device)[:N]
+        steps = steps.unsqueeze(0).expand(B, N, -1)  # (B, N, max_steps)
+        return self.head(torch.cat([feats, hidden.detach(), steps], dim=-1)).squeeze(-1)

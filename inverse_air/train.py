@@ -1,0 +1,321 @@
+"""Training: the loop, its phases, logging, snapshots, checkpoints and resuming.
+
+Phases (see :class:`inverse_air.config.TrainConfig`):
+
+- **sleep** (3D): scenes drawn from the generative model's prior are hard-rendered and the
+  inference network maximizes ``log q(scene | image)`` (teacher forcing, objects in canonical
+  order). No dataset image or label is used, and no renderer gradient is needed.
+- **elbo**: the dataset's images; maximize the ELBO (:mod:`inverse_air.elbo`) with
+  reparameterized pose gradients through the soft renderer and score-function gradients with
+  the learned baseline for presence and identity.
+- **supervised** (``--supervised``): maximize ``log q(labels | image)`` on the dataset's
+  ground truth: the paper's supervised comparison.
+
+Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``, so a run
+resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken.
+Dataset labels are used by the unsupervised phases only to *report* count accuracy on a fixed
+monitoring batch; they never reach a loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .air import AIR, parameter_groups
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import AIRConfig, RunConfig, to_dict
+from .data import ShardDataset, write_json
+from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
+from .errors import UserError
+from .models import build_model
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+MONITOR_SIZE = 256
+SNAPSHOT_SIZE = 8
+
+
+class TrainingDiverged(UserError):
+    """A loss or gradient became NaN or infinite."""
+
+
+def count_prior_for(counts: tuple[int, ...], max_steps: int) -> tuple[float, ...]:
+    """Uniform over the dataset's counts (the unsupervised model's prior over counts)."""
+    if max(counts) > max_steps:
+        raise UserError(f"the dataset holds scenes of up to {max(counts)} objects; the model infers "
+                        f"at most {max_steps}")
+    return tuple(1.0 / len(counts) if n in counts else 0.0 for n in range(max_steps + 1))
+
+
+def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dict,
+                   air_overrides: dict) -> RunConfig:
+    """The run configuration for training ``model`` on a dataset: the renderer and the count
+    prior come from the dataset's manifest; ``*_overrides`` replace config fields."""
+    dataset = ShardDataset(data_dir)
+    if dataset.config.model != model:
+        raise UserError(f"{data_dir}: a {dataset.config.model} dataset, but --model is {model}")
+    air = AIRConfig(model=model, render=dataset.config.render)
+    air = dataclasses.replace(air, **air_overrides)
+    air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps))
+    base = RunConfig(air=air, data=str(data_dir))
+    return dataclasses.replace(base, train=dataclasses.replace(base.train, **train_overrides))
+
+
+# ---------------------------------------------------------------------------- batches
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(B, H, W, C)`` uint8 -> ``(B, C, H, W)`` float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class Batches:
+    """Where each phase's images (and teacher-forcing targets) come from."""
+
+    def __init__(self, model: AIR, config: RunConfig, arrays: dict[str, np.ndarray]):
+        from .model3d import targets_from_arrays
+
+        self.model, self.config, self.arrays = model, config, arrays
+        self.targets = targets_from_arrays
+        self.num = len(arrays["images"])
+
+    def data(self, step: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rng = np.random.default_rng([self.config.train.seed, step, 1])
+        idx = np.sort(rng.integers(0, self.num, size=size))
+        picked = {k: v[idx] for k, v in self.arrays.items()}
+        return images_to_tensor(picked["images"]), self.targets(picked, self.config.air.max_steps)
+
+    def sleep(self, step: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from .model3d import sample_prior_scenes
+
+        rng = np.random.default_rng([self.config.train.seed, step, 2])
+        air = self.config.air
+        arrays = sample_prior_scenes(rng, size, air.count_prior, air.render.object_scale)
+        target = self.targets(arrays, air.max_steps)
+        with torch.no_grad():
+            x = self.model.objects.render(target["z_pres"], target, soft=False)
+        return x, target
+
+
+# ---------------------------------------------------------------------------- losses
+def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+    """Sleep / supervised loss: mean over the batch of ``-log q(target | x)``."""
+    latents = model.infer(x, target=target)
+    loss = latents.target_nll.sum(1).mean()
+    return loss, {"nll": loss.item()}
+
+
+def elbo_loss(model: AIR, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means)."""
+    latents = model.infer(x, sample=True)
+    recon = model.reconstruct(latents, soft=True)
+    baseline = model.baseline(x, latents.hidden)
+    with torch.no_grad():
+        update_signal_stats(model.signal_stats, latents,
+                            gaussian_log_likelihood(x, recon, model.config.pixel_sigma))
+    terms = elbo_terms(x, recon, latents, baseline, model.signal_stats, model.config.pixel_sigma)
+    pixels = x[0].numel()
+    loss = -terms.surrogate.mean() / pixels + terms.baseline_loss.mean()
+    return loss, {"elbo": terms.elbo.mean().item(), "log_likelihood": terms.log_likelihood.mean().item(),
+                  "kl": terms.kl.mean().item(), "baseline_loss": terms.baseline_loss.mean().item(),
+                  "count_mean": latents.count.float().mean().item()}
+
+
+# ---------------------------------------------------------------------------- the loop
+class Trainer:
+    """One training run in ``out_dir`` (see the module docstring)."""
+
+    def __init__(self, config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
+                 progress: bool = True):
+        self.out = Path(out_dir)
+        self.progress = progress
+        checkpoint = self.out / CHECKPOINT
+        if resume:
+            if not checkpoint.exists():
+                raise UserError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
+            payload = load_checkpoint(checkpoint, expect_kind=config.air.model)
+            saved: RunConfig = payload["config"]
+            # Only the length of the run may change on resume.
+            config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, steps=config.train.steps))
+        elif checkpoint.exists():
+            raise UserError(f"{self.out}: already holds a training run; pass --resume to continue "
+                            f"it or choose another --out")
+        self.config = config
+        torch.manual_seed(config.train.seed)
+        self.model = build_model(config.air)
+        tc = config.train
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model, tc.lr, tc.baseline_lr))
+        self.step = 0
+        if resume:
+            self.model.load_state_dict(payload["weights"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.step = payload["step"]
+        dataset = ShardDataset(config.data)
+        self.arrays = dataset.arrays()
+        size = self.arrays["images"].shape[1]
+        if size != config.air.image_size:
+            raise UserError(f"{config.data}: images are {size}x{size}, the model expects "
+                            f"{config.air.image_size}x{config.air.image_size}")
+        self.batches = Batches(self.model, config, self.arrays)
+        monitor = {k: v[:MONITOR_SIZE] for k, v in self.arrays.items()}
+        self.monitor_x = images_to_tensor(monitor["images"])
+        self.monitor_count = torch.from_numpy(monitor["count"])
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "images").mkdir(exist_ok=True)
+        write_json(self.out / "config.json", {"config": to_dict(config)})
+        self._truncate_metrics()
+        self.writer = _tensorboard(self.out / "tb", self.step)
+
+    # -------------------------------------------------------------- phases
+    def phase(self, step: int) -> str:
+        tc = self.config.train
+        if tc.supervised:
+            return "supervised"
+        return "sleep" if step < tc.sleep_steps else "elbo"
+
+    def learning_rate(self, step: int) -> float:
+        tc = self.config.train
+        phase = self.phase(step)
+        start, length, lr = (0, tc.sleep_steps, tc.lr) if phase == "sleep" else (
+            (0, tc.steps, tc.lr) if phase == "supervised" else (tc.sleep_steps, tc.steps - tc.sleep_steps, tc.elbo_lr))
+        frac = (step - start) / max(1, length)
+        return lr * (1.0 - (1.0 - tc.lr_decay_to) * frac)
+
+    def train_step(self, step: int) -> dict:
+        tc = self.config.train
+        torch.manual_seed(_step_seed(tc.seed, step))
+        phase = self.phase(step)
+        self.model.train()
+        lr = self.learning_rate(step)
+        self.optimizer.param_groups[0]["lr"] = lr
+        if phase == "elbo":
+            x, _ = self.batches.data(step, tc.elbo_batch_size)
+            loss, stats = elbo_loss(self.model, x)
+        else:
+            x, target = self.batches.sleep(step, tc.batch_size) if phase == "sleep" \
+                else self.batches.data(step, tc.batch_size)
+            loss, stats = teacher_forced_loss(self.model, x, target)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(self._diverged(step, f"loss is {loss.item()}"))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in self.optimizer.param_groups:
+            norm = torch.nn.utils.clip_grad_norm_(group["params"], tc.clip_norm)
+            if not torch.isfinite(norm):
+                raise TrainingDiverged(self._diverged(step, f"{group['name']} gradient norm is {norm.item()}"))
+        self.optimizer.step()
+        return {"phase": phase, "loss": loss.item(), "lr": lr, **stats}
+
+    # -------------------------------------------------------------- run
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        tc = self.config.train
+        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True)
+        window: list[dict] = []
+        last = {}
+        start = time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                stats = self.train_step(self.step)
+                self.step += 1
+                window.append(stats)
+                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                    last = self._log(window, time.perf_counter() - start)
+                    window = []
+                    bar.set_postfix(phase=last["phase"], loss=f"{last['loss']:.3g}",
+                                    count_acc=f"{last['monitor_count_accuracy']:.3f}")
+                if self.step % tc.image_every == 0 or self.step == tc.steps:
+                    self.snapshot()
+                if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
+                    self.save()
+                bar.update(1)
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            self.writer.close()
+        return last
+
+    def save(self) -> None:
+        save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer)
+
+    # -------------------------------------------------------------- reporting
+    @torch.no_grad()
+    def monitor_count_accuracy(self) -> float:
+        self.model.eval()
+        latents = self.model.infer(self.monitor_x, sample=False)
+        return float((latents.count == self.monitor_count).float().mean())
+
+    def _log(self, window: list[dict], elapsed: float) -> dict:
+        record = {"step": self.step, "phase": window[-1]["phase"], "time_s": round(elapsed, 2)}
+        for key in window[-1]:
+            values = [w[key] for w in window if key in w and not isinstance(w[key], str)]
+            if values:
+                record[key] = float(np.mean(values))
+        record["monitor_count_accuracy"] = self.monitor_count_accuracy()
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key not in ("step", "phase"):
+                self.writer.add_scalar(key, value, self.step)
+        self.writer.flush()
+        return record
+
+    @torch.no_grad()
+    def snapshot(self) -> Path:
+        from .imageio_utils import write_png
+        from .viz import decomposition_figure, to_uint8
+
+        self.model.eval()
+        x = self.monitor_x[:SNAPSHOT_SIZE]
+        latents = self.model.infer(x, sample=False)
+        figure = decomposition_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)),
+                                      to_uint8(self.model.render_each(latents)),
+                                      latents.z_pres.numpy() > 0.5)
+        path = self.out / "images" / f"step-{self.step:07d}.png"
+        write_png(path, figure)
+        return path
+
+    def _diverged(self, step: int, what: str) -> str:
+        return (f"training diverged at step {step + 1} ({self.phase(step)} phase): {what}; the last "
+                f"good checkpoint ({self.out / CHECKPOINT}, step {self._saved_step()}) is kept")
+
+    def _saved_step(self) -> int | str:
+        path = self.out / CHECKPOINT
+        return load_checkpoint(path)["step"] if path.exists() else "none"
+
+    def _truncate_metrics(self) -> None:
+        """On resume, drop metric lines newer than the checkpoint (they will be redone)."""
+        path = self.out / METRICS
+        if not path.exists():
+            return
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= self.step]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+
+
+def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Train (or resume) a run in ``out_dir``; returns the last logged metrics."""
+    return Trainer(config, out_dir, resume=resume, progress=progress).run()
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, step, 3]).generate_state(1)[0])
+
+
+def _tensorboard(path: Path, step: int):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(path), purge_step=step if step > 0 else None)
+
