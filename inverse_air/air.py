@@ -49,9 +49,10 @@ class ObjectModel(Protocol):
     latent_size: int
     """D: size of :attr:`ObjectStep.vector`."""
 
-    def infer_step(self, hidden: torch.Tensor, sample: bool,
+    def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
                    target: dict[str, torch.Tensor] | None) -> ObjectStep:
-        """Posterior of one object given the core's state ``hidden (B, H)``."""
+        """Posterior of one object given the core's state ``hidden (B, H)`` and the image
+        ``(B, C, S, S)`` (which the object model may attend to)."""
 
     def render(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
                soft: bool) -> torch.Tensor:
@@ -159,7 +160,7 @@ class AIR(nn.Module):
             h, c = self.core(torch.cat([feats, prev], dim=1), (h, c))
             logit = self.pres_head(h).squeeze(1)  # (B,)
             step_target = None if target is None else {k: v[:, i] for k, v in target.items()}
-            obj = self.objects.infer_step(h, sample, step_target)
+            obj = self.objects.infer_step(h, x, sample, step_target)
             if target is not None:
                 z_pres = step_target["z_pres"].to(x.dtype) * alive
             elif sample:

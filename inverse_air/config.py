@@ -178,6 +178,13 @@ class AIRConfig:
     """Size of the image encoder's output vector."""
     lstm_size: int = 256
     """Hidden size of the LSTM core."""
+    glimpse_size: int = 24
+    """Side in pixels of the attention window each step reads at full resolution (3D: centred
+    where the step's coarse position estimate projects into the image)."""
+    glimpse_channels: tuple[int, ...] = (32, 64, 64)
+    """Channels of the stride-2 convolutions of the glimpse encoder."""
+    glimpse_features: int = 128
+    """Size of the glimpse encoder's output vector."""
     baseline_channels: tuple[int, ...] = (16, 32, 32)
     """Channels of the score-function baseline's own (smaller) image encoder."""
     render: RenderConfig = field(default_factory=RenderConfig)

@@ -15,7 +15,9 @@ The image is the renderer's (:mod:`inverse_air.render3d`) with a Gaussian pixel 
 standard deviation ``pixel_sigma``; the ELBO uses the soft renderer so that pose gradients
 exist.
 
-**Posterior** (per step, from the core's state): a categorical over identity; a diagonal
+**Posterior** (per step): the core's state gives a coarse position; a glimpse of the image
+around where that position projects (:meth:`Objects3D.glimpse`) is encoded, and the state and
+the glimpse give a categorical over identity; a diagonal
 Gaussian over ``u``; a wrapped normal over ``psi`` whose mean comes from a predicted 2-vector
 ``(cos, sin)``, so neither the network's output nor the density jumps at the wrap-around.
 
@@ -34,7 +36,7 @@ from torch import nn
 
 from .air import ObjectStep
 from .config import AIRConfig
-from .networks import MLP
+from .networks import MLP, ImageEncoder
 from .render3d import SceneRenderer
 from .scene import SHAPES, sample_scene, scenes_to_arrays
 
@@ -51,7 +53,7 @@ def logistic_log_prob(u):
     return -u - 2 * F.softplus(-u)
 
 
-def wrapped_normal_log_prob(angle, mean, log_sigma, wraps: int = 3):
+def wrapped_normal_log_prob(angle, mean, log_sigma, wraps: int = 4):
     """Density on the circle of ``N(mean, sigma)`` wrapped modulo 2 pi (``wraps`` terms each side)."""
     k = torch.arange(-wraps, wraps + 1, dtype=angle.dtype, device=angle.device)
     diff = (angle - mean).unsqueeze(-1) + 2 * math.pi * k  # (..., 2 * wraps + 1)
@@ -70,18 +72,38 @@ class Objects3D(nn.Module):
     """
 
     latent_size = len(SHAPES) + 4  # one-hot identity, position, cos psi, sin psi
-    _OUT = len(SHAPES) + 2 + 2 + 2 + 1  # logits, u mean, u log-sigma, psi vector, psi log-sigma
+    _OUT = len(SHAPES) + 2 + 2 + 2 + 1  # logits, u offset, u log-sigma, psi vector, psi log-sigma
 
     def __init__(self, config: AIRConfig):
         super().__init__()
         self.renderer = SceneRenderer(config.render)
-        self.head = MLP(config.lstm_size, 256, self._OUT)
+        self.glimpse_size = config.glimpse_size
+        self.where = nn.Linear(config.lstm_size, 2)
+        self.glimpse_encoder = ImageEncoder(3, config.glimpse_size, config.glimpse_channels,
+                                            config.glimpse_features)
+        self.head = MLP(config.lstm_size + config.glimpse_features, 256, self._OUT)
 
-    def infer_step(self, hidden, sample: bool, target=None) -> ObjectStep:
+    def glimpse(self, image: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """The ``G x G`` pixels of ``image (B, C, S, S)`` around where ``position (B, 2)``
+        projects (bilinear, zeros outside): ``(B, C, G, G)``."""
+        B, C, S, _ = image.shape
+        G = self.glimpse_size
+        centre = self.renderer.project(position)  # (B, 2) grid coordinates
+        theta = image.new_zeros(B, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = G / S
+        theta[:, :, 2] = centre
+        grid = F.affine_grid(theta, (B, C, G, G), align_corners=False)
+        return F.grid_sample(image, grid, align_corners=False)
+
+    def infer_step(self, hidden, image, sample: bool, target=None) -> ObjectStep:
+        """Attend, then infer: a coarse position from the core's state places a glimpse; the
+        glimpse and the state give the posterior (the position as an offset from the coarse one)."""
         S = len(SHAPES)
-        out = self.head(hidden)  # (B, OUT)
+        u_coarse = self.where(hidden)  # (B, 2)
+        feats = self.glimpse_encoder(self.glimpse(image, torch.tanh(u_coarse / 2)))
+        out = self.head(torch.cat([hidden, feats], dim=1))  # (B, OUT)
         logits = out[:, :S]
-        u_mean, u_log_sigma = out[:, S:S + 2], out[:, S + 2:S + 4].clamp(-7.0, 2.0)
+        u_mean, u_log_sigma = u_coarse + out[:, S:S + 2], out[:, S + 2:S + 4].clamp(-7.0, 2.0)
         psi_mean = torch.atan2(out[:, S + 5], out[:, S + 4])
         psi_log_sigma = out[:, S + 6].clamp(-6.0, 1.5)
         log_probs = F.log_softmax(logits, dim=-1)
@@ -95,6 +117,7 @@ class Objects3D(nn.Module):
             psi = psi_mean + torch.exp(psi_log_sigma) * torch.randn_like(psi_mean)
         else:
             identity, u, psi = logits.argmax(-1), u_mean, psi_mean
+        psi = torch.remainder(psi + math.pi, 2 * math.pi) - math.pi  # same point on the circle
         log_q_identity = log_probs.gather(1, identity.unsqueeze(1)).squeeze(1)
         log_q_u = normal_log_prob(u, u_mean, u_log_sigma).sum(-1)
         log_q_psi = wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)

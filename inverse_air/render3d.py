@@ -137,6 +137,24 @@ class SceneRenderer(torch.nn.Module):
             images = self(shape, position, yaw)
         return to_uint8(images)
 
+    def project(self, position: torch.Tensor) -> torch.Tensor:
+        """Where objects' centres appear in the image.
+
+        Args:
+            position: ``(..., 2)`` ``(x, z)`` on the ground plane (world units).
+
+        Returns:
+            ``(..., 2)`` image coordinates of the point half an object above ``position``,
+            in ``grid_sample``'s convention with ``align_corners=False``: ``(u, v)`` with
+            u = -1 at the left edge and +1 at the right edge of the image, v = -1 at the top
+            and +1 at the bottom. (PyTorch3D's NDC has +X left and +Y up: both are flipped.)
+        """
+        flat = position.reshape(-1, 2)
+        height = torch.full_like(flat[:, :1], 0.5 * self.config.object_scale)
+        points = torch.cat([flat[:, :1], height, flat[:, 1:]], dim=1).unsqueeze(0)  # (1, P, 3)
+        ndc = self._cameras(position.device).transform_points_ndc(points)[0, :, :2]  # (P, 2)
+        return (-ndc).reshape(position.shape)
+
     # ------------------------------------------------------------------ internals
     def _cameras(self, device) -> FoVPerspectiveCameras:
         return FoVPerspectiveCameras(device=device, R=self.cam_R, T=self.cam_T,

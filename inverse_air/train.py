@@ -151,10 +151,14 @@ class Trainer:
         tc = config.train
         self.optimizer = torch.optim.Adam(parameter_groups(self.model, tc.lr, tc.baseline_lr))
         self.step = 0
+        self.window: list[dict] = []  # per-step stats since the last metrics line
+        self.elapsed = 0.0  # training seconds before this process (resumed runs)
         if resume:
             self.model.load_state_dict(payload["weights"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.step = payload["step"]
+            self.window = payload["extra"].get("window", [])
+            self.elapsed = payload["extra"].get("time_s", 0.0)
         dataset = ShardDataset(config.data)
         self.arrays = dataset.arrays()
         size = self.arrays["images"].shape[1]
@@ -170,6 +174,7 @@ class Trainer:
         write_json(self.out / "config.json", {"config": to_dict(config)})
         self._truncate_metrics()
         self.writer = _tensorboard(self.out / "tb", self.step)
+        self._start = time.perf_counter() - self.elapsed
 
     # -------------------------------------------------------------- phases
     def phase(self, step: int) -> str:
@@ -218,17 +223,16 @@ class Trainer:
         tc = self.config.train
         bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, unit="step",
                    dynamic_ncols=True)
-        window: list[dict] = []
         last = {}
-        start = time.perf_counter()
+        self._start = time.perf_counter() - self.elapsed
         try:
             while self.step < tc.steps:
                 stats = self.train_step(self.step)
                 self.step += 1
-                window.append(stats)
+                self.window.append(stats)
                 if self.step % tc.log_every == 0 or self.step == tc.steps:
-                    last = self._log(window, time.perf_counter() - start)
-                    window = []
+                    last = self._log(self.window, time.perf_counter() - self._start)
+                    self.window = []
                     bar.set_postfix(phase=last["phase"], loss=f"{last['loss']:.3g}",
                                     count_acc=f"{last['monitor_count_accuracy']:.3f}")
                 if self.step % tc.image_every == 0 or self.step == tc.steps:
@@ -245,7 +249,8 @@ class Trainer:
         return last
 
     def save(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer)
+        save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
+                        window=self.window, time_s=time.perf_counter() - self._start)
 
     # -------------------------------------------------------------- reporting
     @torch.no_grad()

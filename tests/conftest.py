@@ -26,3 +26,33 @@ def small_renderer():
     from inverse_air.render3d import SceneRenderer
 
     return SceneRenderer(RenderConfig(image_size=32))
+
+
+TINY_AIR = dict(encoder_channels=(8, 8), encoder_features=32, lstm_size=32, baseline_channels=(4,))
+"""A small inference network for fast tests (the object model and priors are the real ones)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A 64-scene 3D dataset of 32x32 images with 0-3 objects (two shards)."""
+    import dataclasses
+
+    from inverse_air.config import DATASET_PRESETS, RenderConfig
+    from inverse_air.data import render_dataset
+
+    config = dataclasses.replace(DATASET_PRESETS["3d"], num=64, seed=3, shard_size=32,
+                                 render=RenderConfig(image_size=32))
+    return render_dataset(tmp_path_factory.mktemp("tiny3d"), config, progress=False)
+
+
+@pytest.fixture
+def tiny_run_config(tiny_data):
+    """Build a tiny RunConfig on ``tiny_data``: ``tiny_run_config(**train_overrides)``."""
+    from inverse_air.train import run_config_for
+
+    def make(air=None, **train):
+        train = {"batch_size": 8, "elbo_batch_size": 4, "log_every": 2, "checkpoint_every": 3,
+                 "image_every": 4, **train}
+        return run_config_for(tiny_data, "3d", train, {**TINY_AIR, **(air or {})})
+
+    return make

@@ -1,0 +1,156 @@
+"""The training loop, checkpoints, resume, divergence, and evaluate, on a tiny dataset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inverse_air.checkpoint import load_checkpoint, load_model, save_checkpoint
+from inverse_air.errors import UserError
+from inverse_air.evaluate import evaluate
+from inverse_air.train import CHECKPOINT, METRICS, Trainer, TrainingDiverged, train
+
+
+def test_sleep_steps_lower_the_loss(tiny_run_config, tmp_path):
+    trainer = Trainer(tiny_run_config(steps=60, sleep_fraction=1.0, lr=3e-3), tmp_path, progress=False)
+    losses = [trainer.train_step(step)["loss"] for step in range(60)]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 1.0
+
+
+def test_supervised_steps_lower_the_loss(tiny_run_config, tmp_path):
+    trainer = Trainer(tiny_run_config(steps=40, supervised=True, lr=3e-3), tmp_path, progress=False)
+    phases = {trainer.phase(s) for s in range(40)}
+    assert phases == {"supervised"}
+    losses = [trainer.train_step(step)["loss"] for step in range(40)]
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 1.0
+
+
+def test_phases_and_learning_rates(tiny_run_config, tmp_path):
+    trainer = Trainer(tiny_run_config(steps=10, sleep_fraction=0.6, lr=1e-3, elbo_lr=1e-4, baseline_lr=5e-2),
+                      tmp_path, progress=False)
+    assert [trainer.phase(s) for s in range(10)] == ["sleep"] * 6 + ["elbo"] * 4
+    assert trainer.learning_rate(0) == pytest.approx(1e-3) and trainer.learning_rate(6) == pytest.approx(1e-4)
+    stats = trainer.train_step(6)
+    assert stats["phase"] == "elbo"
+    groups = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert groups == {"inference": pytest.approx(1e-4), "baseline": pytest.approx(5e-2)}
+
+
+def test_run_writes_metrics_images_checkpoint_and_tensorboard(tiny_run_config, tmp_path):
+    last = train(tiny_run_config(steps=4, sleep_fraction=0.5), tmp_path, progress=False)
+    assert last["step"] == 4 and 0 <= last["monitor_count_accuracy"] <= 1
+    lines = [json.loads(l) for l in (tmp_path / METRICS).read_text().splitlines()]
+    assert [l["step"] for l in lines] == [2, 4] and [l["phase"] for l in lines] == ["sleep", "elbo"]
+    assert "elbo" in lines[1] and "baseline_loss" in lines[1]
+    assert (tmp_path / "images" / "step-0000004.png").exists()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    payload = load_checkpoint(tmp_path / CHECKPOINT, expect_kind="3d")
+    assert payload["step"] == 4 and payload["config"].train.steps == 4
+    with pytest.raises(UserError, match="already holds a training run"):
+        Trainer(tiny_run_config(steps=4), tmp_path, progress=False)
+
+
+def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch):
+    """A 6-step run killed after step 4 and resumed == 6 uninterrupted steps (both phases)."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    config = tiny_run_config(steps=6, sleep_fraction=0.5)
+    train(config, full, progress=False)
+    killed = Trainer(config, part, progress=False)
+    original = killed.train_step
+
+    def kill_at_4(step):
+        if step == 4:  # after the checkpoint at step 3 and one more step that is lost
+            raise SystemExit("killed")
+        return original(step)
+
+    monkeypatch.setattr(killed, "train_step", kill_at_4)
+    with pytest.raises(SystemExit):
+        killed.run()
+    assert load_checkpoint(part / CHECKPOINT)["step"] == 3
+    train(config, part, resume=True, progress=False)
+    a = load_checkpoint(full / CHECKPOINT)
+    b = load_checkpoint(part / CHECKPOINT)
+    assert a["step"] == b["step"] == 6
+    for name, value in a["weights"].items():
+        assert torch.allclose(value, b["weights"][name], atol=1e-6), name
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "time_s"} for l in p.read_text().splitlines()]
+    assert strip(full / METRICS) == strip(part / METRICS)
+
+
+def test_resume_needs_a_run(tiny_run_config, tmp_path):
+    with pytest.raises(UserError, match="nothing to resume"):
+        Trainer(tiny_run_config(steps=2), tmp_path, resume=True, progress=False)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_run_config, tmp_path):
+    trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=1.0), tmp_path, progress=False)
+    trainer.step = 3
+    trainer.save()
+    with torch.no_grad():
+        trainer.model.core.weight_ih.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 4 .*checkpoint.*step 3"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 3
+
+
+def test_interrupt_saves_the_last_completed_step(tiny_run_config, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=1.0, checkpoint_every=100), tmp_path, progress=False)
+    original = trainer.train_step
+
+    def interrupted(step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return original(step)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
+
+
+# ---------------------------------------------------------------- checkpoints
+@pytest.fixture
+def checkpoint(tiny_run_config, tmp_path):
+    from inverse_air.models import build_model
+
+    config = tiny_run_config()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model(config.air), config, step=7)
+    return path
+
+
+def test_checkpoint_round_trip(checkpoint):
+    model, payload = load_model(checkpoint, expect_kind="3d")
+    assert payload["step"] == 7 and not model.training
+    assert model.config == payload["config"].air
+
+
+def test_checkpoint_of_another_kind_is_refused(checkpoint):
+    with pytest.raises(UserError, match="is a 3d model checkpoint, expected a 2d model"):
+        load_checkpoint(checkpoint, expect_kind="2d")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupted_checkpoint_is_refused(checkpoint, damage):
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10,
+                            "empty": b""}[damage])
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(checkpoint)
+
+
+def test_other_torch_files_are_refused(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, path)
+    with pytest.raises(UserError, match="not an inverse-air checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(UserError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_evaluate_reports_every_metric(checkpoint, tiny_data):
+    metrics = evaluate(checkpoint, tiny_data, batch_size=16)
+    assert metrics["num_scenes"] == 64 and 0 <= metrics["count_accuracy"] <= 1
+    assert np.array(metrics["confusion"]).sum() == 64
+    assert metrics["images_per_s"] > 0 and metrics["step"] == 7
