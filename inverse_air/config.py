@@ -213,7 +213,7 @@ class TrainConfig:
     """Images per step in the sleep and supervised phases."""
     elbo_batch_size: int = 16
     """Images per step in the ELBO phase (soft rendering is the cost)."""
-    sleep_fraction: float = 0.9
+    sleep_fraction: float = 0.98
     """Fraction of ``steps`` spent in the sleep phase before the ELBO phase (0 = ELBO only)."""
     lr: float = 1e-3
     """Adam learning rate of the inference network in the sleep and supervised phases."""

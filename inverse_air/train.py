@@ -113,7 +113,10 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
 def elbo_loss(model: AIR, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means)."""
     latents = model.infer(x, sample=True)
-    recon = model.reconstruct(latents, soft=True)
+    soft = model.reconstruct(latents, soft=True)
+    with torch.no_grad():
+        hard = model.reconstruct(latents, soft=False)
+    recon = hard + (soft - soft.detach())  # the hard image's value, the soft image's gradient
     baseline = model.baseline(x, latents.hidden)
     with torch.no_grad():
         update_signal_stats(model.signal_stats, latents,

@@ -102,3 +102,43 @@ def test_render_scene_bad_image_size(tmp_path):
     result = invoke("render-scene", SCENES / "cube.json", "-o", tmp_path / "x.png", "--image-size", 4)
     assert result.exit_code == 1 and "--image-size must be between 8 and 1024" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------- train / evaluate
+def test_train_then_evaluate_json(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", "--data", tiny_data, "--out", run, "--steps", 2, "--batch-size", 4,
+                    "--elbo-batch-size", 2, "--sleep-fraction", 0.5, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "trained to step 2" in result.output
+    result = invoke("evaluate", run / "checkpoint.pt", "--data", tiny_data, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["num_scenes"] == 64 and "confusion" in metrics and metrics["images_per_s"] > 0
+    result = invoke("evaluate", run / "checkpoint.pt", "--data", tiny_data)
+    assert result.exit_code == 0 and "count accuracy" in result.output
+    # Running again into the same directory without --resume is refused; --resume continues.
+    result = invoke("train", "--data", tiny_data, "--out", run, "--steps", 3, "--batch-size", 4, "--quiet")
+    assert result.exit_code == 1 and "--resume" in result.output
+    result = invoke("train", "--data", tiny_data, "--out", run, "--steps", 3, "--resume", "--quiet")
+    assert result.exit_code == 0 and "trained to step 3" in result.output
+
+
+@pytest.mark.parametrize("model, data, expected", [
+    ("4d", None, "--model must be one of"),
+    ("3d", "/nonexistent", "not a dataset"),
+])
+def test_train_bad_input(tiny_data, tmp_path, model, data, expected):
+    result = invoke("train", "--model", model, "--data", data or tiny_data, "--out", tmp_path / "run",
+                    "--steps", 1, "--quiet")
+    assert result.exit_code == 1, result.output
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_evaluate_bad_checkpoint_one_line(tiny_data, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    result = invoke("evaluate", bad, "--data", tiny_data)
+    assert result.exit_code == 1
+    assert "not a readable checkpoint" in result.output and len(result.output.strip().splitlines()) == 1

@@ -149,3 +149,17 @@ def test_to_uint8_rounds_and_clamps():
     out = to_uint8(images)
     assert out.shape == (1, 2, 2, 1) and out.dtype == np.uint8
     assert out[0, :, :, 0].tolist() == [[0, 255], [128, 255]]
+
+
+def test_project_lands_on_the_rendered_object(renderer):
+    """The image point ``project`` gives for an object is its rendered silhouette's centre."""
+    positions = torch.tensor([[[0.8, -0.6]], [[-0.7, 0.9]], [[0.0, 0.0]], [[-0.9, -0.9]]])
+    shape = torch.tensor([[0], [1], [2], [1]])
+    with torch.no_grad():
+        images = renderer(shape, positions, torch.zeros(4, 1))
+        background = renderer(torch.full((1, 1), -1), torch.zeros(1, 1, 2), torch.zeros(1, 1))
+    S = renderer.config.image_size
+    for i in range(4):
+        ys, xs = ((images[i] - background[0]).abs().sum(0) > 0.05).nonzero(as_tuple=True)
+        expected = (renderer.project(positions[i, 0]) + 1) * S / 2 - 0.5  # pixel-centre units
+        assert abs(xs.float().mean() - expected[0]) < 1.0 and abs(ys.float().mean() - expected[1]) < 1.0
