@@ -37,6 +37,7 @@ from pytorch3d.structures import Meshes
 
 from .config import RenderConfig
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
+from .viz import to_uint8  # noqa: F401  (re-exported: renders -> uint8)
 
 MESH_DIR = Path(__file__).resolve().parent.parent / "assets" / "meshes"
 """Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``)."""
@@ -295,8 +296,3 @@ class SceneRenderer(torch.nn.Module):
         image = torch.where(ground[:, None], ground_rgb, torch.tensor(cfg.sky_color))
         image = torch.where(inside[:, None], (ground_rgb * 1.25).clamp(max=1.0), image)
         return image.reshape(H, W, 3).permute(2, 0, 1).contiguous()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` floats in [0, 1] to ``(B, H, W, C)`` uint8 (round to nearest)."""
-    return (images.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
