@@ -7,9 +7,11 @@
 - ``position = (x, z) = tanh(u / 2)`` with ``u ~ Logistic(0, 1)`` per coordinate, which makes
   the position uniform over the valid square [-1, 1]^2 (scene priors reject interpenetrating
   placements; the ELBO ignores that constraint's normalizer);
-- ``psi`` ~ Uniform on the circle, with ``yaw = psi / 4``: a cube looks the same after a
-  quarter turn, so the latent angle covers yaw modulo 90 degrees once; spheres and cylinders
-  do not show their yaw at all.
+- for a cube, ``psi`` ~ Uniform on the circle, with ``yaw = psi / 4``: a cube looks the same
+  after a quarter turn, so the latent angle covers yaw modulo 90 degrees once. Spheres and
+  cylinders do not show their yaw, so for them ``psi`` is not a latent: it enters no term of
+  the ELBO or of the teacher-forced loss (were it kept, two objects in three would teach the
+  network that yaw is uniform noise, flattening the yaw posterior and stalling its learning).
 
 The image is the renderer's (:mod:`inverse_air.render3d`) with a Gaussian pixel likelihood of
 standard deviation ``pixel_sigma``; the ELBO uses the soft renderer so that pose gradients
@@ -38,7 +40,7 @@ from .air import ObjectStep
 from .config import AIRConfig
 from .networks import MLP, ImageEncoder
 from .render3d import SceneRenderer
-from .scene import SHAPES, sample_scene, scenes_to_arrays
+from .scene import SHAPES, YAW_SYMMETRY_DEG, sample_scene, scenes_to_arrays
 
 _LOG_2PI = math.log(2 * math.pi)
 _EDGE = 0.995  # target positions are clamped inside the open square tanh(u / 2) reaches
@@ -82,6 +84,9 @@ class Objects3D(nn.Module):
         self.glimpse_encoder = ImageEncoder(3, config.glimpse_size, config.glimpse_channels,
                                             config.glimpse_features)
         self.head = MLP(config.lstm_size + config.glimpse_features, 256, self._OUT)
+        observable = [YAW_SYMMETRY_DEG[name] is not None for name in SHAPES]
+        self.register_buffer("yaw_observable", torch.tensor(observable, dtype=torch.float32),
+                             persistent=False)  # (S,) 1.0 where a shape shows its yaw
 
     def glimpse(self, image: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """The ``G x G`` pixels of ``image (B, C, S, S)`` around where ``position (B, 2)``
@@ -120,9 +125,10 @@ class Objects3D(nn.Module):
         psi = torch.remainder(psi + math.pi, 2 * math.pi) - math.pi  # same point on the circle
         log_q_identity = log_probs.gather(1, identity.unsqueeze(1)).squeeze(1)
         log_q_u = normal_log_prob(u, u_mean, u_log_sigma).sum(-1)
-        log_q_psi = wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
+        has_yaw = self.yaw_observable.to(hidden.dtype)[identity]  # (B,)
+        log_q_psi = has_yaw * wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
         kl = (log_q_identity + math.log(S)) + (log_q_u - logistic_log_prob(u).sum(-1)) \
-            + (log_q_psi + _LOG_2PI)
+            + has_yaw * (log_q_psi + _LOG_2PI)
         position = torch.tanh(u / 2)
         vector = torch.cat([F.one_hot(identity, S).to(hidden.dtype), position,
                             torch.cos(psi).unsqueeze(1), torch.sin(psi).unsqueeze(1)], dim=1)

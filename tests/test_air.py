@@ -177,3 +177,15 @@ def test_latents_to_arrays_round_trip(model):
     assert (back["count"] == arrays["count"]).all()
     for i in range(6):
         assert sorted(back["shape"][i][back["shape"][i] >= 0]) == sorted(arrays["shape"][i][arrays["shape"][i] >= 0])
+
+
+def test_yaw_is_a_latent_of_cubes_only(model):
+    """Spheres and cylinders do not show their yaw: their yaw enters no loss term."""
+    x = torch.rand(3, 3, 32, 32)
+    base = {"z_pres": torch.tensor([[1.0, 0.0, 0.0]] * 3), "identity": torch.tensor([[0, 0, 0], [1, 0, 0], [2, 0, 0]]),
+            "position": torch.zeros(3, 3, 2), "yaw": torch.zeros(3, 3)}
+    turned = {**base, "yaw": torch.full((3, 3), 0.3)}
+    with torch.no_grad():
+        a, b = model.infer(x, target=base), model.infer(x, target=turned)
+    same = torch.isclose(a.target_nll[:, 0], b.target_nll[:, 0])
+    assert same.tolist() == [True, False, True]  # sphere, cube, cylinder
