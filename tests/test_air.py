@@ -189,3 +189,13 @@ def test_yaw_is_a_latent_of_cubes_only(model):
         a, b = model.infer(x, target=base), model.infer(x, target=turned)
     same = torch.isclose(a.target_nll[:, 0], b.target_nll[:, 0])
     assert same.tolist() == [True, False, True]  # sphere, cube, cylinder
+
+
+def test_soft_clamp_bounds_and_keeps_gradients():
+    from inverse_air.model3d import soft_clamp
+
+    x = torch.tensor([-50.0, -6.0, 0.0, 1.0, 50.0], requires_grad=True)
+    y = soft_clamp(x, -6.0, 1.0)
+    assert bool((y > -6.0 - 1e-6).all() and (y < 1.0 + 0.01).all())
+    y.sum().backward()
+    assert bool((x.grad[1:4] > 0).all())  # no dead zone around and at the bounds
