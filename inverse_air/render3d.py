@@ -96,6 +96,10 @@ class SceneRenderer(torch.nn.Module):
         self.register_buffer("cam_R", R, persistent=False)  # (1, 3, 3)
         self.register_buffer("cam_T", T, persistent=False)  # (1, 3)
         self.register_buffer("background", self._background(), persistent=False)  # (3, H, W)
+        # World -> NDC as one 4x4 matrix (row vectors), so that ``project`` does not build
+        # a camera object per call (it runs at every inference step).
+        self.register_buffer("world_to_ndc", self._cameras("cpu").get_full_projection_transform()
+                             .get_matrix()[0].clone(), persistent=False)  # (4, 4)
 
     # ------------------------------------------------------------------ public API
     def forward(self, shape: torch.Tensor, position: torch.Tensor, yaw: torch.Tensor,
@@ -152,8 +156,9 @@ class SceneRenderer(torch.nn.Module):
         """
         flat = position.reshape(-1, 2)
         height = torch.full_like(flat[:, :1], 0.5 * self.config.object_scale)
-        points = torch.cat([flat[:, :1], height, flat[:, 1:]], dim=1).unsqueeze(0)  # (1, P, 3)
-        ndc = self._cameras(position.device).transform_points_ndc(points)[0, :, :2]  # (P, 2)
+        points = torch.cat([flat[:, :1], height, flat[:, 1:], torch.ones_like(height)], dim=1)  # (P, 4)
+        clip = points @ self.world_to_ndc.to(points.dtype)  # (P, 4) homogeneous
+        ndc = clip[:, :2] / clip[:, 3:]
         return (-ndc).reshape(position.shape)
 
     # ------------------------------------------------------------------ internals
