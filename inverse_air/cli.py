@@ -47,6 +47,14 @@ def parse_counts(text: str) -> tuple[int, ...]:
     return tuple(counts)
 
 
+def parse_range(text: str) -> tuple[int, int]:
+    try:
+        start, stop = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise UserError(f"--shard-range: expected START:STOP like 0:10, got {text!r}") from None
+    return start, stop
+
+
 @app.command("render-scene")
 @user_errors
 def render_scene(
@@ -85,10 +93,11 @@ def render_dataset(
     mnist: Annotated[Optional[Path], typer.Option(help="Directory of MNIST IDX files (2D) [default: embedded digits].")] = None,
     shard_size: Annotated[Optional[int], typer.Option(help="Scenes per shard file [default: 1000].")] = None,
     workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel.")] = 1,
+    shard_range: Annotated[Optional[str], typer.Option(help="Only shards START:STOP (half-open), one part of a dataset split over machines.")] = None,
 ):
     """Render (3D) or compose (2D) a dataset with full ground truth."""
     from .config import DATASET_PRESETS
-    from .data import render_dataset as run
+    from .data import ShardDataset, render_dataset as run
 
     if model not in DATASET_PRESETS:
         raise UserError(f"--model must be one of {', '.join(DATASET_PRESETS)}, got {model!r}")
@@ -103,8 +112,12 @@ def render_dataset(
             config = dataclasses.replace(config, render=dataclasses.replace(config.render, image_size=image_size))
         else:
             config = dataclasses.replace(config, compose=dataclasses.replace(config.compose, canvas_size=image_size))
-    out = run(out_dir, config, workers=workers)
-    typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
+    out = run(out_dir, config, workers=workers, shard_range=parse_range(shard_range) if shard_range else None)
+    if ShardDataset.is_complete(out):
+        typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
+    else:
+        typer.echo(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
+                   f"shard files are in one directory (see README, 'Scaling up')", err=True)
 
 
 @app.command("train")
@@ -158,6 +171,87 @@ def evaluate(
         return
     for line in format_metrics(metrics):
         typer.echo(line)
+
+
+@app.command("decompose")
+def decompose(
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).")],
+    model: Annotated[Optional[str], typer.Option(help="A checkpoint, or '3d' / '2d' for the shipped models [default: 3d].")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout (JSON Lines).")] = False,
+    overlay: Annotated[Optional[Path], typer.Option(help="PNG: input, reconstruction and outlined objects per image.")] = None,
+    refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+):
+    """Count, identify and locate the objects in images with a trained AIR model."""
+    import json
+
+    from .decompose import Decomposer, expand_inputs, resolve_model
+
+    try:
+        decomposer = Decomposer(resolve_model(model))
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    if refine < 0 or batch_size < 1:
+        typer.echo("error: --refine must be >= 0 and --batch-size >= 1", err=True)
+        raise typer.Exit(2)
+    paths = expand_inputs(images)
+    if not paths:
+        typer.echo("error: no image files in the given directories", err=True)
+        raise typer.Exit(1)
+    keep = OVERLAY_MAX_IMAGES if overlay else 0
+    results, pictures = decomposer.run(paths, batch_size=batch_size, refine=refine, keep=keep)
+    for r in results:
+        for notice in r.notices:
+            typer.echo(f"notice: {r.path}: {notice}", err=True)
+        if r.error is not None:
+            typer.echo(f"error: {r.error}", err=True)
+        if json_out:
+            typer.echo(json.dumps(r.to_json()))
+        elif r.result is not None:
+            for line in format_decomposition(r.path, r.result):
+                typer.echo(line)
+    if overlay and pictures:
+        from .imageio_utils import write_png
+        from .viz import overlay_figure
+
+        try:
+            write_png(overlay, overlay_figure(**pictures))
+        except UserError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        shown = len(pictures["inputs"])
+        more = f" (the first {shown} of {sum(r.error is None for r in results)})" if shown == OVERLAY_MAX_IMAGES else ""
+        typer.echo(f"wrote {overlay}{more}", err=True)
+    if any(r.error is not None for r in results):
+        raise typer.Exit(1)
+
+
+OVERLAY_MAX_IMAGES = 32
+"""Rows of a ``decompose --overlay`` figure (the first images of a larger batch)."""
+
+
+def format_decomposition(path: str, result: dict) -> list[str]:
+    """One image's decomposition for people."""
+    n = result["count"]
+    lines = [f"{path}: {n} object{'' if n == 1 else 's'}"]
+    for step in result["steps"]:
+        head = f"  step {step['step']}  p(present) {step['presence_prob']:.2f}"
+        if not step["present"]:
+            lines.append(f"{head}  (stop)")
+        elif "shape" in step:
+            probs = " ".join(f"{k} {v:.2f}" for k, v in step["shape_probs"].items())
+            x, z = step["position"]
+            lines.append(f"{head}  {step['shape']:<8s} position ({x:+.3f}, {z:+.3f})  "
+                         f"yaw {step['yaw_deg']:+6.1f} deg  [{probs}]")
+        else:
+            lines.append(f"{head}  " + "  ".join(f"{k} {v}" for k, v in step.items()
+                                                  if k not in ("step", "present", "presence_prob")))
+    if "reconstruction_error" in result:
+        e = result["reconstruction_error"]
+        fell = 100.0 * (1 - e["after"] / e["before"]) if e["before"] > 0 else 0.0
+        lines.append(f"  refine: reconstruction error {e['before']:.5f} -> {e['after']:.5f} ({fell:.1f}% lower)")
+    return lines
 
 
 def format_metrics(m: dict) -> list[str]:

@@ -170,7 +170,7 @@ def _worker_make(args: tuple[int, str]) -> int:
 
 
 def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: int = 1,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, shard_range: tuple[int, int] | None = None) -> Path:
     """Render (3D) or compose (2D) a dataset into ``out_dir``, resuming a partial one.
 
     Args:
@@ -178,6 +178,14 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
         config: what to make; must equal the manifest's config if ``out_dir`` holds a dataset.
         workers: processes rendering shards in parallel (the bytes do not depend on it).
         progress: show a progress bar on stderr.
+        shard_range: ``(start, stop)``: make only shards ``start <= i < stop`` (one part of
+            a dataset rendered on several machines). Shard ``i``'s bytes do not depend on the
+            range, so the parts' shard files, put in one directory with any part's manifest,
+            are the whole dataset; :func:`render_dataset` on that directory without a range
+            finds every shard present and marks it complete.
+
+    Returns:
+        ``out_dir``; its manifest says ``complete: true`` once every shard is there.
 
     Raises:
         UserError: bad settings, or ``out_dir`` holds something else.
@@ -185,6 +193,11 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
     check_config(config)
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    total = num_shards(config)
+    start, stop = shard_range if shard_range is not None else (0, total)
+    if not 0 <= start < stop <= total:
+        raise UserError(f"--shard-range {start}:{stop} is not within the dataset's {total} shards "
+                        f"(0:{total}; {config.shard_size} scenes each)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
@@ -209,11 +222,12 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
     for stale in out.glob("*.tmp"):  # left by a killed run
         stale.unlink()
 
-    todo = [i for i in range(num_shards(config)) if not (out / shard_name(i)).exists()]
+    todo = [i for i in range(start, stop) if not (out / shard_name(i)).exists()]
     sizes = {i: min(config.shard_size, config.num - i * config.shard_size) for i in todo}
     from tqdm import tqdm
 
-    bar = tqdm(total=config.num, initial=config.num - sum(sizes.values()), unit="scene",
+    in_range = min(config.num, stop * config.shard_size) - start * config.shard_size
+    bar = tqdm(total=in_range, initial=in_range - sum(sizes.values()), unit="scene",
                desc=f"render-dataset {config.model}", disable=not progress, dynamic_ncols=True)
     with bar:
         if workers == 1 or len(todo) <= 1:
@@ -227,6 +241,8 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
                           initargs=(to_dict(config),)) as pool:
                 for i in pool.imap_unordered(_worker_make, [(i, str(out)) for i in todo]):
                     bar.update(sizes[i])
+    if not all((out / shard_name(i)).exists() for i in range(total)):
+        return out
     if not json.loads(manifest_path.read_text()).get("complete"):
         _write_preview(out)
         write_json(manifest_path, _manifest(config, complete=True))
@@ -270,6 +286,14 @@ class ShardDataset:
         if not self.manifest.get("complete"):
             raise UserError(f"{self.directory}: dataset is incomplete; re-run the "
                             f"render-dataset command that made it to finish it")
+
+    @staticmethod
+    def is_complete(directory: str | os.PathLike) -> bool:
+        """Whether ``directory`` holds a complete dataset (without raising)."""
+        try:
+            return bool(json.loads((Path(directory) / MANIFEST).read_text()).get("complete"))
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def __len__(self) -> int:
         return int(self.manifest["num_scenes"])

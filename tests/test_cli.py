@@ -142,3 +142,18 @@ def test_evaluate_bad_checkpoint_one_line(tiny_data, tmp_path):
     result = invoke("evaluate", bad, "--data", tiny_data)
     assert result.exit_code == 1
     assert "not a readable checkpoint" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, expected", [("abc", "expected START:STOP"), ("3:9", "is not within")])
+def test_render_dataset_bad_shard_range(tmp_path, text, expected):
+    result = invoke("render-dataset", tmp_path / "d", "--model", "2d", "--num", 20, "--shard-size", 10,
+                    "--shard-range", text)
+    assert result.exit_code == 1 and expected in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_render_dataset_one_part(tmp_path):
+    result = invoke("render-dataset", tmp_path / "d", "--model", "2d", "--num", 20, "--shard-size", 10,
+                    "--shard-range", "1:2")
+    assert result.exit_code == 0, result.output
+    assert "shards 1:2 ready" in result.output and (tmp_path / "d" / "shard-00001.npz").exists()

@@ -143,3 +143,23 @@ def test_composer_is_deterministic():
     b = composer.compose(np.random.default_rng(1), 3)
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
+
+
+def test_shard_ranges_merged_equal_one_run_byte_for_byte(tmp_path):
+    import shutil
+
+    render_dataset(tmp_path / "one", TINY_2D, progress=False)
+    render_dataset(tmp_path / "a", TINY_2D, progress=False, shard_range=(0, 1))
+    render_dataset(tmp_path / "b", TINY_2D, progress=False, shard_range=(1, 3))
+    assert [p.name for p in sorted((tmp_path / "b").glob("*.npz"))] == ["shard-00001.npz", "shard-00002.npz"]
+    with pytest.raises(UserError, match="incomplete"):
+        ShardDataset(tmp_path / "a")
+    merged = tmp_path / "merged"
+    shutil.copytree(tmp_path / "a", merged)
+    for shard in (tmp_path / "b").glob("*.npz"):
+        shutil.copy(shard, merged)
+    render_dataset(merged, TINY_2D, progress=False)  # finds every shard: nothing to render
+    files = lambda d: {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+    assert files(merged) == files(tmp_path / "one")
+    with pytest.raises(UserError, match="shard-range 2:5 is not within"):
+        render_dataset(tmp_path / "c", TINY_2D, progress=False, shard_range=(2, 5))
