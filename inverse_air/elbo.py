@@ -87,12 +87,20 @@ def elbo_terms(x: torch.Tensor, recon: torch.Tensor, latents: Latents, baseline:
 
 @torch.no_grad()
 def update_signal_stats(stats: torch.Tensor, latents: Latents, log_likelihood: torch.Tensor,
-                        momentum: float = 0.99) -> None:
+                        momentum: float = 0.99, reduce=None) -> None:
     """Update the running ``(mean, std, initialized)`` of the reached steps' learning signals
-    in place (the first call sets them from the batch)."""
+    in place (the first call sets them from the batch). ``reduce`` sums a tensor over all
+    training processes (:meth:`inverse_air.distributed.Context.all_reduce_sum`), so that every
+    process keeps the same statistics, those of the global batch."""
     signal = learning_signals(log_likelihood, latents.kl)
-    values = signal[reached_steps(latents.z_pres) > 0]
-    mean, std = values.mean(), values.std(unbiased=False).clamp_min(1.0)
+    values = signal[reached_steps(latents.z_pres) > 0].double()
+    sums = torch.stack([values.new_tensor(float(values.numel())), values.sum(), (values ** 2).sum()])
+    if reduce is not None:
+        sums = reduce(sums)
+    count = sums[0].clamp_min(1.0)
+    mean = sums[1] / count
+    std = (sums[2] / count - mean ** 2).clamp_min(0.0).sqrt().clamp_min(1.0)
+    mean, std = mean.to(stats.dtype), std.to(stats.dtype)
     if stats[2] == 0:
         stats.copy_(torch.stack([mean, std, torch.ones_like(mean)]))
     else:

@@ -26,15 +26,20 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256) -> tuple[dict
     parts, seconds = [], 0.0
     for start in range(0, len(images), batch_size):
         t0 = time.perf_counter()
-        latents = model.infer(images_to_tensor(images[start:start + batch_size]), sample=False)
+        x = images_to_tensor(images[start:start + batch_size]).to(model.prior_pres.device)
+        latents = model.infer(x, sample=False)
         parts.append(latents_to_arrays(latents))
         seconds += time.perf_counter() - t0
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
-def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256) -> dict:
-    """Count, identity and pose metrics of a checkpoint on a dataset, and images/s of inference."""
-    model, payload = load_model(checkpoint)
+def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
+             device: str = "cpu") -> dict:
+    """Count, identity and pose metrics of a checkpoint on a dataset, and images/s of inference
+    on ``device`` (``auto``, ``cpu`` or ``cuda``)."""
+    from .distributed import resolve_device
+
+    model, payload = load_model(checkpoint, device=resolve_device(device))
     config = payload["config"]
     dataset = ShardDataset(data_dir)
     if dataset.config.model != config.air.model:
@@ -50,6 +55,6 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     metrics.update({
         "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
         "images_per_s": len(arrays["images"]) / seconds if seconds > 0 else None,
-        "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(model.prior_pres.device),
     })
     return metrics

@@ -28,10 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch import nn
+
 from .air import AIR, parameter_groups
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AIRConfig, RunConfig, to_dict
 from .data import ShardDataset, write_json
+from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
 from .errors import UserError
 from .models import build_model
@@ -75,7 +78,12 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class Batches:
-    """Where each phase's images (and teacher-forcing targets) come from."""
+    """Where each phase's images (and teacher-forcing targets) come from.
+
+    Step ``t``'s global batch of ``size`` examples is drawn from a generator seeded by
+    ``(seed, t)``; ``part`` selects this process's slice of it (see
+    :mod:`inverse_air.distributed`). Tensors are on the model's device.
+    """
 
     def __init__(self, model: AIR, config: RunConfig, arrays: dict[str, np.ndarray]):
         from .model3d import targets_from_arrays
@@ -84,22 +92,31 @@ class Batches:
         self.targets = targets_from_arrays
         self.num = len(arrays["images"])
 
-    def data(self, step: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        rng = np.random.default_rng([self.config.train.seed, step, 1])
-        idx = np.sort(rng.integers(0, self.num, size=size))
-        picked = {k: v[idx] for k, v in self.arrays.items()}
-        return images_to_tensor(picked["images"]), self.targets(picked, self.config.air.max_steps)
+    @property
+    def device(self) -> torch.device:
+        return self.model.prior_pres.device
 
-    def sleep(self, step: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def data(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rng = np.random.default_rng([self.config.train.seed, step, 1])
+        idx = np.sort(rng.integers(0, self.num, size=size))[part]
+        picked = {k: v[idx] for k, v in self.arrays.items()}
+        target = self.targets(picked, self.config.air.max_steps)
+        return images_to_tensor(picked["images"]).to(self.device), _to(target, self.device)
+
+    def sleep(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from .model3d import sample_prior_scenes
 
         rng = np.random.default_rng([self.config.train.seed, step, 2])
         air = self.config.air
         arrays = sample_prior_scenes(rng, size, air.count_prior, air.render.object_scale)
-        target = self.targets(arrays, air.max_steps)
+        target = _to(self.targets({k: v[part] for k, v in arrays.items()}, air.max_steps), self.device)
         with torch.no_grad():
             x = self.model.objects.render(target["z_pres"], target, soft=False)
         return x, target
+
+
+def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in tensors.items()}
 
 
 # ---------------------------------------------------------------------------- losses
@@ -110,8 +127,9 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
     return loss, {"nll": loss.item()}
 
 
-def elbo_loss(model: AIR, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means)."""
+def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tuple[torch.Tensor, dict]:
+    """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
+    running statistics of the learning signals are updated from all processes' batches."""
     latents = model.infer(x, sample=True)
     soft = model.reconstruct(latents, soft=True)
     with torch.no_grad():
@@ -120,7 +138,8 @@ def elbo_loss(model: AIR, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     baseline = model.baseline(x, latents.hidden)
     with torch.no_grad():
         update_signal_stats(model.signal_stats, latents,
-                            gaussian_log_likelihood(x, recon, model.config.pixel_sigma))
+                            gaussian_log_likelihood(x, recon, model.config.pixel_sigma),
+                            reduce=context.all_reduce_sum)
     terms = elbo_terms(x, recon, latents, baseline, model.signal_stats, model.config.pixel_sigma)
     pixels = x[0].numel()
     loss = -terms.surrogate.mean() / pixels + terms.baseline_loss.mean()
@@ -129,14 +148,30 @@ def elbo_loss(model: AIR, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
                   "count_mean": latents.count.float().mean().item()}
 
 
+class StepLoss(nn.Module):
+    """One step's loss as a module's ``forward``, so that ``DistributedDataParallel`` can wrap
+    it (and synchronize the gradients of whatever the phase used)."""
+
+    def __init__(self, model: AIR, context: Context):
+        super().__init__()
+        self.model, self.context = model, context
+
+    def forward(self, phase: str, x: torch.Tensor, target: dict | None) -> tuple[torch.Tensor, dict]:
+        if phase == "elbo":
+            return elbo_loss(self.model, x, self.context)
+        return teacher_forced_loss(self.model, x, target)
+
+
 # ---------------------------------------------------------------------------- the loop
 class Trainer:
-    """One training run in ``out_dir`` (see the module docstring)."""
+    """One training run in ``out_dir`` (see the module docstring). With several processes
+    (:mod:`inverse_air.distributed`) every rank trains; only rank 0 writes files."""
 
     def __init__(self, config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, context: Context = Context()):
         self.out = Path(out_dir)
-        self.progress = progress
+        self.context = context
+        self.progress = progress and context.is_main
         checkpoint = self.out / CHECKPOINT
         if resume:
             if not checkpoint.exists():
@@ -145,12 +180,12 @@ class Trainer:
             saved: RunConfig = payload["config"]
             # Only the length of the run may change on resume.
             config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, steps=config.train.steps))
-        elif checkpoint.exists():
+        elif checkpoint.exists() and context.is_main:
             raise UserError(f"{self.out}: already holds a training run; pass --resume to continue "
                             f"it or choose another --out")
         self.config = config
         torch.manual_seed(config.train.seed)
-        self.model = build_model(config.air)
+        self.model = build_model(config.air).to(context.device)
         tc = config.train
         self.optimizer = torch.optim.Adam(parameter_groups(self.model, tc.lr, tc.baseline_lr))
         self.step = 0
@@ -158,7 +193,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         if resume:
             self.model.load_state_dict(payload["weights"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
             self.step = payload["step"]
             self.window = payload["extra"].get("window", [])
             self.elapsed = payload["extra"].get("time_s", 0.0)
@@ -169,14 +204,22 @@ class Trainer:
             raise UserError(f"{config.data}: images are {size}x{size}, the model expects "
                             f"{config.air.image_size}x{config.air.image_size}")
         self.batches = Batches(self.model, config, self.arrays)
+        self.loss = StepLoss(self.model, context)
+        if context.world > 1:
+            # Baseline parameters sit out the sleep and supervised phases: find_unused_parameters.
+            self.loss = nn.parallel.DistributedDataParallel(
+                self.loss, find_unused_parameters=True, broadcast_buffers=False,
+                device_ids=[context.device.index] if context.device.type == "cuda" else None)
         monitor = {k: v[:MONITOR_SIZE] for k, v in self.arrays.items()}
-        self.monitor_x = images_to_tensor(monitor["images"])
-        self.monitor_count = torch.from_numpy(monitor["count"])
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "images").mkdir(exist_ok=True)
-        write_json(self.out / "config.json", {"config": to_dict(config)})
-        self._truncate_metrics()
-        self.writer = _tensorboard(self.out / "tb", self.step)
+        self.monitor_x = images_to_tensor(monitor["images"]).to(context.device)
+        self.monitor_count = torch.from_numpy(monitor["count"]).to(context.device)
+        self.writer = None
+        if context.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "images").mkdir(exist_ok=True)
+            write_json(self.out / "config.json", {"config": to_dict(config)})
+            self._truncate_metrics()
+            self.writer = _tensorboard(self.out / "tb", self.step)
         self._start = time.perf_counter() - self.elapsed
 
     # -------------------------------------------------------------- phases
@@ -195,29 +238,33 @@ class Trainer:
         return lr * (1.0 - (1.0 - tc.lr_decay_to) * frac)
 
     def train_step(self, step: int) -> dict:
-        tc = self.config.train
-        torch.manual_seed(_step_seed(tc.seed, step))
+        tc, context = self.config.train, self.context
+        torch.manual_seed(_step_seed(tc.seed, step, context.rank))
         phase = self.phase(step)
         self.model.train()
         lr = self.learning_rate(step)
         self.optimizer.param_groups[0]["lr"] = lr
         if phase == "elbo":
-            x, _ = self.batches.data(step, tc.elbo_batch_size)
-            loss, stats = elbo_loss(self.model, x)
+            x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size))[0], None
+        elif phase == "sleep":
+            x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
         else:
-            x, target = self.batches.sleep(step, tc.batch_size) if phase == "sleep" \
-                else self.batches.data(step, tc.batch_size)
-            loss, stats = teacher_forced_loss(self.model, x, target)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(self._diverged(step, f"loss is {loss.item()}"))
+            x, target = self.batches.data(step, tc.batch_size, context.part(tc.batch_size))
+        loss, stats = self.loss(phase, x, target)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # with several processes, gradients are averaged over them here
+        stats = {"loss": loss.item(), **stats}
+        if context.world > 1:  # report the means over all processes' examples
+            values = context.all_reduce_sum(torch.tensor(list(stats.values()), dtype=torch.float64))
+            stats = dict(zip(stats, (values / context.world).tolist()))
+        if not np.isfinite(stats["loss"]):
+            raise TrainingDiverged(self._diverged(step, f"loss is {stats['loss']}"))
         for group in self.optimizer.param_groups:
             norm = torch.nn.utils.clip_grad_norm_(group["params"], tc.clip_norm)
             if not torch.isfinite(norm):
                 raise TrainingDiverged(self._diverged(step, f"{group['name']} gradient norm is {norm.item()}"))
         self.optimizer.step()
-        return {"phase": phase, "loss": loss.item(), "lr": lr, **stats}
+        return {"phase": phase, "lr": lr, **stats}
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
@@ -236,8 +283,9 @@ class Trainer:
                 if self.step % tc.log_every == 0 or self.step == tc.steps:
                     last = self._log(self.window, time.perf_counter() - self._start)
                     self.window = []
-                    bar.set_postfix(phase=last["phase"], loss=f"{last['loss']:.3g}",
-                                    count_acc=f"{last['monitor_count_accuracy']:.3f}")
+                    if self.context.is_main:
+                        bar.set_postfix(phase=last["phase"], loss=f"{last['loss']:.3g}",
+                                        count_acc=f"{last['monitor_count_accuracy']:.3f}")
                 if self.step % tc.image_every == 0 or self.step == tc.steps:
                     self.snapshot()
                 if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
@@ -248,10 +296,13 @@ class Trainer:
             raise
         finally:
             bar.close()
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         return last
 
     def save(self) -> None:
+        if not self.context.is_main:
+            return
         save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
                         window=self.window, time_s=time.perf_counter() - self._start)
 
@@ -268,6 +319,8 @@ class Trainer:
             values = [w[key] for w in window if key in w and not isinstance(w[key], str)]
             if values:
                 record[key] = float(np.mean(values))
+        if not self.context.is_main:
+            return record
         record["monitor_count_accuracy"] = self.monitor_count_accuracy()
         with open(self.out / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -278,16 +331,18 @@ class Trainer:
         return record
 
     @torch.no_grad()
-    def snapshot(self) -> Path:
+    def snapshot(self) -> Path | None:
         from .imageio_utils import write_png
         from .viz import decomposition_figure, to_uint8
 
+        if not self.context.is_main:
+            return None
         self.model.eval()
         x = self.monitor_x[:SNAPSHOT_SIZE]
         latents = self.model.infer(x, sample=False)
         figure = decomposition_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)),
                                       to_uint8(self.model.render_each(latents)),
-                                      latents.z_pres.numpy() > 0.5)
+                                      latents.z_pres.cpu().numpy() > 0.5)
         path = self.out / "images" / f"step-{self.step:07d}.png"
         write_png(path, figure)
         return path
@@ -313,13 +368,23 @@ class Trainer:
 
 
 def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
-          progress: bool = True) -> dict:
-    """Train (or resume) a run in ``out_dir``; returns the last logged metrics."""
-    return Trainer(config, out_dir, resume=resume, progress=progress).run()
+          progress: bool = True, device: str = "auto") -> dict:
+    """Train (or resume) a run in ``out_dir``; returns the last logged metrics.
+
+    Under ``torchrun`` each process calls this; they train one model together
+    (:mod:`inverse_air.distributed`).
+    """
+    context = setup(device)
+    try:
+        return Trainer(config, out_dir, resume=resume, progress=progress, context=context).run()
+    finally:
+        teardown(context)
 
 
-def _step_seed(seed: int, step: int) -> int:
-    return int(np.random.SeedSequence([seed, step, 3]).generate_state(1)[0])
+def _step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The torch seed of step ``step`` (model sampling in the ELBO phase) on rank ``rank``."""
+    entropy = [seed, step, 3] if rank == 0 else [seed, step, 3, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _tensorboard(path: Path, step: int):
