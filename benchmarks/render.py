@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,20 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import median_time
 from inverse_air.config import RenderConfig
 from inverse_air.multimnist import Composer, load_digits
 from inverse_air.render3d import SceneRenderer, scenes_to_tensors
 from inverse_air.scene import sample_scene
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def scenes_batch(n: int, seed: int = 0):
