@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh clone:
-#   make demo   create .venv, install, render the example scenes and small 3D and 2D datasets
+#   make demo   create .venv, install, decompose the example scenes with the shipped 3D model
 #   make test   create .venv, install, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,13 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	mkdir -p $(DEMO)/scenes
-	for scene in scenes/*.json; do \
-	  $(CLI) render-scene $$scene -o $(DEMO)/scenes/$$(basename $$scene .json).png || exit 1; \
-	done
-	$(CLI) render-dataset $(DEMO)/data3d --model 3d --num 200 --counts 0,1,2,3 --seed 0
-	$(CLI) render-dataset $(DEMO)/data2d --model 2d --num 1000 --counts 0,1,2 --seed 0
-	@echo "demo: renders in $(DEMO)/scenes; datasets (with preview.png) in $(DEMO)/data3d and $(DEMO)/data2d"
+	mkdir -p $(DEMO)
+	$(CLI) decompose scenes/ --overlay $(DEMO)/decompose.png
+	@echo "demo: the picture is $(DEMO)/decompose.png (input, reconstruction, objects outlined by step)"
 
 test: install
 	$(PY) -m pytest -q

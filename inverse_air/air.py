@@ -63,6 +63,10 @@ class ObjectModel(Protocol):
         """Latents of zero objects, each ``(B, 0, ...)`` (DAIR's first step renders them)."""
 
 
+PRECISIONS = ("fp32", "bf16")
+"""Arithmetic precisions of :meth:`AIR.predict`."""
+
+
 class Latents(NamedTuple):
     """Everything one pass of inference returns; per step, masked after the first absence."""
 
@@ -119,6 +123,7 @@ class AIR(nn.Module):
         self.config = config
         self.objects = objects
         S = config.image_size
+        self.channels = channels
         in_channels = 2 * channels if config.dair else channels
         self.encoder = ImageEncoder(in_channels, S, config.encoder_channels, config.encoder_features)
         self.core = nn.LSTMCell(config.encoder_features + objects.latent_size, config.lstm_size)
@@ -185,6 +190,25 @@ class AIR(nn.Module):
             objects=_stack_steps(out["z"]), log_q_discrete=torch.stack(out["logq"], 1),
             kl=torch.stack(out["kl"], 1), hidden=torch.stack(out["hidden"], 1),
             target_nll=torch.stack(out["nll"], 1) if target is not None else None)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, precision: str = "fp32") -> Latents:
+        """Deterministic inference for evaluation and decompose (``infer(x, sample=False)``).
+
+        ``precision="bf16"`` runs convolutions and linear layers in bfloat16 (``torch.autocast``;
+        about twice as fast on CPUs with AVX-512 BF16, at a small cost in pose precision);
+        latents come back in float32 either way.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            latents = self.infer(x, sample=False)
+        if precision == "fp32":
+            return latents
+        as_float = lambda t: t.float() if t.is_floating_point() else t
+        return latents._replace(**{f: as_float(getattr(latents, f)) for f in latents._fields
+                                   if isinstance(getattr(latents, f), torch.Tensor)},
+                                objects={k: as_float(v) for k, v in latents.objects.items()})
 
     def reconstruct(self, latents: Latents, soft: bool = False) -> torch.Tensor:
         """Render the inferred latents with the generative model: ``(B, C, S, S)``."""

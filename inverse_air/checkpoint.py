@@ -20,7 +20,7 @@ import torch
 from .air import AIR
 from .config import RunConfig, from_dict, to_dict
 from .errors import UserError
-from .models import build_model
+from .models import MODEL_KINDS, build_model
 
 FORMAT = "inverse-air-checkpoint"
 FORMAT_VERSION = 1
@@ -79,6 +79,9 @@ def load_model(path: str | os.PathLike, expect_kind: str | None = None,
                device: str | torch.device = "cpu") -> tuple[AIR, dict]:
     """Rebuild the model a checkpoint holds, in eval mode on ``device``; returns it and the payload."""
     payload = load_checkpoint(path, expect_kind)
+    if payload["config"].air.model not in MODEL_KINDS:
+        raise UserError(f"{path}: a {payload['config'].air.model!r} model, a kind this version of "
+                        f"inverse-air does not know (known: {', '.join(MODEL_KINDS)})")
     model = build_model(payload["config"].air)
     try:
         model.load_state_dict(payload["weights"])
@@ -86,3 +89,22 @@ def load_model(path: str | os.PathLike, expect_kind: str | None = None,
         raise UserError(f"{path}: weights do not fit the model its configuration describes "
                         f"({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), payload
+
+
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True, **extra) -> dict:
+    """A small inference-only copy of a checkpoint: no optimizer state, floating-point weights
+    stored as float16 when ``half`` (loading casts them back to the model's float32), the
+    configuration and ``extra`` (e.g. provenance; merged over the source's) kept. Written
+    atomically. Returns the new payload's ``extra``."""
+    payload = load_checkpoint(src)
+    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in payload["weights"].items()}
+    merged = {k: v for k, v in payload["extra"].items() if k != "window"}
+    merged.update(extra)
+    out = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_kind": payload["model_kind"],
+           "config": json.dumps(to_dict(payload["config"])), "step": payload["step"],
+           "weights": weights, "optimizer": None, "extra": json.dumps(merged)}
+    dst = Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(out, tmp)
+    os.replace(tmp, dst)
+    return merged

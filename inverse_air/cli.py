@@ -47,6 +47,16 @@ def parse_counts(text: str) -> tuple[int, ...]:
     return tuple(counts)
 
 
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
+PrecisionOption = Annotated[str, typer.Option(
+    help="fp32, or bf16 (about 2x faster on CPUs with AVX-512 BF16; slightly less precise poses).")]
+
+
+def check_precision(precision: str) -> None:
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
+
+
 def parse_range(text: str) -> tuple[int, int]:
     try:
         start, stop = (int(part) for part in text.split(":"))
@@ -135,6 +145,7 @@ def train(
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    device: DeviceOption = "auto",
 ):
     """Train AIR on a dataset (unsupervised by default)."""
     from .models import MODEL_KINDS
@@ -147,7 +158,11 @@ def train(
     if supervised:
         overrides["supervised"] = True
     config = run_config_for(data, model, overrides, {"dair": True} if dair else {})
-    last = run(config, out, resume=resume, progress=not quiet)
+    last = run(config, out, resume=resume, progress=not quiet, device=device)
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
     typer.echo(f"trained to step {last.get('step')}: {summary}; checkpoint {out / 'checkpoint.pt'}", err=True)
 
@@ -159,13 +174,16 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Labelled dataset directory (e.g. a held-out test set).")],
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+    precision: PrecisionOption = "fp32",
+    device: DeviceOption = "auto",
 ):
     """Count, identity and pose accuracy of a checkpoint on a dataset, and inference speed."""
     import json
 
     from .evaluate import evaluate as run
 
-    metrics = run(checkpoint, data, batch_size=batch_size)
+    check_precision(precision)
+    metrics = run(checkpoint, data, batch_size=batch_size, device=device, precision=precision)
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
         return
@@ -174,6 +192,7 @@ def evaluate(
 
 
 @app.command("decompose")
+@user_errors
 def decompose(
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).")],
     model: Annotated[Optional[str], typer.Option(help="A checkpoint, or '3d' / '2d' for the shipped models [default: 3d].")] = None,
@@ -181,24 +200,24 @@ def decompose(
     overlay: Annotated[Optional[Path], typer.Option(help="PNG: input, reconstruction and outlined objects per image.")] = None,
     refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
+    precision: PrecisionOption = "fp32",
+    device: DeviceOption = "auto",
 ):
     """Count, identify and locate the objects in images with a trained AIR model."""
     import json
 
     from .decompose import Decomposer, expand_inputs, resolve_model
+    from .distributed import resolve_device
 
-    try:
-        decomposer = Decomposer(resolve_model(model))
-    except UserError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    check_precision(precision)
     if refine < 0 or batch_size < 1:
-        typer.echo("error: --refine must be >= 0 and --batch-size >= 1", err=True)
-        raise typer.Exit(2)
+        raise UserError("--refine must be >= 0 and --batch-size >= 1")
+    if overlay is not None and not overlay.resolve().parent.is_dir():
+        raise UserError(f"--overlay {overlay}: directory {overlay.parent} does not exist")
+    decomposer = Decomposer(resolve_model(model), device=resolve_device(device), precision=precision)
     paths = expand_inputs(images)
     if not paths:
-        typer.echo("error: no image files in the given directories", err=True)
-        raise typer.Exit(1)
+        raise UserError("no image files in the given directories")
     keep = OVERLAY_MAX_IMAGES if overlay else 0
     results, pictures = decomposer.run(paths, batch_size=batch_size, refine=refine, keep=keep)
     for r in results:
@@ -215,11 +234,7 @@ def decompose(
         from .imageio_utils import write_png
         from .viz import overlay_figure
 
-        try:
-            write_png(overlay, overlay_figure(**pictures))
-        except UserError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from None
+        write_png(overlay, overlay_figure(**pictures))
         shown = len(pictures["inputs"])
         more = f" (the first {shown} of {sum(r.error is None for r in results)})" if shown == OVERLAY_MAX_IMAGES else ""
         typer.echo(f"wrote {overlay}{more}", err=True)

@@ -77,7 +77,8 @@ class Objects3D(nn.Module):
     """The 3D object model (see the module docstring) for :class:`inverse_air.air.AIR`.
 
     Latents per object: ``identity`` long index into :data:`SHAPES`, ``position`` ``(2,)``
-    ``(x, z)`` world units, ``yaw`` radians (in (-45, 45] degrees, the cube's period).
+    ``(x, z)`` world units, ``yaw`` radians (in (-45, 45] degrees, the cube's period). Each
+    step also reports ``identity_probs`` ``(S,)``, the posterior over identity (for decompose).
     """
 
     latent_size = len(SHAPES) + 4  # one-hot identity, position, cos psi, sin psi
@@ -140,7 +141,8 @@ class Objects3D(nn.Module):
         vector = torch.cat([F.one_hot(identity, S).to(hidden.dtype), position,
                             torch.cos(psi).unsqueeze(1), torch.sin(psi).unsqueeze(1)], dim=1)
         nll = None if target is None else -(log_q_identity + log_q_u + log_q_psi)
-        z = {"identity": identity, "position": position, "yaw": psi / 4}
+        z = {"identity": identity, "position": position, "yaw": psi / 4,
+             "identity_probs": log_probs.detach().exp()}
         return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
 
     def render(self, z_pres, objects, soft: bool):
@@ -149,7 +151,39 @@ class Objects3D(nn.Module):
 
     def empty(self, batch: int, like: torch.Tensor):
         return {"identity": torch.zeros(batch, 0, dtype=torch.long, device=like.device),
-                "position": like.new_zeros(batch, 0, 2), "yaw": like.new_zeros(batch, 0)}
+                "position": like.new_zeros(batch, 0, 2), "yaw": like.new_zeros(batch, 0),
+                "identity_probs": like.new_zeros(batch, 0, len(SHAPES))}
+
+    scene_fields = ("shape", "position", "yaw_deg")
+    """What :meth:`describe` gives that a scene file holds (decompose's ``objects``)."""
+    pose_keys = ("position", "yaw")
+    """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
+
+    def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
+        """Keep refined poses valid, in place: positions inside the scene square."""
+        objects["position"].clamp_(-_EDGE, _EDGE)
+
+    def describe(self, objects: dict[str, torch.Tensor]) -> list[list[dict]]:
+        """Each image's steps in a scene file's terms: ``shape``, ``position`` ``[x, z]``
+        (world units), ``yaw_deg`` (cubes: in [-45, 45), 0 for the yaw-less sphere and
+        cylinder) and ``shape_probs`` (the posterior over shapes)."""
+        identity = objects["identity"].cpu().numpy()
+        position = objects["position"].detach().cpu().numpy()
+        yaw = np.mod(np.rad2deg(objects["yaw"].detach().cpu().numpy()) + 45.0, 90.0) - 45.0
+        probs = objects["identity_probs"].detach().cpu().numpy()
+        out = []
+        for b in range(identity.shape[0]):
+            steps = []
+            for i in range(identity.shape[1]):
+                shape = SHAPES[identity[b, i]]
+                steps.append({
+                    "shape": shape,
+                    "position": [round(float(v), 4) for v in position[b, i]],
+                    "yaw_deg": round(float(yaw[b, i]), 2) if YAW_SYMMETRY_DEG[shape] else 0.0,
+                    "shape_probs": {name: round(float(p), 4) for name, p in zip(SHAPES, probs[b, i])},
+                })
+            out.append(steps)
+        return out
 
 
 # ---------------------------------------------------------------------------- data <-> latents

@@ -1,0 +1,81 @@
+"""Ship a trained model: export a small inference-only copy, evaluate that copy on a held-out
+set and write its model card.
+
+    python assets/models/ship.py RUN_DIR/checkpoint.pt --name air3d --test-data DIR \\
+        --command "the exact command that trained it"
+
+writes ``assets/models/NAME.pt`` (float16 weights, no optimizer) and ``assets/models/NAME.md``.
+The figures in the card are measured here, on the exported file, by ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from inverse_air.checkpoint import export_model, load_checkpoint
+from inverse_air.cli import format_metrics
+from inverse_air.data import ShardDataset
+from inverse_air.evaluate import evaluate
+
+HERE = Path(__file__).resolve().parent
+
+
+def dataset_line(path: str) -> str:
+    c = ShardDataset(path).config
+    return f"`{path}`: {c.num:,} scenes, counts {list(c.counts)}, seed {c.seed}, split {c.split}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--name", required=True, help="file stem under assets/models/, e.g. air3d")
+    parser.add_argument("--test-data", required=True, help="held-out labelled dataset to evaluate on")
+    parser.add_argument("--command", required=True, help="the exact command that trained the checkpoint")
+    args = parser.parse_args()
+
+    source = load_checkpoint(args.checkpoint)
+    config = source["config"]
+    hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, no GPU"
+    dst = HERE / f"{args.name}.pt"
+    extra = export_model(args.checkpoint, dst, trained_with=args.command, hardware=hardware)
+    metrics = evaluate(dst, args.test_data)
+    digest = hashlib.sha256(dst.read_bytes()).hexdigest()
+    minutes = extra.get("time_s", 0.0) / 60
+    card = [
+        f"# Model card: `{dst.name}`", "",
+        f"AIR, model kind `{config.air.model}`{' (DAIR)' if config.air.dair else ''}, trained by this "
+        f"project's own `train` without the dataset's labels"
+        f"{' (SUPERVISED comparison)' if config.train.supervised else ''}.", "",
+        "## Training", "",
+        f"- Command: `{args.command}`",
+        f"- Seed: {config.train.seed}; steps: {source['step']:,} "
+        f"({config.train.sleep_steps:,} sleep, {source['step'] - config.train.sleep_steps:,} ELBO); "
+        f"batch {config.train.batch_size} (ELBO batch {config.train.elbo_batch_size})",
+        f"- Training data: {dataset_line(config.data)}",
+        f"- Training time: {minutes:.1f} minutes on {hardware}",
+        "",
+        "## Held-out evaluation (measured on this file)", "",
+        f"`inverse-air evaluate assets/models/{dst.name} --data {args.test_data}`"
+        f" with the test set {dataset_line(args.test_data)}:", "",
+        "```", *format_metrics(metrics), "```", "",
+        "## File", "",
+        f"- {dst.stat().st_size / 1e6:.1f} MB, float16 weights (loaded as float32), no optimizer state; "
+        f"loads with `torch.load(..., weights_only=True)`.",
+        f"- sha256 `{digest}`",
+        "- Full configuration: stored inside the file (`inverse_air.checkpoint.load_checkpoint`).",
+        "",
+    ]
+    (HERE / f"{args.name}.md").write_text("\n".join(card))
+    (HERE / f"{args.name}.json").write_text(json.dumps({"metrics": metrics, "extra": extra}, indent=2) + "\n")
+    print("\n".join(card))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""decompose speed benchmark: latency at batch 1, batched throughput, directory mode with PNG
+reading, and process start-up to the first result. Writes JSON.
+
+    python benchmarks/decompose.py [--model 3d|CHECKPOINT] [--num 2000] [--work out/bench-decompose]
+                                   [--out benchmarks/results/decompose.json]
+
+Images: held-out scenes rendered with seed 1000 (the 3D test set of ``benchmarks/air3d.py``),
+written once as PNG files into ``--work``. Every figure is the median of several repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import median_time
+from inverse_air.config import DATASET_PRESETS
+from inverse_air.data import ShardDataset, render_dataset, write_json
+from inverse_air.decompose import Decomposer, resolve_model
+from inverse_air.imageio_utils import write_png
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_images(work: Path, num: int) -> tuple[np.ndarray, Path]:
+    config = dataclasses.replace(DATASET_PRESETS["3d"], num=num, counts=(0, 1, 2, 3), seed=1000, split="test")
+    data = render_dataset(work / "data", config, workers=2, progress=False)
+    images = ShardDataset(data).arrays()["images"]
+    png_dir = work / "png"
+    if len(list(png_dir.glob("*.png"))) != len(images):
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            write_png(png_dir / f"scene-{i:05d}.png", image)
+    return images, png_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="3d")
+    parser.add_argument("--num", type=int, default=2000)
+    parser.add_argument("--work", type=Path, default=Path("out/bench-decompose"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decompose.json"))
+    args = parser.parse_args()
+    images, png_dir = test_images(args.work, args.num)
+    decomposer = Decomposer(resolve_model(args.model))
+
+    decomposer.infer(images[:256])  # warm-up
+    single = []
+    for image in images[:300]:
+        start = time.perf_counter()
+        decomposer.describe(decomposer.infer(image[None])[1])
+        single.append(time.perf_counter() - start)
+    batched = median_time(lambda: [decomposer.describe(decomposer.infer(images[i:i + 256])[1])
+                             for i in range(0, len(images), 256)], 3, warmup=False)
+    directory = median_time(lambda: decomposer.run([png_dir]), 3, warmup=False)
+    cli = Path(sys.executable).with_name("inverse-air")
+    scene = ROOT / "scenes" / "two_objects.png"
+    startup = median_time(lambda: subprocess.run([str(cli), "decompose", str(scene), "--model", args.model],
+                                           check=True, capture_output=True), 5, warmup=False)
+    results = {
+        "model": str(resolve_model(args.model)), "images": len(images),
+        "batch1_ms_median": round(1000 * statistics.median(single[20:]), 2),
+        "batched_images_per_s": round(len(images) / batched),
+        "directory_images_per_s": round(len(images) / directory),
+        "process_start_to_result_s": round(startup, 2),
+        "machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

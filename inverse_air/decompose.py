@@ -1,0 +1,240 @@
+"""Scene understanding from images: one amortized AIR pass per image, optionally refined.
+
+``decompose`` reads images (files or directories), brings each to the model's input (size and
+channels, with a notice), infers the objects in batches and returns one result per image:
+
+- ``count`` and ``objects``, the present objects in the object model's terms (3D: a scene
+  file's ``shape``, ``position``, ``yaw_deg``, so a result renders back with ``render-scene``);
+- ``steps``: every step inference reached, with its presence probability and, where an
+  object is present, the posterior details (3D: ``shape_probs``).
+
+With ``refine=K``, each image's pose latents are then improved by K steps of gradient descent
+on the reconstruction error through the differentiable (soft) renderer, keeping identities
+and count: analysis by synthesis starting from the amortized guess. The refined pose is kept
+only where it lowers the (hard-rendered) reconstruction error, which is reported before and
+after.
+
+A bad input (missing, not an image, truncated) gives an error for that image only; the others
+are still processed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+"""Files a directory argument contributes (sorted by name); other files are skipped."""
+
+ASSET_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+SHIPPED_MODELS = {"3d": ASSET_MODELS / "air3d.pt", "2d": ASSET_MODELS / "air2d.pt"}
+"""The default models shipped with the project (each with a model card beside it)."""
+
+
+@dataclass
+class ImageResult:
+    """What decompose reports for one input image."""
+
+    path: str
+    notices: list[str] = field(default_factory=list)
+    error: str | None = None
+    result: dict | None = None
+
+    def to_json(self) -> dict:
+        if self.error is not None:
+            return {"image": self.path, "error": self.error}
+        return {"image": self.path, **self.result, **({"notices": self.notices} if self.notices else {})}
+
+
+def resolve_model(spec: str | None) -> Path:
+    """``None`` or ``"3d"``/``"2d"`` -> a shipped model; anything else is a checkpoint path."""
+    spec = spec or "3d"
+    if spec in SHIPPED_MODELS:
+        path = SHIPPED_MODELS[spec]
+        if not path.is_file():
+            raise UserError(f"no shipped {spec} model at {path} (train one with "
+                            f"`inverse-air train --model {spec}` and pass --model CHECKPOINT)")
+        return path
+    return Path(spec)
+
+
+def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Files as given; directories replaced by their image files, sorted by name."""
+    paths = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            paths.append(item)
+    return paths
+
+
+def read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, list[str]]:
+    """Read an image as the model's input ``(size, size, channels)`` uint8.
+
+    Grey, palette and RGBA images are converted (transparent pixels composited on black) and
+    other sizes resized (bilinear), each with a notice.
+
+    Raises:
+        UserError: the file is missing, unreadable, not an image or truncated.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    notices = []
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode, (width, height) = image.mode, image.size
+            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+                notices.append(f"{mode} image: transparent pixels composited on black")
+                rgba = image.convert("RGBA")
+                image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                image.alpha_composite(rgba)
+            target = "RGB" if channels == 3 else "L"
+            if image.mode != target:
+                if mode not in ("RGBA", "LA", "PA", "P", target):
+                    notices.append(f"{mode} image converted to {target}")
+                image = image.convert(target)
+            if (width, height) != (size, size):
+                notices.append(f"{width}x{height} image resized to the model's {size}x{size}")
+                image = image.resize((size, size), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
+    return array.reshape(size, size, channels), notices
+
+
+class Decomposer:
+    """A trained AIR model and what decompose does with it (see the module docstring)."""
+
+    def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
+                 precision: str = "fp32"):
+        from .checkpoint import load_model
+
+        self.checkpoint = Path(checkpoint)
+        self.precision = precision
+        self.model, payload = load_model(checkpoint, device=device)
+        self.config = payload["config"]
+        self.kind = self.config.air.model
+        self.size = self.config.air.image_size
+        self.channels = self.model.channels
+
+    def infer(self, images: np.ndarray):
+        """Deterministic inference on ``(B, S, S, C)`` uint8 images -> (input tensor, latents)."""
+        from .train import images_to_tensor
+
+        x = images_to_tensor(images).to(self.model.prior_pres.device)
+        return x, self.model.predict(x, self.precision)
+
+    def describe(self, latents) -> list[dict]:
+        """Latents -> one result per image (``count``, ``objects``, ``steps``)."""
+        z_pres = latents.z_pres.cpu().numpy() > 0.5
+        prob = latents.pres_prob.cpu().numpy()
+        details = self.model.objects.describe(latents.objects)
+        fields = self.model.objects.scene_fields
+        results = []
+        for b, steps in enumerate(details):
+            count = int(z_pres[b].sum())
+            reached = min(count + 1, len(steps))
+            results.append({
+                "model": self.kind, "count": count,
+                "objects": [{k: steps[i][k] for k in fields} for i in range(count)],
+                "steps": [{"step": i + 1, "present": bool(z_pres[b, i]),
+                           "presence_prob": round(float(prob[b, i]), 4),
+                           **(steps[i] if z_pres[b, i] else {})} for i in range(reached)],
+            })
+        return results
+
+    def refine(self, x: torch.Tensor, latents, steps: int, lr: float = 0.02):
+        """Gradient descent on the pose latents through the soft renderer (see the module
+        docstring). Returns the refined latents and the per-image reconstruction error (mean
+        squared per pixel, hard render) before and after, as numpy arrays."""
+        objects_model = self.model.objects
+        objects = {k: v.detach().clone() for k, v in latents.objects.items()}
+        before = self.reconstruction_error(x, latents.z_pres, objects)
+        params = [objects[k].requires_grad_() for k in objects_model.pose_keys]
+        optimizer = torch.optim.Adam(params, lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps if bool(latents.z_pres.any()) else 0):
+                recon = objects_model.render(latents.z_pres, objects, soft=True)
+                loss = ((recon - x) ** 2).mean(dim=(1, 2, 3)).sum()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    objects_model.constrain_pose(objects)
+        objects = {k: v.detach() for k, v in objects.items()}
+        after = self.reconstruction_error(x, latents.z_pres, objects)
+        worse = torch.from_numpy(after >= before).to(x.device)  # keep the amortized guess there
+        for k in objects_model.pose_keys:
+            mask = worse.view(-1, *([1] * (objects[k].dim() - 1)))
+            objects[k] = torch.where(mask, latents.objects[k], objects[k])
+        after = np.minimum(after, before)
+        return latents._replace(objects=objects), before, after
+
+    @torch.no_grad()
+    def reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict) -> np.ndarray:
+        recon = self.model.objects.render(z_pres, objects, soft=False)
+        return ((recon - x) ** 2).mean(dim=(1, 2, 3)).cpu().numpy()
+
+    def run(self, paths: list[Path], batch_size: int = 256, refine: int = 0,
+            keep: int = 0) -> tuple[list[ImageResult], dict[str, np.ndarray]]:
+        """Decompose images; returns one :class:`ImageResult` per path (in order) and, for
+        the first ``keep`` readable images, :meth:`pictures` (empty when there are none)."""
+        results = [ImageResult(str(p)) for p in paths]
+        good, arrays = [], []
+        for r, path in zip(results, paths):
+            try:
+                array, r.notices = read_image(path, self.size, self.channels)
+            except UserError as e:
+                r.error = str(e)
+                continue
+            good.append(r)
+            arrays.append(array)
+        pictures: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(arrays), batch_size):
+            batch = np.stack(arrays[start:start + batch_size])
+            x, latents = self.infer(batch)
+            errors = None
+            if refine > 0:
+                latents, *errors = self.refine(x, latents, refine)
+            for j, result in enumerate(self.describe(latents)):
+                if errors is not None:
+                    result["reconstruction_error"] = {"before": round(float(errors[0][j]), 6),
+                                                      "after": round(float(errors[1][j]), 6)}
+                good[start + j].result = result
+            take = min(keep - start, len(batch))
+            if take > 0:
+                pictures.append(self.pictures(x[:take], _first(latents, take)))
+        return results, {k: np.concatenate([p[k] for p in pictures]) for k in (pictures[0] if pictures else {})}
+
+    @torch.no_grad()
+    def pictures(self, x: torch.Tensor, latents) -> dict[str, np.ndarray]:
+        """What an overlay figure shows (:func:`inverse_air.viz.overlay_figure`): ``inputs`` and
+        ``recons`` ``(B, S, S, C)`` uint8, each step's ``masks`` ``(B, N, S, S)`` (where its
+        object alone changes the empty image) and ``present`` ``(B, N)``."""
+        from .viz import to_uint8
+
+        objects = self.model.objects
+        each = self.model.render_each(latents)  # (B, N, C, S, S)
+        empty = objects.render(latents.z_pres[:, :0], objects.empty(len(x), x), soft=False)
+        masks = (each - empty.unsqueeze(1)).abs().amax(dim=2) > 0.02
+        return {"inputs": to_uint8(x), "recons": to_uint8(self.model.reconstruct(latents)),
+                "masks": masks.cpu().numpy(), "present": latents.z_pres.cpu().numpy() > 0.5}
+
+
+def _first(latents, n: int):
+    """The first ``n`` images' latents."""
+    return latents._replace(**{f: getattr(latents, f)[:n] for f in latents._fields
+                               if isinstance(getattr(latents, f), torch.Tensor)},
+                            objects={k: v[:n] for k, v in latents.objects.items()})

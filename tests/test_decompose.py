@@ -1,0 +1,166 @@
+"""decompose: the shipped model on the example scenes, JSON round trip, bad input, refine."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from inverse_air.cli import app
+from inverse_air.decompose import SHIPPED_MODELS, Decomposer, read_image
+from inverse_air.errors import UserError
+from inverse_air.scene import SHAPES, load_scene, scenes_to_arrays
+from inverse_air.viz import outline
+
+SCENES = Path(__file__).resolve().parent.parent / "scenes"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return Decomposer(SHIPPED_MODELS["3d"])
+
+
+def test_shipped_model_recovers_the_example_scenes(shipped):
+    paths = sorted(SCENES.glob("*.png"))
+    results, _ = shipped.run(paths)
+    for path, r in zip(paths, results):
+        truth = json.loads(path.with_suffix(".json").read_text())["objects"]
+        assert r.error is None
+        assert r.result["count"] == len(truth), (path.name, r.result)
+        assert sorted(o["shape"] for o in r.result["objects"]) == sorted(o["shape"] for o in truth), path.name
+
+
+def test_json_round_trips_through_render_scene(tmp_path):
+    result = invoke("decompose", SCENES / "two_objects.png", "--json")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["count"] == 2 and [s["step"] for s in record["steps"]] == [1, 2, 3]
+    assert abs(sum(record["steps"][0]["shape_probs"].values()) - 1) < 1e-3
+    scene_file = tmp_path / "inferred.json"
+    scene_file.write_text(lines[0])
+    out = tmp_path / "back.png"
+    result = invoke("render-scene", scene_file, "-o", out)
+    assert result.exit_code == 0, result.output
+    back = np.asarray(Image.open(out), dtype=np.float32)
+    original = np.asarray(Image.open(SCENES / "two_objects.png"), dtype=np.float32)
+    assert np.abs(back - original).mean() < 6.0  # the same objects, near the same places
+
+
+def test_table_and_overlay(tmp_path):
+    overlay = tmp_path / "overlay.png"
+    result = invoke("decompose", SCENES, "--overlay", overlay)
+    assert result.exit_code == 0, result.output
+    assert "scenes/three_objects.png: 3 objects" in result.stdout.replace("\\", "/")
+    assert "step 1" in result.stdout and "position" in result.stdout
+    figure = np.asarray(Image.open(overlay))
+    n = len(list(SCENES.glob("*.png")))
+    assert figure.shape[2] == 3 and figure.shape[0] > n * 64 * 4  # one row per image, upscaled
+    red = (figure[..., 0] > 200) & (figure[..., 1] < 80) & (figure[..., 2] < 80)
+    assert red.sum() > 100  # step-1 outlines are drawn
+
+
+def test_bad_inputs_each_one_line_others_still_processed(tmp_path):
+    rgb = np.asarray(Image.open(SCENES / "sphere.png"))
+    good = tmp_path / "a_good.png"
+    Image.fromarray(rgb).save(good)
+    Image.fromarray(rgb).convert("L").save(tmp_path / "b_grey.png")
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "c_rgba.png")
+    Image.fromarray(rgb).resize((100, 100)).save(tmp_path / "d_big.png")
+    (tmp_path / "e_text.png").write_text("not an image")
+    data = good.read_bytes()
+    (tmp_path / "f_truncated.png").write_bytes(data[: len(data) // 2])
+    missing = tmp_path / "g_missing.png"
+    result = invoke("decompose", tmp_path, missing, "--json")
+    assert result.exit_code == 1
+    records = {Path(json.loads(line)["image"]).name: json.loads(line) for line in result.stdout.splitlines()}
+    assert sorted(records) == ["a_good.png", "b_grey.png", "c_rgba.png", "d_big.png", "e_text.png",
+                               "f_truncated.png", "g_missing.png"]
+    for name in ("a_good.png", "c_rgba.png", "d_big.png"):
+        assert records[name]["count"] == 1 and records[name]["objects"][0]["shape"] == "sphere", name
+    assert "count" in records["b_grey.png"]  # processed (a grey scene is off the model's data)
+    assert "converted to RGB" in records["b_grey.png"]["notices"][0]
+    assert "composited" in records["c_rgba.png"]["notices"][0]
+    assert "100x100 image resized to the model's 64x64" in records["d_big.png"]["notices"][0]
+    assert "not an image" in records["e_text.png"]["error"]
+    assert "truncated" in records["f_truncated.png"]["error"]
+    assert "no such file" in records["g_missing.png"]["error"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"\x00" * 100, "not a readable checkpoint"),
+    (None, "no such checkpoint file"),
+])
+def test_bad_checkpoint_one_line(tmp_path, content, expected):
+    model = tmp_path / "model.pt"
+    if content is not None:
+        model.write_bytes(content)
+    result = invoke("decompose", SCENES / "sphere.png", "--model", model)
+    assert result.exit_code == 1
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_checkpoint_of_an_unknown_kind(tmp_path):
+    payload = torch.load(SHIPPED_MODELS["3d"], weights_only=True)
+    config = json.loads(payload["config"])
+    config["air"]["model"] = payload["model_kind"] = "4d"
+    payload["config"] = json.dumps(config)
+    torch.save(payload, tmp_path / "4d.pt")
+    result = invoke("decompose", SCENES / "sphere.png", "--model", tmp_path / "4d.pt")
+    assert result.exit_code == 1 and "does not know" in result.output
+
+
+def test_read_image_converts_and_reports(tmp_path):
+    Image.fromarray(np.full((64, 64), 200, np.uint8)).save(tmp_path / "grey.png")
+    array, notices = read_image(tmp_path / "grey.png", 64, 3)
+    assert array.shape == (64, 64, 3) and (array == 200).all() and len(notices) == 1
+    with pytest.raises(UserError, match="no such file"):
+        read_image(tmp_path / "none.png", 64, 3)
+
+
+def test_refine_lowers_the_error_of_a_perturbed_pose(shipped):
+    scene = load_scene(SCENES / "two_objects.json", shipped.config.air.render.object_scale)
+    x = torch.from_numpy(np.asarray(Image.open(SCENES / "two_objects.png"), np.float32) / 255).permute(2, 0, 1)[None]
+    _, latents = shipped.infer(np.array(Image.open(SCENES / "two_objects.png"))[None])
+    truth = scenes_to_arrays([scene], 3)
+    order = [0, 1]
+    objects = dict(latents.objects)
+    objects["identity"] = torch.tensor([[SHAPES.index(o.shape) for o in scene.objects] + [0]])
+    objects["position"] = torch.tensor(truth["position"][:, order + [0]], dtype=torch.float32)
+    objects["position"][0, :2] += torch.tensor([[0.12, -0.1], [-0.1, 0.12]])  # move both objects
+    objects["yaw"] = torch.deg2rad(torch.tensor(truth["yaw"][:, order + [0]], dtype=torch.float32))
+    perturbed = latents._replace(z_pres=torch.tensor([[1.0, 1.0, 0.0]]), objects=objects)
+    refined, before, after = shipped.refine(x, perturbed, steps=30)
+    assert after[0] < 0.5 * before[0], (before, after)
+    moved = (refined.objects["position"][0, :2] - torch.from_numpy(truth["position"][0, :2])).norm(dim=1)
+    assert (moved < 0.08).all(), moved  # back near the true positions
+
+
+def test_outline_is_the_mask_boundary():
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    edge = outline(mask)
+    assert edge.sum() == 12 and not edge[2:4, 2:4].any() and not edge[0].any()
+
+
+def test_bf16_precision_agrees_and_bad_precision_is_refused():
+    fp32 = invoke("decompose", SCENES / "three_objects.png", "--json")
+    bf16 = invoke("decompose", SCENES / "three_objects.png", "--json", "--precision", "bf16")
+    assert fp32.exit_code == 0 and bf16.exit_code == 0, bf16.output
+    a, b = json.loads(fp32.stdout), json.loads(bf16.stdout)
+    assert a["count"] == b["count"] and [o["shape"] for o in a["objects"]] == [o["shape"] for o in b["objects"]]
+    for oa, ob in zip(a["objects"], b["objects"]):
+        assert np.abs(np.subtract(oa["position"], ob["position"])).max() < 0.05
+    result = invoke("decompose", SCENES / "sphere.png", "--precision", "fp8")
+    assert result.exit_code == 1 and "--precision must be" in result.output
