@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="file stem under assets/models/, e.g. air3d")
     parser.add_argument("--test-data", required=True, help="held-out labelled dataset to evaluate on")
     parser.add_argument("--command", required=True, help="the exact command that trained the checkpoint")
+    parser.add_argument("--note", default="", help="anything else a reader must know (e.g. about the timing)")
     args = parser.parse_args()
 
     source = load_checkpoint(args.checkpoint)
@@ -60,6 +61,7 @@ def main() -> None:
         f"batch {config.train.batch_size} (ELBO batch {config.train.elbo_batch_size})",
         f"- Training data: {dataset_line(config.data)}",
         f"- Training time: {minutes:.1f} minutes on {hardware}",
+        *([f"- Note: {args.note}"] if args.note else []),
         "",
         "## Held-out evaluation (measured on this file)", "",
         f"`inverse-air evaluate assets/models/{dst.name} --data {args.test_data}`"
