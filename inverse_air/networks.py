@@ -18,7 +18,7 @@ class MLP(nn.Sequential):
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 
@@ -42,10 +42,10 @@ class ImageEncoder(nn.Module):
         layers: list[nn.Module] = []
         c, s = in_channels + 2, image_size
         for out in channels:
-            layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
             c, s = out, (s + 1) // 2
         self.convs = nn.Sequential(*layers)
-        self.fc = nn.Sequential(nn.Linear(c * s * s, features), nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(c * s * s, features), nn.ReLU(inplace=True))
         ramp = torch.linspace(-1.0, 1.0, image_size)
         grid = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"))  # (2, S, S): x, y
         self.register_buffer("coords", grid, persistent=False)
