@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from inverse_air.config import DATASET_PRESETS
-from inverse_air.data import render_dataset
+from inverse_air.data import write_json, render_dataset
 from inverse_air.evaluate import evaluate
 from inverse_air.train import run_config_for, train
 
@@ -95,9 +95,7 @@ def main() -> None:
     for name, train_data, tests, train_overrides, air_overrides in todo:
         results["runs"][name] = run(args.work, name, train_data, tests, train_overrides, air_overrides)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(args.out)
+        write_json(args.out, results)
 
 
 if __name__ == "__main__":
