@@ -26,7 +26,7 @@ import torch
 from common import median_time
 from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import ShardDataset, render_dataset, write_json
-from inverse_air.decompose import Decomposer, resolve_model
+from inverse_air.decompose import Decomposer, expand_inputs, resolve_model
 from inverse_air.imageio_utils import write_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,29 +52,31 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decompose.json"))
     args = parser.parse_args()
     images, png_dir = test_images(args.work, args.num)
-    decomposer = Decomposer(resolve_model(args.model))
-
-    decomposer.infer(images[:256])  # warm-up
-    single = []
-    for image in images[:300]:
-        start = time.perf_counter()
-        decomposer.describe(decomposer.infer(image[None])[1])
-        single.append(time.perf_counter() - start)
-    batched = median_time(lambda: [decomposer.describe(decomposer.infer(images[i:i + 256])[1])
-                             for i in range(0, len(images), 256)], 3, warmup=False)
-    directory = median_time(lambda: decomposer.run([png_dir]), 3, warmup=False)
+    results = {"model": str(resolve_model(args.model)), "images": len(images)}
+    for precision in ("fp32", "bf16"):
+        decomposer = Decomposer(resolve_model(args.model), precision=precision)
+        decomposer.infer(images[:256])  # warm-up
+        single = []
+        for image in images[:300]:
+            start = time.perf_counter()
+            decomposer.describe(decomposer.infer(image[None])[1])
+            single.append(time.perf_counter() - start)
+        batched = median_time(lambda: [decomposer.describe(decomposer.infer(images[i:i + 256])[1])
+                                       for i in range(0, len(images), 256)], 3, warmup=False)
+        directory = median_time(lambda: decomposer.run(expand_inputs([png_dir])), 3, warmup=False)
+        results[precision] = {
+            "batch1_ms_median": round(1000 * statistics.median(single[20:]), 2),
+            "batched_images_per_s": round(len(images) / batched),
+            "directory_images_per_s": round(len(images) / directory),
+        }
     cli = Path(sys.executable).with_name("inverse-air")
     scene = ROOT / "scenes" / "two_objects.png"
     startup = median_time(lambda: subprocess.run([str(cli), "decompose", str(scene), "--model", args.model],
                                            check=True, capture_output=True), 5, warmup=False)
-    results = {
-        "model": str(resolve_model(args.model)), "images": len(images),
-        "batch1_ms_median": round(1000 * statistics.median(single[20:]), 2),
-        "batched_images_per_s": round(len(images) / batched),
-        "directory_images_per_s": round(len(images) / directory),
+    results.update({
         "process_start_to_result_s": round(startup, 2),
         "machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-    }
+    })
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, results)
     print(json.dumps(results, indent=2))
