@@ -170,7 +170,8 @@ class Trainer:
         self.config = config
         torch.manual_seed(config.train.seed)
         self.model = build_model(config.air)
-        if config.train.sleep_steps > 0 and not hasattr(self.model.objects, "sample_scenes"):
+        if config.train.sleep_fraction > 0 and not config.train.supervised \
+                and not hasattr(self.model.objects, "sample_scenes"):
             raise UserError(f"--sleep-fraction {config.train.sleep_fraction}: the {config.air.model} "
                             f"model has no sleep phase (its generative model is learned); use 0")
         tc = config.train
