@@ -143,3 +143,14 @@ def test_composer_is_deterministic():
     b = composer.compose(np.random.default_rng(1), 3)
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
+
+
+def test_crowded_canvases_start_over_instead_of_failing():
+    """Three to five digits sometimes leave no room for the last one; the composer then starts
+    the canvas over rather than refusing a valid request."""
+    composer = Composer(load_digits("test"))
+    rng = np.random.default_rng(0)
+    for count in (3, 5):
+        for _ in range(150):
+            canvas, boxes, labels = composer.compose(rng, count)
+            assert boxes.shape == (count, 3) and canvas.max() > 0
