@@ -118,7 +118,7 @@ def train(
     elbo_batch_size: Annotated[Optional[int], typer.Option(help="Images per ELBO step.")] = None,
     sleep_fraction: Annotated[Optional[float], typer.Option(help="Fraction of steps in the sleep phase (3D only).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of initialization, batches and samples.")] = None,
-    dair: Annotated[bool, typer.Option("--dair", help="DAIR: steps also see the image minus the reconstruction so far.")] = False,
+    dair: Annotated[Optional[bool], typer.Option("--dair/--no-dair", help="DAIR: steps also see the image minus the reconstruction so far [default: the model's preset].")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -133,7 +133,7 @@ def train(
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
     if supervised:
         overrides["supervised"] = True
-    config = run_config_for(data, model, overrides, {"dair": True} if dair else {})
+    config = run_config_for(data, model, overrides, {} if dair is None else {"dair": dair})
     last = run(config, out, resume=resume, progress=not quiet)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
     typer.echo(f"trained to step {last.get('step')}: {summary}; checkpoint {out / 'checkpoint.pt'}", err=True)
