@@ -230,7 +230,9 @@ def _stack_steps(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
 
 
 def parameter_groups(model: AIR, lr: float, baseline_lr: float) -> list[dict]:
-    """Adam parameter groups: the inference network, then the baseline (own learning rate).
+    """Adam parameter groups: the inference network (with, in 2D, the learned decoder: the
+    part of the generative model that trains on the same ELBO), then the baseline (own
+    learning rate).
 
     The baseline is found by name (``baseline.``); a test checks that every parameter lands in
     exactly one group, because a baseline silently trained at the main rate (or not at all)
