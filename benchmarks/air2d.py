@@ -2,7 +2,7 @@
 
     python benchmarks/air2d.py [--parts steptime,air,dair,interpolation,downstream,figure]
                                [--seeds 0] [--steps N] [--eval-every 1000]
-                               [--work DIR] [--out benchmarks/results/air2d.json]
+                               [--work DIR] [--out benchmarks/results/air2d.json] [--threads T]
 
 Datasets (composed once into ``--work``, from the embedded MNIST digits; reused by later runs):
 - ``train``: 50,000 canvases of 0-2 digits from the training pool, seed 0;
@@ -234,7 +234,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out scores")
     parser.add_argument("--work", type=Path, default=Path("out/bench-air2d"))
     parser.add_argument("--out", type=Path, default=RESULTS / "air2d.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
     results = Results(args.out)
     steps = {"steps": args.steps} if args.steps else {}

@@ -303,7 +303,7 @@ AIR_PRESETS: dict[str, AIRConfig] = {
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "3d": TrainConfig(),
     # 2D: the decoder is learned, so there is no fixed generative model to sleep on: ELBO only.
-    "2d": TrainConfig(steps=30000, batch_size=64, elbo_batch_size=64, sleep_fraction=0.0,
+    "2d": TrainConfig(steps=25000, batch_size=64, elbo_batch_size=64, sleep_fraction=0.0,
                       lr=1e-3, elbo_lr=1e-3, baseline_lr=1e-2, lr_decay_to=0.1,
                       log_every=100, checkpoint_every=1000, image_every=2500),
 }
