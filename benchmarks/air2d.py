@@ -1,7 +1,7 @@
 """2D AIR (multi-MNIST) benchmark: the paper's experiments, with this project's train/evaluate.
 
     python benchmarks/air2d.py [--parts steptime,air,dair,interpolation,downstream,figure]
-                               [--seeds 0] [--steps N] [--eval-every 1000]
+                               [--seeds 0] [--steps N] [--eval-every 1000] [--stop-after N]
                                [--work DIR] [--out benchmarks/results/air2d.json] [--threads T]
 
 Datasets (composed once into ``--work``, from the embedded MNIST digits; reused by later runs):
@@ -105,13 +105,20 @@ def step_time(work: Path, dair: bool, batch: int = 64, warmup: int = 10, repeats
 
 
 # ---------------------------------------------------------------------------- training runs
+class StopRun(Exception):
+    """Raised by :class:`CurveTrainer` at ``stop_after`` steps (after checkpoint and score)."""
+
+
 class CurveTrainer(Trainer):
     """A Trainer that scores every checkpoint on held-out data and records the point with the
-    training seconds so far (the scoring time is taken out of the training clock)."""
+    training seconds so far (the scoring time is taken out of the training clock); it stops
+    after ``stop_after`` steps if given (the learning-rate schedule is still the full run's)."""
 
-    def __init__(self, *args, test_arrays: dict, curve: list, on_point, **kwargs):
+    def __init__(self, *args, test_arrays: dict, curve: list, on_point, stop_after: int | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.test_arrays, self.curve, self.on_point = test_arrays, curve, on_point
+        self.stop_after = stop_after
 
     def save(self) -> None:
         super().save()
@@ -126,10 +133,13 @@ class CurveTrainer(Trainer):
                           "count_accuracy": metrics["count_accuracy"]}), flush=True)
         self.on_point()
         self._start += time.perf_counter() - start  # scoring is not training time
+        if self.stop_after is not None and self.step >= self.stop_after:
+            raise StopRun
 
 
 def train_run(work: Path, results: Results, name: str, train_data: str, curve_data: str,
-              train_overrides: dict, air_overrides: dict, eval_every: int) -> Path:
+              train_overrides: dict, air_overrides: dict, eval_every: int,
+              stop_after: int | None = None) -> Path:
     out = work / "runs" / name
     config = run_config_for(dataset(work, train_data), "2d",
                             {"checkpoint_every": eval_every, **train_overrides}, air_overrides)
@@ -143,11 +153,16 @@ def train_run(work: Path, results: Results, name: str, train_data: str, curve_da
              "curve": curve}
     test_arrays = ShardDataset(dataset(work, curve_data)).arrays()
     trainer = CurveTrainer(config, out, resume=resume, progress=False, test_arrays=test_arrays,
-                           curve=curve, on_point=lambda: results.set("runs", name, entry))
+                           curve=curve, on_point=lambda: results.set("runs", name, entry),
+                           stop_after=stop_after)
     if resume:  # points after the checkpoint will be redone
         curve[:] = [p for p in old.get("curve", []) if p["step"] <= trainer.step]
-    if trainer.step < config.train.steps:
-        trainer.run()
+    entry["stopped_after"] = stop_after
+    if trainer.step < min(config.train.steps, stop_after or config.train.steps):
+        try:
+            trainer.run()
+        except StopRun:
+            pass
     entry["final"] = curve[-1] if curve else None
     results.set("runs", name, entry)
     return out / CHECKPOINT
@@ -232,6 +247,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="seeds of the 'air' part")
     parser.add_argument("--steps", type=int, default=None, help="training steps [default: the 2D preset's]")
     parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out scores")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop each run after this many steps (its schedule stays the full run's)")
     parser.add_argument("--work", type=Path, default=Path("out/bench-air2d"))
     parser.add_argument("--out", type=Path, default=RESULTS / "air2d.json")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
@@ -249,11 +266,11 @@ def main() -> None:
     if "air" in parts:
         for seed in args.seeds.split(","):
             ckpt = train_run(args.work, results, f"air-seed{seed}", "train", "test",
-                             {"seed": int(seed), **steps}, {}, args.eval_every)
+                             {"seed": int(seed), **steps}, {}, args.eval_every, args.stop_after)
             score(results, f"air-seed{seed}", ckpt, args.work, "test")
     if "dair" in parts:
         ckpt = train_run(args.work, results, "dair-seed0", "train", "test", {"seed": 0, **steps},
-                         {"dair": True}, args.eval_every)
+                         {"dair": True}, args.eval_every, args.stop_after)
         score(results, "dair-seed0", ckpt, args.work, "test")
         score(results, "dair-seed0", ckpt, args.work, "test3")
         if air0().exists():
@@ -261,7 +278,7 @@ def main() -> None:
     if "interpolation" in parts:
         for name, air in (("air013-seed0", {}), ("dair013-seed0", {"dair": True})):
             ckpt = train_run(args.work, results, name, "train013", "test2", {"seed": 0, **steps}, air,
-                             args.eval_every)
+                             args.eval_every, args.stop_after)
             score(results, name, ckpt, args.work, "test2")
     if "downstream" in parts:
         results.set("downstream", "air-seed0", downstream(args.work, air0()))
