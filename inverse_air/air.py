@@ -1,7 +1,7 @@
 """The AIR model: a recurrent inference network over a variable number of objects.
 
 The core does not know what an object is. It takes an *object model* (:class:`ObjectModel`;
-3D: :class:`inverse_air.model3d.Objects3D`) that owns the per-object latents (their prior,
+3D: :class:`inverse_air.model3d.Objects3D`, 2D: :class:`inverse_air.model2d.Objects2D`) that owns the per-object latents (their prior,
 their posterior head and the generative model that draws them) and adds what every AIR variant
 shares: the image encoder, the LSTM core, the presence chain and the score-function baseline.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +49,9 @@ class ObjectModel(Protocol):
 
     latent_size: int
     """D: size of :attr:`ObjectStep.vector`."""
+    soft_is_exact: bool
+    """True when ``render(soft=True)`` is the generative model's exact image (2D); False when
+    the soft image only lends its gradients to a hard render (3D)."""
 
     def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
                    target: dict[str, torch.Tensor] | None) -> ObjectStep:
@@ -61,6 +65,18 @@ class ObjectModel(Protocol):
 
     def empty(self, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
         """Latents of zero objects, each ``(B, 0, ...)`` (DAIR's first step renders them)."""
+
+    def targets(self, arrays: dict[str, np.ndarray], max_steps: int) -> dict[str, torch.Tensor]:
+        """A dataset's ground truth (its shard format) -> teacher-forcing targets: ``z_pres
+        (B, N)`` and the object latents ``(B, N, ...)`` in the model's canonical order."""
+
+    def to_arrays(self, latents: "Latents") -> dict[str, np.ndarray]:
+        """Inferred latents -> the dataset's ground-truth format (``count`` and per-object
+        fields), for metrics and ``decompose``."""
+
+    # Optional (3D): ``sample_scenes(rng, batch, count_prior) -> arrays``, scenes drawn from
+    # the generative model's prior in the dataset's format (the sleep phase needs it; a model
+    # with a learned generative part, like 2D, has none).
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -238,7 +254,9 @@ def _stack_steps(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
 
 
 def parameter_groups(model: AIR, lr: float, baseline_lr: float) -> list[dict]:
-    """Adam parameter groups: the inference network, then the baseline (own learning rate).
+    """Adam parameter groups: the inference network (with, in 2D, the learned decoder: the
+    part of the generative model that trains on the same ELBO), then the baseline (own
+    learning rate).
 
     The baseline is found by name (``baseline.``); a test checks that every parameter lands in
     exactly one group, because a baseline silently trained at the main rate (or not at all)

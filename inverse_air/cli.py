@@ -135,13 +135,13 @@ def render_dataset(
 def train(
     data: Annotated[Path, typer.Option(help="Training dataset directory (from render-dataset).")],
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
-    model: Annotated[str, typer.Option(help="'3d' (PyTorch3D renderer).")] = "3d",
-    steps: Annotated[Optional[int], typer.Option(help="Total optimizer steps [default: TrainConfig.steps].")] = None,
+    model: Annotated[str, typer.Option(help="'3d' (PyTorch3D renderer) or '2d' (multi-MNIST, learned decoder); picks the presets.")] = "3d",
+    steps: Annotated[Optional[int], typer.Option(help="Total optimizer steps [default: the model's preset].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per sleep/supervised step.")] = None,
     elbo_batch_size: Annotated[Optional[int], typer.Option(help="Images per ELBO step.")] = None,
-    sleep_fraction: Annotated[Optional[float], typer.Option(help="Fraction of steps in the sleep phase (3D).")] = None,
+    sleep_fraction: Annotated[Optional[float], typer.Option(help="Fraction of steps in the sleep phase (3D only).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of initialization, batches and samples.")] = None,
-    dair: Annotated[bool, typer.Option("--dair", help="DAIR: steps also see the image minus the reconstruction so far.")] = False,
+    dair: Annotated[Optional[bool], typer.Option("--dair/--no-dair", help="DAIR: steps also see the image minus the reconstruction so far [default: the model's preset].")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -157,7 +157,7 @@ def train(
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
     if supervised:
         overrides["supervised"] = True
-    config = run_config_for(data, model, overrides, {"dair": True} if dair else {})
+    config = run_config_for(data, model, overrides, {} if dair is None else {"dair": dair})
     last = run(config, out, resume=resume, progress=not quiet, device=device)
     import os
 
@@ -177,7 +177,8 @@ def evaluate(
     precision: PrecisionOption = "fp32",
     device: DeviceOption = "auto",
 ):
-    """Count, identity and pose accuracy of a checkpoint on a dataset, and inference speed."""
+    """Count accuracy (with confusion matrix), object and pose/window errors of a checkpoint on a
+    dataset, and inference speed."""
     import json
 
     from .evaluate import evaluate as run
@@ -278,10 +279,16 @@ def format_metrics(m: dict) -> list[str]:
              f"count accuracy     {num(m['count_accuracy'], '.2%')}",
              "count confusion    (rows: true count, columns: inferred)"]
     lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in m["confusion"]]
-    lines += [f"identity accuracy  {num(m['identity_accuracy'], '.2%')} over {m['matched_objects']} matched objects",
-              f"position error     median {num((m['position_error'] or {}).get('median'), '.4f')} world units",
-              f"cube yaw error     median {num((m['cube_yaw_error_deg'] or {}).get('median'), '.2f')} degrees",
-              f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, {m['threads']} threads)"]
+    median = lambda key, fmt: num((m[key] or {}).get("median"), fmt)
+    lines.append(f"matched objects    {m['matched_objects']} (on correctly counted scenes)")
+    if "identity_accuracy" in m:  # 3D
+        lines += [f"identity accuracy  {num(m['identity_accuracy'], '.2%')}",
+                  f"position error     median {median('position_error', '.4f')} world units",
+                  f"cube yaw error     median {median('cube_yaw_error_deg', '.2f')} degrees"]
+    else:  # 2D
+        lines += [f"position error     median {median('position_error', '.4f')} canvas units (canvas spans 2)",
+                  f"scale error        median {median('scale_error', '.4f')} of the canvas side"]
+    lines.append(f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, {m['threads']} threads)")
     return lines
 
 

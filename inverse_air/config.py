@@ -149,6 +149,37 @@ def _coerce(hint, value):
 
 
 @dataclass(frozen=True)
+class Objects2DConfig:
+    """The 2D object model (:mod:`inverse_air.model2d`): digits drawn by a learned decoder into
+    windows that a spatial transformer places on the canvas (:mod:`inverse_air.render2d`).
+
+    Prior per object: ``z_what ~ N(0, I)``; ``z_where = (scale, x, y)`` (box convention in
+    :mod:`inverse_air.render2d`) with independent normal priors, ``scale ~ N(scale_prior_mean,
+    scale_prior_std)`` and ``x, y ~ N(0, position_prior_std)``.
+    """
+
+    canvas_size: int = 50
+    """Side S of the canvas in pixels (training takes it from the dataset's manifest)."""
+    z_what_size: int = 50
+    """Size of each object's appearance code ``z_what``."""
+    window_size: int = 28
+    """Side in pixels of the window the decoder draws (then scaled onto the canvas)."""
+    glimpse_size: int = 28
+    """Side in pixels of the window the inference network reads at ``z_where``."""
+    decoder_hidden: int = 200
+    """Hidden units of the decoder MLP (and of the glimpse encoder)."""
+    decoder_output_bias: float = -2.0
+    """Initial bias of the decoder's output logits: -2 makes new objects start nearly empty."""
+    scale_prior_mean: float = 0.43
+    """Prior mean of ``scale = w / S``; training sets it from the dataset's composition
+    (28 / 1.3 / 50 = 0.43 for the default: a digit cell of about 21 pixels)."""
+    scale_prior_std: float = 0.1
+    """Prior standard deviation of ``scale``."""
+    position_prior_std: float = 1.0
+    """Prior standard deviation of the window centre ``x`` and ``y`` (canvas from -1 to 1)."""
+
+
+@dataclass(frozen=True)
 class AIRConfig:
     """The AIR model: the generative model's priors and likelihood and the inference network.
 
@@ -173,26 +204,35 @@ class AIRConfig:
     pixel_sigma: float = 0.1
     """Standard deviation of the Gaussian pixel likelihood (images in [0, 1])."""
     encoder_channels: tuple[int, ...] = (32, 64, 64, 64)
-    """Channels of the stride-2 convolutions of the image encoder."""
+    """Channels of the stride-2 convolutions of the image encoder (none: one linear layer
+    on the pixels)."""
     encoder_features: int = 256
     """Size of the image encoder's output vector."""
     lstm_size: int = 256
     """Hidden size of the LSTM core."""
     glimpse_size: int = 24
-    """Side in pixels of the attention window each step reads at full resolution (3D: centred
+    """3D: side in pixels of the attention window each step reads at full resolution (centred
     where the step's coarse position estimate projects into the image)."""
     glimpse_channels: tuple[int, ...] = (32, 64, 64)
-    """Channels of the stride-2 convolutions of the glimpse encoder."""
+    """Channels of the stride-2 convolutions of the glimpse encoder (none: one linear layer)."""
     glimpse_features: int = 128
     """Size of the glimpse encoder's output vector."""
     baseline_channels: tuple[int, ...] = (16, 32, 32)
     """Channels of the score-function baseline's own (smaller) image encoder."""
     render: RenderConfig = field(default_factory=RenderConfig)
     """3D: the renderer of the generative model (taken from the training dataset's manifest)."""
+    objects2d: Objects2DConfig = field(default_factory=Objects2DConfig)
+    """2D: the digit object model: priors, decoder and window sizes."""
 
     @property
     def image_size(self) -> int:
-        return self.render.image_size
+        """Side S of the (square) images the model reads and draws."""
+        return self.render.image_size if self.model == "3d" else self.objects2d.canvas_size
+
+    @property
+    def channels(self) -> int:
+        """Image channels C: RGB renders (3D), grey digits (2D)."""
+        return 3 if self.model == "3d" else 1
 
 
 @dataclass(frozen=True)
@@ -250,3 +290,22 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: str = ""
     """Training dataset directory."""
+
+
+AIR_PRESETS: dict[str, AIRConfig] = {
+    "3d": AIRConfig(),
+    # 2D: one linear layer per encoder (the pixels of a 50x50 grey canvas are few; convolutions
+    # would triple the step time) and the paper's pixel noise.
+    "2d": AIRConfig(model="2d", pixel_sigma=0.3, encoder_channels=(), encoder_features=256,
+                    glimpse_channels=(), glimpse_features=200, baseline_channels=()),
+}
+"""The model of each kind (``train --model``); the dataset fills in image size and count prior."""
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "3d": TrainConfig(),
+    # 2D: the decoder is learned, so there is no fixed generative model to sleep on: ELBO only.
+    "2d": TrainConfig(steps=25000, batch_size=64, elbo_batch_size=64, sleep_fraction=0.0,
+                      lr=1e-3, elbo_lr=1e-3, baseline_lr=1e-2, lr_decay_to=0.1,
+                      log_every=100, checkpoint_every=1000, image_every=2500),
+}
+"""How each kind trains by default (``train --model``); options override single fields."""

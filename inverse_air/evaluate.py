@@ -12,7 +12,7 @@ import torch
 from .checkpoint import load_model
 from .data import ShardDataset
 from .errors import UserError
-from .metrics import scene_metrics_3d
+from .metrics import scene_metrics
 from .train import images_to_tensor
 
 
@@ -20,24 +20,25 @@ from .train import images_to_tensor
 def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
                  precision: str = "fp32") -> tuple[dict[str, np.ndarray], float]:
     """Deterministic inference (most likely presence and identity, posterior-mean pose) on
-    ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format and the seconds
-    spent in the model (conversion from uint8 included, file reading not)."""
-    from .model3d import latents_to_arrays
-
+    ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format (the object
+    model's ``to_arrays``) and the seconds spent in the model (conversion from uint8 included,
+    file reading not)."""
     parts, seconds = [], 0.0
     for start in range(0, len(images), batch_size):
         t0 = time.perf_counter()
         x = images_to_tensor(images[start:start + batch_size]).to(model.prior_pres.device)
         latents = model.predict(x, precision)
-        parts.append(latents_to_arrays(latents))
+        parts.append(model.objects.to_arrays(latents))
         seconds += time.perf_counter() - t0
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
              device: str = "cpu", precision: str = "fp32") -> dict:
-    """Count, identity and pose metrics of a checkpoint on a dataset, and images/s of inference
-    on ``device`` (``auto``, ``cpu`` or ``cuda``) in ``precision`` (see :meth:`AIR.predict`)."""
+    """The metrics of a checkpoint's kind (:mod:`inverse_air.metrics`: count accuracy and
+    confusion matrix; 3D identity and pose, 2D window position and scale) on a dataset, and
+    images/s of inference on ``device`` (``auto``, ``cpu`` or ``cuda``) in ``precision`` (see
+    :meth:`AIR.predict`)."""
     from .distributed import resolve_device
 
     model, payload = load_model(checkpoint, device=resolve_device(device))
@@ -52,7 +53,7 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
         raise UserError(f"{data_dir}: images are {size}x{size}, the model expects "
                         f"{config.air.image_size}x{config.air.image_size}")
     pred, seconds = infer_arrays(model, arrays["images"], batch_size, precision)
-    metrics = scene_metrics_3d(arrays, pred)
+    metrics = scene_metrics(config.air.model, arrays, pred)
     metrics.update({
         "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
         "images_per_s": len(arrays["images"]) / seconds if seconds > 0 else None,

@@ -5,9 +5,11 @@
 - **matching**: on scenes whose count is right, inferred objects are matched to true ones by
   the assignment that minimizes the summed position distance (Hungarian assignment; scenes hold
   at most a handful of objects, so every permutation is tried).
-- **identity accuracy** (3D) / **digit accuracy**: over matched objects.
+- **identity accuracy** (3D): over matched objects.
 - **position error**: Euclidean distance between matched positions (3D: world units on the
-  ground plane; 2D: normalized canvas units).
+  ground plane; 2D: window centres in normalized canvas units, where the canvas spans 2).
+- **scale error** (2D): ``|inferred scale - true scale|`` of matched windows (fraction of the
+  canvas side; box convention in :mod:`inverse_air.render2d`).
 - **yaw error** (3D), symmetry-aware: none for spheres and cylinders (yaw is not observable),
   modulo 90 degrees for cubes; measured on matched objects whose true shape is a cube.
 """
@@ -95,6 +97,47 @@ def scene_metrics_3d(true: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -
         "position_error": _summary(position_errors),
         "cube_yaw_error_deg": _summary(yaw_errors),
     }
+
+
+def scene_metrics_2d(true: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict:
+    """Count and window metrics for 2D (multi-MNIST) scenes.
+
+    Args:
+        true, pred: arrays as in a 2D dataset shard: ``count (n,)`` and ``box (n, K, 3)``
+            (scale, x, y), the first ``count`` slots holding the objects. ``pred`` may have
+            another ``K``.
+
+    Returns:
+        a JSON-ready dict: ``count_accuracy``, ``confusion`` (list of lists), ``num_scenes``,
+        ``matched_objects``, ``position_error`` and ``scale_error`` (median, mean) over windows
+        matched by centre on scenes whose count is right (``None`` when nothing matched).
+    """
+    true_count, pred_count = np.asarray(true["count"]), np.asarray(pred["count"])
+    max_count = int(max(true_count.max(initial=0), pred_count.max(initial=0)))
+    position_errors, scale_errors = [], []
+    for i in np.flatnonzero(true_count == pred_count):
+        n = int(true_count[i])
+        t_box, p_box = true["box"][i][:n], pred["box"][i][:n]
+        order = match_by_position(t_box[:, 1:], p_box[:, 1:])
+        position_errors.extend(np.linalg.norm(t_box[:, 1:] - p_box[order, 1:], axis=-1))
+        scale_errors.extend(np.abs(t_box[:, 0] - p_box[order, 0]))
+    return {
+        "num_scenes": int(len(true_count)),
+        "count_accuracy": float(np.mean(true_count == pred_count)) if len(true_count) else None,
+        "confusion": confusion_matrix(true_count, pred_count, max_count).tolist(),
+        "matched_objects": len(position_errors),
+        "position_error": _summary(position_errors),
+        "scale_error": _summary(scale_errors),
+    }
+
+
+SCENE_METRICS = {"3d": scene_metrics_3d, "2d": scene_metrics_2d}
+"""The metrics function of each model kind."""
+
+
+def scene_metrics(kind: str, true: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict:
+    """The metrics of model kind ``kind`` (:data:`SCENE_METRICS`)."""
+    return SCENE_METRICS[kind](true, pred)
 
 
 def _summary(values) -> dict | None:

@@ -38,16 +38,12 @@ from torch import nn
 
 from .air import ObjectStep
 from .config import AIRConfig
+from .densities import LOG_2PI, normal_log_prob, soft_clamp
 from .networks import MLP, ImageEncoder
 from .render3d import SceneRenderer
 from .scene import SHAPES, YAW_SYMMETRY_DEG, sample_scene, scenes_to_arrays
 
-_LOG_2PI = math.log(2 * math.pi)
 _EDGE = 0.995  # target positions are clamped inside the open square tanh(u / 2) reaches
-
-
-def normal_log_prob(x, mean, log_sigma):
-    return -0.5 * ((x - mean) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * _LOG_2PI
 
 
 def logistic_log_prob(u):
@@ -60,13 +56,6 @@ def wrapped_normal_log_prob(angle, mean, log_sigma, wraps: int = 4):
     k = torch.arange(-wraps, wraps + 1, dtype=angle.dtype, device=angle.device)
     diff = (angle - mean).unsqueeze(-1) + 2 * math.pi * k  # (..., 2 * wraps + 1)
     return torch.logsumexp(normal_log_prob(diff, 0.0, log_sigma.unsqueeze(-1)), dim=-1)
-
-
-def soft_clamp(x, low: float, high: float):
-    """Bound ``x`` to (low, high) smoothly. A hard clamp has zero gradient outside: a yaw
-    log-sigma that once overshot its bound stayed there (yaw never learned, median error 21
-    degrees, i.e. chance); this one always lets the gradient back."""
-    return low + F.softplus(high - F.softplus(high - x) - low)
 
 
 def position_to_u(position):
@@ -82,11 +71,13 @@ class Objects3D(nn.Module):
     """
 
     latent_size = len(SHAPES) + 4  # one-hot identity, position, cos psi, sin psi
+    soft_is_exact = False  # the soft render lends its gradients to the hard one
     _OUT = len(SHAPES) + 2 + 2 + 2 + 1  # logits, u offset, u log-sigma, psi vector, psi log-sigma
 
     def __init__(self, config: AIRConfig):
         super().__init__()
         self.renderer = SceneRenderer(config.render)
+        self.object_scale = config.render.object_scale
         self.glimpse_size = config.glimpse_size
         self.where = nn.Linear(config.lstm_size, 2)
         self.glimpse_encoder = ImageEncoder(3, config.glimpse_size, config.glimpse_channels,
@@ -136,7 +127,7 @@ class Objects3D(nn.Module):
         has_yaw = self.yaw_observable.to(hidden.dtype)[identity]  # (B,)
         log_q_psi = has_yaw * wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
         kl = (log_q_identity + math.log(S)) + (log_q_u - logistic_log_prob(u).sum(-1)) \
-            + has_yaw * (log_q_psi + _LOG_2PI)
+            + has_yaw * (log_q_psi + LOG_2PI)
         position = torch.tanh(u / 2)
         vector = torch.cat([F.one_hot(identity, S).to(hidden.dtype), position,
                             torch.cos(psi).unsqueeze(1), torch.sin(psi).unsqueeze(1)], dim=1)
@@ -184,6 +175,16 @@ class Objects3D(nn.Module):
                 })
             out.append(steps)
         return out
+
+    def targets(self, arrays, max_steps: int):
+        return targets_from_arrays(arrays, max_steps)
+
+    def to_arrays(self, latents):
+        return latents_to_arrays(latents)
+
+    def sample_scenes(self, rng: np.random.Generator, batch: int, count_prior: tuple[float, ...]):
+        """Scenes from the prior in a dataset's format (the sleep phase)."""
+        return sample_prior_scenes(rng, batch, count_prior, self.object_scale)
 
 
 # ---------------------------------------------------------------------------- data <-> latents

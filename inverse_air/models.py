@@ -5,7 +5,7 @@ from __future__ import annotations
 from .air import AIR
 from .config import AIRConfig
 
-MODEL_KINDS = ("3d",)
+MODEL_KINDS = ("3d", "2d")
 """Model kinds ``build_model`` knows (``AIRConfig.model``)."""
 
 
@@ -14,5 +14,9 @@ def build_model(config: AIRConfig) -> AIR:
     if config.model == "3d":
         from .model3d import Objects3D
 
-        return AIR(config, Objects3D(config), channels=3)
+        return AIR(config, Objects3D(config), channels=config.channels)
+    if config.model == "2d":
+        from .model2d import Objects2D
+
+        return AIR(config, Objects2D(config), channels=config.channels)
     raise ValueError(f"unknown model kind {config.model!r} (known: {', '.join(MODEL_KINDS)})")

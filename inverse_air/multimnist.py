@@ -113,13 +113,29 @@ class Composer:
             hit = self._cache[key] = (digit, ink)
         return hit
 
-    def compose(self, rng: np.random.Generator, count: int, max_tries: int = 200):
+    def compose(self, rng: np.random.Generator, count: int, max_tries: int = 200, restarts: int = 50):
         """One canvas with ``count`` digits whose inked areas do not overlap.
+
+        Digits are placed one after the other, each re-drawn up to ``max_tries`` times until it
+        overlaps none placed before; if one cannot be placed (the earlier ones left no room),
+        the whole canvas starts over, up to ``restarts`` times. A canvas placed at the first
+        attempt consumes the generator exactly as before restarts existed.
 
         Returns:
             image ``(S, S)`` uint8, boxes ``(count, 3)`` float32 (scale, x, y), digit labels
             ``(count,)`` int64.
+
+        Raises:
+            UserError: no canvas found in ``restarts`` attempts (too many digits for the canvas).
         """
+        for _ in range(restarts):
+            placed = self._try_compose(rng, count, max_tries)
+            if placed is not None:
+                return placed
+        raise UserError(f"could not place {count} non-overlapping digits on a "
+                        f"{self.config.canvas_size}x{self.config.canvas_size} canvas")
+
+    def _try_compose(self, rng: np.random.Generator, count: int, max_tries: int):
         cfg = self.config
         S = cfg.canvas_size
         canvas = np.zeros((S, S), dtype=np.uint8)
@@ -138,8 +154,7 @@ class Composer:
                        for o in taken):
                     break
             else:
-                raise UserError(f"could not place {count} non-overlapping digits on a "
-                                f"{S}x{S} canvas")
+                return None
             taken.append(ink)
             region = canvas[top:top + w, left:left + w]
             np.maximum(region, digit, out=region)

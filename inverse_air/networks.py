@@ -1,7 +1,8 @@
 """Plain neural-network building blocks of the inference network and the baseline.
 
 Nothing here knows about probability: the AIR model (:mod:`inverse_air.air`) and the object
-models (:mod:`inverse_air.model3d`) turn these modules' outputs into distributions.
+models (:mod:`inverse_air.model3d`, :mod:`inverse_air.model2d`) turn these modules' outputs
+into distributions.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class ImageEncoder(nn.Module):
     """Stride-2 convolutions over the image plus two coordinate channels, then a linear layer.
 
     The coordinate channels (x and y in [-1, 1]) let the features say *where* things are, which
-    the pose outputs need to sub-pixel precision.
+    the pose outputs need to sub-pixel precision. With no convolutions the encoder is one
+    linear layer on the pixels, which knows where each pixel is already (and to which constant
+    coordinate channels would only add a bias), so it reads no coordinate channels.
 
     Args:
         in_channels: image channels C.
@@ -40,7 +43,8 @@ class ImageEncoder(nn.Module):
     def __init__(self, in_channels: int, image_size: int, channels: tuple[int, ...], features: int):
         super().__init__()
         layers: list[nn.Module] = []
-        c, s = in_channels + 2, image_size
+        self.with_coords = bool(channels)
+        c, s = in_channels + 2 * self.with_coords, image_size
         for out in channels:
             layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
             c, s = out, (s + 1) // 2
@@ -52,9 +56,10 @@ class ImageEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         B = image.shape[0]
-        coords = self.coords.to(image.dtype).expand(B, -1, -1, -1)
-        h = self.convs(torch.cat([image, coords], dim=1))
-        return self.fc(h.flatten(1))
+        if self.with_coords:
+            coords = self.coords.to(image.dtype).expand(B, -1, -1, -1)
+            image = torch.cat([image, coords], dim=1)
+        return self.fc(self.convs(image).flatten(1))
 
 
 class Baseline(nn.Module):

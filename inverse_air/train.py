@@ -4,17 +4,20 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
 
 - **sleep** (3D): scenes drawn from the generative model's prior are hard-rendered and the
   inference network maximizes ``log q(scene | image)`` (teacher forcing, objects in canonical
-  order). No dataset image or label is used, and no renderer gradient is needed.
+  order). No dataset image or label is used, and no renderer gradient is needed. A model whose
+  generative part is learned (2D) has no sleep phase.
 - **elbo**: the dataset's images; maximize the ELBO (:mod:`inverse_air.elbo`) with
-  reparameterized pose gradients through the soft renderer and score-function gradients with
-  the learned baseline for presence and identity.
+  reparameterized gradients for continuous latents (3D: through the soft renderer) and
+  score-function gradients with the learned baseline for presence (and 3D identity). In 2D the
+  decoder learns here too.
 - **supervised** (``--supervised``): maximize ``log q(labels | image)`` on the dataset's
   ground truth: the paper's supervised comparison.
 
 Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``, so a run
 resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken.
 Dataset labels are used by the unsupervised phases only to *report* count accuracy on a fixed
-monitoring batch; they never reach a loss.
+monitoring batch; they never reach a loss. Nothing here is specific to a kind of object: the
+object model (``model.objects``) turns ground truth into targets and samples sleep scenes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import nn
 
 from .air import AIR, parameter_groups
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import AIRConfig, RunConfig, to_dict
+from .config import AIR_PRESETS, TRAIN_PRESETS, AIRConfig, DatasetConfig, RunConfig, to_dict
 from .data import ShardDataset, write_json
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
@@ -59,16 +62,35 @@ def count_prior_for(counts: tuple[int, ...], max_steps: int) -> tuple[float, ...
 
 def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dict,
                    air_overrides: dict) -> RunConfig:
-    """The run configuration for training ``model`` on a dataset: the renderer and the count
-    prior come from the dataset's manifest; ``*_overrides`` replace config fields."""
+    """The run configuration for training ``model`` on a dataset: the kind's presets
+    (:data:`~inverse_air.config.AIR_PRESETS`, :data:`~inverse_air.config.TRAIN_PRESETS`), then
+    what the dataset's manifest fixes (3D renderer; 2D canvas size and the prior scale of a
+    digit; the count prior), then ``*_overrides`` (config fields).
+
+    Raises:
+        UserError: an unknown model kind, a dataset of another kind, or counts the model
+            cannot infer.
+    """
+    if model not in AIR_PRESETS:
+        raise UserError(f"--model must be one of {', '.join(AIR_PRESETS)}, got {model!r}")
     dataset = ShardDataset(data_dir)
     if dataset.config.model != model:
         raise UserError(f"{data_dir}: a {dataset.config.model} dataset, but --model is {model}")
-    air = AIRConfig(model=model, render=dataset.config.render)
+    air = dataclasses.replace(AIR_PRESETS[model], **_from_dataset(AIR_PRESETS[model], dataset.config))
     air = dataclasses.replace(air, **air_overrides)
     air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps))
-    base = RunConfig(air=air, data=str(data_dir))
-    return dataclasses.replace(base, train=dataclasses.replace(base.train, **train_overrides))
+    train = dataclasses.replace(TRAIN_PRESETS[model], **train_overrides)
+    return RunConfig(air=air, train=train, data=str(data_dir))
+
+
+def _from_dataset(air: AIRConfig, data: DatasetConfig) -> dict:
+    """The model settings a dataset fixes: what the images are and how objects are drawn."""
+    if air.model == "3d":
+        return {"render": data.render}
+    compose = data.compose  # a digit's 28x28 cell shrinks by digit_scale_mean on average
+    scale = 28.0 / compose.digit_scale_mean / compose.canvas_size
+    return {"objects2d": dataclasses.replace(air.objects2d, canvas_size=compose.canvas_size,
+                                             scale_prior_mean=round(scale, 4))}
 
 
 # ---------------------------------------------------------------------------- batches
@@ -86,10 +108,8 @@ class Batches:
     """
 
     def __init__(self, model: AIR, config: RunConfig, arrays: dict[str, np.ndarray]):
-        from .model3d import targets_from_arrays
-
         self.model, self.config, self.arrays = model, config, arrays
-        self.targets = targets_from_arrays
+        self.targets = model.objects.targets
         self.num = len(arrays["images"])
 
     @property
@@ -104,11 +124,9 @@ class Batches:
         return images_to_tensor(picked["images"]).to(self.device), _to(target, self.device)
 
     def sleep(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from .model3d import sample_prior_scenes
-
         rng = np.random.default_rng([self.config.train.seed, step, 2])
         air = self.config.air
-        arrays = sample_prior_scenes(rng, size, air.count_prior, air.render.object_scale)
+        arrays = self.model.objects.sample_scenes(rng, size, air.count_prior)
         target = _to(self.targets({k: v[part] for k, v in arrays.items()}, air.max_steps), self.device)
         with torch.no_grad():
             x = self.model.objects.render(target["z_pres"], target, soft=False)
@@ -131,10 +149,11 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tupl
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
     running statistics of the learning signals are updated from all processes' batches."""
     latents = model.infer(x, sample=True)
-    soft = model.reconstruct(latents, soft=True)
-    with torch.no_grad():
-        hard = model.reconstruct(latents, soft=False)
-    recon = hard + (soft - soft.detach())  # the hard image's value, the soft image's gradient
+    recon = model.reconstruct(latents, soft=True)
+    if not model.objects.soft_is_exact:
+        with torch.no_grad():
+            hard = model.reconstruct(latents, soft=False)
+        recon = hard + (recon - recon.detach())  # the hard image's value, the soft image's gradient
     baseline = model.baseline(x, latents.hidden)
     with torch.no_grad():
         update_signal_stats(model.signal_stats, latents,
@@ -186,6 +205,10 @@ class Trainer:
         self.config = config
         torch.manual_seed(config.train.seed)
         self.model = build_model(config.air).to(context.device)
+        if config.train.sleep_fraction > 0 and not config.train.supervised \
+                and not hasattr(self.model.objects, "sample_scenes"):
+            raise UserError(f"--sleep-fraction {config.train.sleep_fraction}: the {config.air.model} "
+                            f"model has no sleep phase (its generative model is learned); use 0")
         tc = config.train
         self.optimizer = torch.optim.Adam(parameter_groups(self.model, tc.lr, tc.baseline_lr))
         self.step = 0

@@ -98,3 +98,52 @@ def overlay_figure(inputs: np.ndarray, recons: np.ndarray, masks: np.ndarray, pr
             drawn[edge] = STEP_COLORS[i % len(STEP_COLORS)]
         tiles += [up(inputs[b]), up(recons[b]), drawn]
     return image_grid(np.stack(tiles), columns=3, pad=2 * scale)
+
+
+def draw_windows(image: np.ndarray, boxes: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """A copy of ``(H, W, 3)`` uint8 ``image`` with the 2D windows ``boxes (N, 3)`` (scale, x, y;
+    box convention in :mod:`inverse_air.render2d`) outlined in their step's colour where
+    ``present (N,)``."""
+    out = image.copy()
+    H, W = image.shape[:2]
+    for i, ((scale, x, y), on) in enumerate(zip(boxes, present)):
+        if not on:
+            continue
+        color = STEP_COLORS[i % len(STEP_COLORS)]
+        # The window spans x - scale .. x + scale in coordinates where the canvas spans 2.
+        left, right = int(round((x - scale + 1) * W / 2)), int(round((x + scale + 1) * W / 2)) - 1
+        top, bottom = int(round((y - scale + 1) * H / 2)), int(round((y + scale + 1) * H / 2)) - 1
+        cols = np.arange(max(left, 0), min(right, W - 1) + 1)
+        rows = np.arange(max(top, 0), min(bottom, H - 1) + 1)
+        for r in (top, bottom):
+            if 0 <= r < H:
+                out[r, cols] = color
+        for c in (left, right):
+            if 0 <= c < W:
+                out[rows, c] = color
+    return out
+
+
+def windows_figure(inputs: np.ndarray, recons: np.ndarray, boxes: np.ndarray, present: np.ndarray,
+                   columns: int = 8, scale: int = 3) -> np.ndarray:
+    """The paper's 2D figure: for each image, the input with its inferred windows outlined in
+    step colours (red, green, blue), and below it the reconstruction with the same windows.
+
+    Args:
+        inputs, recons: ``(B, H, W, C)`` uint8 (C = 1 or 3).
+        boxes: ``(B, N, 3)`` inferred windows; present: ``(B, N)`` bool.
+    """
+    if inputs.shape[-1] == 1:
+        inputs, recons = np.repeat(inputs, 3, axis=-1), np.repeat(recons, 3, axis=-1)
+    big = lambda a: a.repeat(scale, axis=0).repeat(scale, axis=1)
+    tiles_in = [draw_windows(big(x), b, p) for x, b, p in zip(inputs, boxes, present)]
+    tiles_out = [draw_windows(big(x), b, p) for x, b, p in zip(recons, boxes, present)]
+    columns = max(1, min(columns, len(tiles_in)))
+    blank = np.zeros_like(tiles_in[0])
+    while len(tiles_in) % columns:  # full rows, so inputs and reconstructions stay paired
+        tiles_in.append(blank)
+        tiles_out.append(blank)
+    tiles = []
+    for start in range(0, len(tiles_in), columns):
+        tiles += tiles_in[start:start + columns] + tiles_out[start:start + columns]
+    return image_grid(np.stack(tiles), columns=columns)

@@ -1,7 +1,11 @@
+import os
+
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# Two threads, as on the CI machines; INVERSE_AIR_TEST_THREADS=1 on a machine whose cores are
+# busy with something else (oversubscribed threads make CPU training many times slower).
+torch.set_num_threads(int(os.environ.get("INVERSE_AIR_TEST_THREADS", "2")))
 
 
 def pytest_addoption(parser):
@@ -54,5 +58,38 @@ def tiny_run_config(tiny_data):
         train = {"batch_size": 8, "elbo_batch_size": 4, "log_every": 2, "checkpoint_every": 3,
                  "image_every": 4, **train}
         return run_config_for(tiny_data, "3d", train, {**TINY_AIR, **(air or {})})
+
+    return make
+
+
+TINY_OBJECTS_2D = dict(z_what_size=8, window_size=10, glimpse_size=10, decoder_hidden=16)
+"""A small 2D object model (Objects2DConfig fields) for fast tests; priors are the real ones."""
+
+
+@pytest.fixture(scope="session")
+def tiny_data_2d(tmp_path_factory):
+    """A 48-scene multi-MNIST dataset (50x50, 0-2 digits, two shards)."""
+    import dataclasses
+
+    from inverse_air.config import DATASET_PRESETS
+    from inverse_air.data import render_dataset
+
+    config = dataclasses.replace(DATASET_PRESETS["2d"], num=48, seed=3, shard_size=24)
+    return render_dataset(tmp_path_factory.mktemp("tiny2d"), config, progress=False)
+
+
+@pytest.fixture
+def tiny_run_config_2d(tiny_data_2d):
+    """Build a tiny 2D RunConfig on ``tiny_data_2d``: ``tiny_run_config_2d(**train_overrides)``."""
+    import dataclasses
+
+    from inverse_air.train import run_config_for
+
+    def make(air=None, **train):
+        train = {"batch_size": 8, "elbo_batch_size": 8, "log_every": 2, "checkpoint_every": 3,
+                 "image_every": 4, **train}
+        config = run_config_for(tiny_data_2d, "2d", train, {**TINY_AIR, **(air or {})})
+        objects2d = dataclasses.replace(config.air.objects2d, **TINY_OBJECTS_2D)
+        return dataclasses.replace(config, air=dataclasses.replace(config.air, objects2d=objects2d))
 
     return make

@@ -157,3 +157,33 @@ def test_render_dataset_one_part(tmp_path):
                     "--shard-range", "1:2")
     assert result.exit_code == 0, result.output
     assert "shards 1:2 ready" in result.output and (tmp_path / "d" / "shard-00001.npz").exists()
+
+
+def test_train_then_evaluate_2d(tiny_data_2d, tiny_data, tmp_path):
+    run = tmp_path / "run2d"
+    result = invoke("train", "--model", "2d", "--data", tiny_data_2d, "--out", run, "--steps", 2,
+                    "--elbo-batch-size", 4, "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("evaluate", run / "checkpoint.pt", "--data", tiny_data_2d, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["num_scenes"] == 48 and "scale_error" in metrics and "identity_accuracy" not in metrics
+    result = invoke("evaluate", run / "checkpoint.pt", "--data", tiny_data_2d)
+    assert result.exit_code == 0 and "count accuracy" in result.output and "scale error" in result.output
+    # A 2D model on a 3D dataset: one line naming both.
+    result = invoke("evaluate", run / "checkpoint.pt", "--data", tiny_data)
+    assert result.exit_code == 1 and "a 3d dataset" in result.output and "2d model" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--data", "3D"], "a 3d dataset, but --model is 2d"),
+    (["--sleep-fraction", "0.5"], "the 2d model has no sleep phase"),
+])
+def test_train_2d_bad_input(tiny_data_2d, tiny_data, tmp_path, extra, expected):
+    args = ["train", "--model", "2d", "--data", tiny_data_2d, "--out", tmp_path / "run", "--steps", 1, "--quiet"]
+    if extra[0] == "--data":
+        args[4], extra = tiny_data, []
+    result = invoke(*args, *extra)
+    assert result.exit_code == 1, result.output
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1

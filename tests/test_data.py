@@ -163,3 +163,14 @@ def test_shard_ranges_merged_equal_one_run_byte_for_byte(tmp_path):
     assert files(merged) == files(tmp_path / "one")
     with pytest.raises(UserError, match="shard-range 2:5 is not within"):
         render_dataset(tmp_path / "c", TINY_2D, progress=False, shard_range=(2, 5))
+
+
+def test_crowded_canvases_start_over_instead_of_failing():
+    """Three to five digits sometimes leave no room for the last one; the composer then starts
+    the canvas over rather than refusing a valid request."""
+    composer = Composer(load_digits("test"))
+    rng = np.random.default_rng(0)
+    for count in (3, 5):
+        for _ in range(150):
+            canvas, boxes, labels = composer.compose(rng, count)
+            assert boxes.shape == (count, 3) and canvas.max() > 0

@@ -49,3 +49,28 @@ def test_scene_metrics_3d_on_a_hand_made_case():
     assert m["position_error"]["median"] == pytest.approx(0.1)
     assert m["position_error"]["mean"] == pytest.approx((0.1 + 0.0 + 0.3) / 3)
     assert m["cube_yaw_error_deg"] == {"median": pytest.approx(5.0), "mean": pytest.approx(5.0)}
+
+
+def test_2d_metrics_on_a_hand_made_case():
+    from inverse_air.metrics import scene_metrics, scene_metrics_2d
+
+    true = {"count": np.array([0, 1, 2, 2, 1]),
+            "box": np.array([[[0, 0, 0], [0, 0, 0]],
+                             [[0.4, 0.1, 0.2], [0, 0, 0]],
+                             [[0.4, -0.5, 0.0], [0.5, 0.5, 0.0]],
+                             [[0.4, -0.5, 0.0], [0.5, 0.5, 0.0]],
+                             [[0.4, 0.0, 0.0], [0, 0, 0]]], np.float32)}
+    pred = {"count": np.array([0, 1, 2, 1, 2]),
+            "box": np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+                             [[0.43, 0.1, 0.5], [0, 0, 0], [0, 0, 0]],
+                             [[0.45, 0.5, 0.1], [0.4, -0.5, 0.0], [0, 0, 0]],  # found right to left
+                             [[0.4, -0.5, 0.0], [0, 0, 0], [0, 0, 0]],
+                             [[0.4, 0.0, 0.0], [0.4, 0.5, 0.5], [0, 0, 0]]], np.float32)}
+    m = scene_metrics_2d(true, pred)
+    assert m["num_scenes"] == 5 and m["count_accuracy"] == pytest.approx(3 / 5)
+    assert m["confusion"] == [[1, 0, 0], [0, 1, 1], [0, 1, 1]]
+    # Matched on scenes 1 and 2: centre errors 0.3, 0.1 (after matching across the order), 0.
+    assert m["matched_objects"] == 3
+    assert m["position_error"]["median"] == pytest.approx(0.1) and m["position_error"]["mean"] == pytest.approx(0.4 / 3)
+    assert m["scale_error"]["mean"] == pytest.approx((0.03 + 0.05 + 0.0) / 3, abs=1e-6)
+    assert scene_metrics("2d", true, pred) == m

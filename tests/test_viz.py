@@ -37,3 +37,19 @@ def test_to_uint8_channels_last():
     out = to_uint8(torch.tensor([[[[0.0, 1.2]], [[0.5, -1.0]], [[1.0, 0.2]]]]))
     assert out.shape == (1, 1, 2, 3) and out.dtype == np.uint8
     assert out[0, 0, 0].tolist() == [0, 128, 255] and out[0, 0, 1].tolist() == [255, 0, 51]
+
+
+def test_windows_are_outlined_in_step_colours():
+    from inverse_air.viz import STEP_COLORS, draw_windows, windows_figure
+
+    image = np.zeros((20, 20, 3), np.uint8)
+    # A window of 10 pixels whose top-left pixel is (row 2, column 4): scale 0.5, centre (9, 7).
+    boxes = np.array([[0.5, 2 * 9 / 20 - 1, 2 * 7 / 20 - 1], [0.3, 0.0, 0.0]], np.float32)
+    out = draw_windows(image, boxes, np.array([True, False]))
+    red = (out == STEP_COLORS[0]).all(-1)
+    assert red[2, 4:14].all() and red[11, 4:14].all() and red[2:12, 4].all() and red[2:12, 13].all()
+    assert red.sum() == 36 and not red[3:11, 5:13].any()
+    assert not (out == STEP_COLORS[1]).all(-1).any()  # absent: not drawn
+    figure = windows_figure(np.zeros((3, 20, 20, 1), np.uint8), np.zeros((3, 20, 20, 1), np.uint8),
+                            np.stack([boxes] * 3), np.ones((3, 2), bool), columns=2, scale=1)
+    assert figure.shape == (2 + 4 * 22, 2 + 2 * 22, 3)

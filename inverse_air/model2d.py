@@ -1,0 +1,159 @@
+"""The 2D object model: digits drawn by a learned decoder on a canvas (the paper's multi-MNIST).
+
+**Generative model.** The count ``n`` follows the AIR presence chain (:mod:`inverse_air.air`).
+Each object has
+
+- ``z_what ~ N(0, I)`` (``Objects2DConfig.z_what_size``, 50): its appearance;
+- ``z_where = (scale, x, y)`` (box convention in :mod:`inverse_air.render2d`, the same as the
+  dataset's boxes) with independent normal priors ``scale ~ N(scale_prior_mean,
+  scale_prior_std)`` and ``x, y ~ N(0, position_prior_std)``.
+
+The learned decoder (:class:`inverse_air.render2d.Decoder`) draws ``z_what`` into a window in
+[0, 1]; the spatial transformer pastes it at ``z_where``; the image's mean is the **sum** of the
+pasted windows, not clamped (the inked parts of the dataset's digits never overlap, so a sum is
+the model of the data; a clamp would stop the gradient wherever two windows' faint
+backgrounds add up past 1). Pixels are Gaussian around that mean with standard deviation
+``AIRConfig.pixel_sigma`` (0.3 in the 2D preset). The decoder is part of the model being
+learned: it trains on the ELBO with the inference network (same optimizer group).
+
+**Posterior** (per step; attend, then infer). The core's state gives a diagonal Gaussian over
+``z_where``; the window at the *sampled* ``z_where`` is read from the image (the transformer's
+inverse direction, :func:`inverse_air.render2d.crop`) and encoded into a diagonal Gaussian over
+``z_what``, so ``z_what`` describes what is in the window the decoder will draw. Both are
+reparameterized; their KL terms against the priors are exact. There is no discrete object
+latent (only presence needs score-function gradients).
+
+**Object order.** For teacher forcing (``--supervised``) objects are put in a canonical order,
+left to right (increasing ``x``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .air import ObjectStep
+from .config import AIRConfig
+from .densities import normal_kl, normal_log_prob, soft_clamp
+from .networks import ImageEncoder
+from .render2d import Decoder, crop, paste
+
+WHERE_SIZE = 3
+"""``z_where = (scale, x, y)``."""
+
+
+class Objects2D(nn.Module):
+    """The 2D object model (see the module docstring) for :class:`inverse_air.air.AIR`.
+
+    Latents per object: ``where (3,)`` = (scale, x, y) and ``what (D,)``.
+    """
+
+    soft_is_exact = True  # the decoder and the transformer are differentiable as they are
+
+    def __init__(self, config: AIRConfig):
+        super().__init__()
+        c = config.objects2d
+        self.canvas_size = c.canvas_size
+        self.glimpse_size = c.glimpse_size
+        self.z_what_size = c.z_what_size
+        self.latent_size = WHERE_SIZE + c.z_what_size
+        # z_where posterior: (loc offset from the prior mean (3), log-sigma (3)) from the state.
+        # Small weights: every step starts near the prior (a centred window of the usual size)
+        # with a moderate spread, and learns to move from there.
+        self.where_head = nn.Linear(config.lstm_size, 2 * WHERE_SIZE)
+        with torch.no_grad():
+            self.where_head.weight.mul_(0.1)
+            self.where_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0] + [math.log(0.1)] * 3))
+        self.glimpse_encoder = ImageEncoder(1, c.glimpse_size, config.glimpse_channels,
+                                            config.glimpse_features)
+        self.what_head = nn.Linear(config.glimpse_features, 2 * c.z_what_size)
+        self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias)
+        prior_mean = torch.tensor([c.scale_prior_mean, 0.0, 0.0])
+        prior_std = torch.tensor([c.scale_prior_std, c.position_prior_std, c.position_prior_std])
+        self.register_buffer("where_prior_mean", prior_mean, persistent=False)
+        self.register_buffer("where_prior_log_sigma", prior_std.log(), persistent=False)
+
+    def infer_step(self, hidden, image, sample: bool, target=None) -> ObjectStep:
+        """Where from the core's state; what from the window there (see the module docstring)."""
+        where_loc, where_log_sigma = self.where_head(hidden).split(WHERE_SIZE, dim=1)  # (B, 3) each
+        where_loc = where_loc + self.where_prior_mean
+        where_log_sigma = soft_clamp(where_log_sigma, -7.0, 1.0)
+        if target is not None:
+            where = target["where"]
+        elif sample:
+            where = where_loc + torch.exp(where_log_sigma) * torch.randn_like(where_loc)
+        else:
+            where = where_loc
+        glimpse = crop(image, where, self.glimpse_size)  # (B, 1, G, G)
+        what_loc, what_log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
+        what_log_sigma = soft_clamp(what_log_sigma, -7.0, 1.0)
+        if sample and target is None:
+            what = what_loc + torch.exp(what_log_sigma) * torch.randn_like(what_loc)
+        else:  # evaluation, and teacher forcing (the data have no appearance labels)
+            what = what_loc
+        zeros = torch.zeros_like(what_loc)
+        kl = normal_kl(where_loc, where_log_sigma, self.where_prior_mean, self.where_prior_log_sigma).sum(-1) \
+            + normal_kl(what_loc, what_log_sigma, zeros, zeros).sum(-1)
+        nll = None if target is None else -normal_log_prob(where, where_loc, where_log_sigma).sum(-1)
+        return ObjectStep(z={"where": where, "what": what}, vector=torch.cat([where, what], dim=1),
+                          log_q_discrete=hidden.new_zeros(hidden.shape[0]), kl=kl, target_nll=nll)
+
+    def render(self, z_pres, objects, soft: bool = False):
+        """The sum of the decoded windows of the present objects: ``(B, 1, S, S)``."""
+        B, N = z_pres.shape
+        S = self.canvas_size
+        if N == 0:
+            return z_pres.new_zeros(B, 1, S, S)
+        windows = self.decoder(objects["what"].reshape(B * N, -1))  # (B * N, 1, G, G)
+        canvases = paste(windows, objects["where"].reshape(B * N, WHERE_SIZE), S).view(B, N, 1, S, S)
+        return (canvases * z_pres.view(B, N, 1, 1, 1)).sum(1)
+
+    def empty(self, batch: int, like: torch.Tensor):
+        return {"where": like.new_zeros(batch, 0, WHERE_SIZE), "what": like.new_zeros(batch, 0, self.z_what_size)}
+
+    def targets(self, arrays, max_steps: int):
+        return targets_from_arrays(arrays, max_steps)
+
+    def to_arrays(self, latents):
+        return latents_to_arrays(latents)
+
+
+# ---------------------------------------------------------------------------- data <-> latents
+def targets_from_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> dict[str, torch.Tensor]:
+    """Ground truth in a 2D dataset's format -> teacher-forcing targets, left to right.
+
+    Args:
+        arrays: ``count (B,)`` and ``box (B, K, 3)`` (scale, x, y); the first ``count`` slots
+            of each scene hold its digits.
+
+    Returns:
+        ``z_pres (B, N)`` float and ``where (B, N, 3)`` (zeros where absent), objects in order
+        of increasing ``x``.
+
+    Raises:
+        ValueError: a scene holds more than ``max_steps`` objects.
+    """
+    count = np.asarray(arrays["count"])
+    box = np.asarray(arrays["box"], dtype=np.float32)
+    if count.max(initial=0) > max_steps:
+        raise ValueError(f"a scene holds {count.max()} objects; the model infers at most {max_steps}")
+    B, K = box.shape[:2]
+    present = np.arange(K)[None, :] < count[:, None]  # (B, K)
+    key = np.where(present, box[..., 1], np.inf)
+    order = np.argsort(key, axis=1, kind="stable")[:, :max_steps]  # present first, left to right
+    where = np.take_along_axis(box, order[..., None], axis=1) * np.take_along_axis(present, order, axis=1)[..., None]
+    pad = max(0, max_steps - where.shape[1])
+    where = np.pad(where, ((0, 0), (0, pad), (0, 0)))
+    z_pres = (np.arange(max_steps)[None, :] < count[:, None]).astype(np.float32)
+    return {"z_pres": torch.from_numpy(z_pres), "where": torch.from_numpy(where.astype(np.float32))}
+
+
+def latents_to_arrays(latents) -> dict[str, np.ndarray]:
+    """Inferred latents -> a 2D dataset's ground-truth format: ``count (B,)``, ``box (B, N, 3)``
+    (zeros in absent slots; the first ``count`` slots hold the objects, in inference order)."""
+    z_pres = latents.z_pres.detach().cpu().numpy() > 0.5
+    box = latents.objects["where"].detach().cpu().numpy() * z_pres[..., None]
+    return {"count": z_pres.sum(1).astype(np.int64), "box": box.astype(np.float32)}
