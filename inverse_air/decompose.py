@@ -221,14 +221,17 @@ class Decomposer:
     @torch.no_grad()
     def pictures(self, x: torch.Tensor, latents) -> dict[str, np.ndarray]:
         """What an overlay figure shows (:func:`inverse_air.viz.overlay_figure`): ``inputs`` and
-        ``recons`` ``(B, S, S, C)`` uint8, each step's ``masks`` ``(B, N, S, S)`` (where its
-        object alone changes the empty image) and ``present`` ``(B, N)``."""
+        ``recons`` ``(B, S, S, C)`` uint8, each step's ``masks`` ``(B, N, S, S)`` (3D: where its
+        object alone changes the empty image; 2D: its window) and ``present`` ``(B, N)``."""
         from .viz import to_uint8
 
         objects = self.model.objects
-        each = self.model.render_each(latents)  # (B, N, C, S, S)
-        empty = objects.render(latents.z_pres[:, :0], objects.empty(len(x), x), soft=False)
-        masks = (each - empty.unsqueeze(1)).abs().amax(dim=2) > 0.02
+        if hasattr(objects, "outline_masks"):  # 2D: the windows, as in the paper's figures
+            masks = objects.outline_masks(latents.objects)
+        else:  # 3D: each object's silhouette
+            each = self.model.render_each(latents)  # (B, N, C, S, S)
+            empty = objects.render(latents.z_pres[:, :0], objects.empty(len(x), x), soft=False)
+            masks = (each - empty.unsqueeze(1)).abs().amax(dim=2) > 0.02
         return {"inputs": to_uint8(x), "recons": to_uint8(self.model.reconstruct(latents)),
                 "masks": masks.cpu().numpy(), "present": latents.z_pres.cpu().numpy() > 0.5}
 

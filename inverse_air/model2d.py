@@ -114,6 +114,41 @@ class Objects2D(nn.Module):
     def empty(self, batch: int, like: torch.Tensor):
         return {"where": like.new_zeros(batch, 0, WHERE_SIZE), "what": like.new_zeros(batch, 0, self.z_what_size)}
 
+    scene_fields = ("box",)
+    """What :meth:`describe` gives that a dataset's ground truth holds (decompose's ``objects``)."""
+    pose_keys = ("where",)
+    """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
+
+    def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
+        """Keep refined windows valid, in place: a positive size, the centre near the canvas."""
+        objects["where"][..., 0].clamp_(min=0.05, max=2.0)
+        objects["where"][..., 1:].clamp_(-1.5, 1.5)
+
+    def describe(self, objects: dict[str, torch.Tensor]) -> list[list[dict]]:
+        """Each image's steps: ``box`` ``[scale, x, y]`` (the dataset's convention) and
+        ``window_px`` ``[left, top, side]`` in canvas pixels."""
+        where = objects["where"].detach().cpu().numpy()
+        S = self.canvas_size
+        out = []
+        for boxes in where:
+            steps = []
+            for scale, x, y in boxes:
+                side = scale * S
+                left, top = (x + 1) * S / 2 - side / 2, (y + 1) * S / 2 - side / 2
+                steps.append({"box": [round(float(v), 4) for v in (scale, x, y)],
+                              "window_px": [round(float(v), 1) for v in (left, top, side)]})
+            out.append(steps)
+        return out
+
+    def outline_masks(self, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N, S, S)`` bool: the pixels inside each step's window (what overlays outline)."""
+        S = self.canvas_size
+        centres = (torch.arange(S, device=objects["where"].device, dtype=objects["where"].dtype) + 0.5) * 2 / S - 1
+        scale, x, y = objects["where"].unbind(-1)  # (B, N) each
+        inside_x = (centres.view(1, 1, 1, S) - x[..., None, None]).abs() <= scale[..., None, None]
+        inside_y = (centres.view(1, 1, S, 1) - y[..., None, None]).abs() <= scale[..., None, None]
+        return inside_x & inside_y
+
     def targets(self, arrays, max_steps: int):
         return targets_from_arrays(arrays, max_steps)
 

@@ -164,3 +164,24 @@ def test_bf16_precision_agrees_and_bad_precision_is_refused():
         assert np.abs(np.subtract(oa["position"], ob["position"])).max() < 0.05
     result = invoke("decompose", SCENES / "sphere.png", "--precision", "fp8")
     assert result.exit_code == 1 and "--precision must be" in result.output
+
+
+def test_shipped_2d_model_counts_the_example_digits_and_finds_their_windows():
+    truth = json.loads((SCENES / "mnist" / "truth.json").read_text())["images"]
+    decomposer = Decomposer(SHIPPED_MODELS["2d"])
+    paths = [SCENES / "mnist" / name for name in sorted(truth)]
+    results, pictures = decomposer.run(paths, keep=len(paths))
+    for path, r in zip(paths, results):
+        expected = truth[path.name]
+        assert r.result["count"] == expected["count"], (path.name, r.result)
+        found = np.array([o["box"] for o in r.result["objects"]]).reshape(-1, 3)
+        for box in expected["box"]:  # every true window has an inferred one nearby
+            assert np.abs(found[:, 1:] - np.array(box[1:])).max(axis=1).min() < 0.15, (path.name, found, box)
+    assert pictures["masks"].shape[2:] == (50, 50)
+
+
+def test_a_3d_scene_given_to_the_2d_model_is_converted_with_notices():
+    result = invoke("decompose", SCENES / "sphere.png", "--model", "2d", "--json")
+    assert result.exit_code == 0, result.output
+    notices = json.loads(result.stdout)["notices"]
+    assert any("converted to L" in n for n in notices) and any("resized to the model's 50x50" in n for n in notices)
