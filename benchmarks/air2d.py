@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -66,23 +68,26 @@ def dataset(work: Path, name: str) -> Path:
 
 
 class Results:
-    """The JSON file of results, rewritten atomically after every change."""
+    """The JSON file of results, rewritten atomically after every change. Each change re-reads
+    the file under a lock, so several benchmark processes (say, two seeds on two cores) can
+    write their parts into the same file."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.info = {"machine": platform.processor() or platform.machine(),
+                     "threads": torch.get_num_threads(), "torch": torch.__version__}
         self.data = json.loads(path.read_text()) if path.exists() else {}
-        self.data.update({"machine": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__})
 
     def set(self, section: str, name: str, value) -> None:
-        self.data.setdefault(section, {})[name] = value
-        self.write()
-
-    def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        tmp.replace(self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+            self.data.update(self.info)
+            self.data.setdefault(section, {})[name] = value
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+            tmp.replace(self.path)
 
 
 # ---------------------------------------------------------------------------- step time
@@ -246,6 +251,7 @@ def main() -> None:
     parser.add_argument("--parts", default="steptime,air,dair,interpolation,downstream,figure")
     parser.add_argument("--seeds", default="0", help="seeds of the 'air' part")
     parser.add_argument("--steps", type=int, default=None, help="training steps [default: the 2D preset's]")
+    parser.add_argument("--interpolation", default="air,dair", help="models of the 'interpolation' part")
     parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out scores")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="stop each run after this many steps (its schedule stays the full run's)")
@@ -277,6 +283,8 @@ def main() -> None:
             score(results, "air-seed0", air0(), args.work, "test3")
     if "interpolation" in parts:
         for name, air in (("air013-seed0", {}), ("dair013-seed0", {"dair": True})):
+            if name.split("013")[0] not in args.interpolation.split(","):
+                continue
             ckpt = train_run(args.work, results, name, "train013", "test2", {"seed": 0, **steps}, air,
                              args.eval_every, args.stop_after)
             score(results, name, ckpt, args.work, "test2")
