@@ -38,12 +38,14 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="file stem under assets/models/, e.g. air3d")
     parser.add_argument("--test-data", required=True, help="held-out labelled dataset to evaluate on")
     parser.add_argument("--command", required=True, help="the exact command that trained the checkpoint")
+    parser.add_argument("--train-threads", type=int, default=None,
+                        help="torch threads the training run used [default: this process's]")
     parser.add_argument("--note", default="", help="anything else a reader must know (e.g. about the timing)")
     args = parser.parse_args()
 
     source = load_checkpoint(args.checkpoint)
     config = source["config"]
-    hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, no GPU"
+    hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {args.train_threads or torch.get_num_threads()} torch threads, no GPU"
     dst = HERE / f"{args.name}.pt"
     extra = export_model(args.checkpoint, dst, trained_with=args.command, hardware=hardware)
     metrics = evaluate(dst, args.test_data)
