@@ -1,11 +1,12 @@
 """decompose speed benchmark: latency at batch 1, batched throughput, directory mode with PNG
 reading, and process start-up to the first result. Writes JSON.
 
-    python benchmarks/decompose.py [--model 3d|CHECKPOINT] [--num 2000] [--work out/bench-decompose]
+    python benchmarks/decompose.py [--model 3d|2d|CHECKPOINT] [--num 2000] [--work out/bench-decompose]
                                    [--out benchmarks/results/decompose.json]
 
-Images: held-out scenes rendered with seed 1000 (the 3D test set of ``benchmarks/air3d.py``),
-written once as PNG files into ``--work``. Every figure is the median of several repeats.
+Images: held-out scenes made with seed 1000 for the model's kind (3D: 0-3 objects, the test set
+of ``benchmarks/air3d.py``; 2D: 0-2 test-pool digits, that of ``benchmarks/air2d.py``), written
+once as PNG files into ``--work``. Every figure is the median of several repeats.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from common import median_time
+from inverse_air.checkpoint import load_checkpoint
 from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import ShardDataset, render_dataset, write_json
 from inverse_air.decompose import Decomposer, expand_inputs, resolve_model
@@ -32,8 +34,10 @@ from inverse_air.imageio_utils import write_png
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_images(work: Path, num: int) -> tuple[np.ndarray, Path]:
-    config = dataclasses.replace(DATASET_PRESETS["3d"], num=num, counts=(0, 1, 2, 3), seed=1000, split="test")
+def test_images(work: Path, num: int, kind: str) -> tuple[np.ndarray, Path]:
+    counts = {"3d": (0, 1, 2, 3), "2d": (0, 1, 2)}[kind]
+    config = dataclasses.replace(DATASET_PRESETS[kind], num=num, counts=counts, seed=1000, split="test")
+    work = work / kind
     data = render_dataset(work / "data", config, workers=2, progress=False)
     images = ShardDataset(data).arrays()["images"]
     png_dir = work / "png"
@@ -49,10 +53,13 @@ def main() -> None:
     parser.add_argument("--model", default="3d")
     parser.add_argument("--num", type=int, default=2000)
     parser.add_argument("--work", type=Path, default=Path("out/bench-decompose"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decompose.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="[default: benchmarks/results/decompose.json, decompose-2d.json for a 2D model]")
     args = parser.parse_args()
-    images, png_dir = test_images(args.work, args.num)
-    results = {"model": str(resolve_model(args.model)), "images": len(images)}
+    kind = load_checkpoint(resolve_model(args.model))["config"].air.model
+    out = args.out or Path(f"benchmarks/results/decompose{'-2d' if kind == '2d' else ''}.json")
+    images, png_dir = test_images(args.work, args.num, kind)
+    results = {"model": str(resolve_model(args.model)), "kind": kind, "images": len(images)}
     for precision in ("fp32", "bf16"):
         decomposer = Decomposer(resolve_model(args.model), precision=precision)
         decomposer.infer(images[:256])  # warm-up
@@ -70,15 +77,15 @@ def main() -> None:
             "directory_images_per_s": round(len(images) / directory),
         }
     cli = Path(sys.executable).with_name("inverse-air")
-    scene = ROOT / "scenes" / "two_objects.png"
+    scene = ROOT / "scenes" / ("two_objects.png" if kind == "3d" else "mnist/digits-2.png")
     startup = median_time(lambda: subprocess.run([str(cli), "decompose", str(scene), "--model", args.model],
                                            check=True, capture_output=True), 5, warmup=False)
     results.update({
         "process_start_to_result_s": round(startup, 2),
         "machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
     })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
     print(json.dumps(results, indent=2))
 
 

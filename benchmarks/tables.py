@@ -1,0 +1,100 @@
+"""Print the README's tables (Markdown) from the benchmarks' JSON results, so that the figures
+in the README are the measured ones.
+
+    python benchmarks/tables.py [air2d] [decompose] [distributed]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TESTED = {"test": "0-2 digits", "test3": "3 digits (extrapolation)", "test2": "2 digits (interpolation)"}
+TRAINED = {"train": "0-2 digits", "train013": "0, 1, 3 digits"}
+
+
+def load(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        sys.exit(f"error: {path} does not exist; run benchmarks/{name}.py first")
+    return json.loads(path.read_text())
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def air2d() -> str:
+    data = load("air2d")
+    runs, scores = data.get("runs", {}), data.get("scores", {})
+    rows = []
+    for name, run in sorted(runs.items()):
+        curve = run["curve"]
+        if not curve:
+            continue
+        last = curve[-1]
+        first = next((p for p in curve if p["count_accuracy"] >= 0.985), None)
+        within = [p for p in curve if p["train_s"] <= 1200]
+        for key, score in sorted(scores.items()):
+            if key.split("/")[0] != name:
+                continue
+            test = key.split("/")[1]
+            same = test == run["curve_data"]
+            rows.append([f"`{name}`", TRAINED[run["train_data"]], TESTED[test],
+                         f"{last['step']:,} steps, {last['train_s'] / 60:.1f} min",
+                         pct(score["count_accuracy"]),
+                         (f"{first['train_s'] / 60:.1f} min" if first else "not reached") if same else "",
+                         pct(max(p["count_accuracy"] for p in within)) if same and within else ""])
+    out = [table(["run", "trained on", "tested on", "training", "count acc. (end)",
+                  "first >= 98.5%", "best within 20 min"], rows)]
+    if "step_time" in data:
+        out.append("")
+        out.append(table(["step at batch 64", "median", "p90"],
+                         [[k, f"{v['median_s'] * 1000:.1f} ms", f"{v['p90_s'] * 1000:.1f} ms"]
+                          for k, v in data["step_time"].items()]))
+    if "downstream" in data:
+        d = data["downstream"]["air-seed0"]
+        out.append("")
+        out.append(table(["labelled examples", "MLP on inferred latents", "MLP on pixels"],
+                         [[f"{r['labels']:,}", pct(r["latents"]), pct(r["pixels"])] for r in d["results"]]))
+    return "\n".join(out)
+
+
+def decompose() -> str:
+    rows = []
+    for path in sorted(RESULTS.glob("decompose*.json")):
+        d = json.loads(path.read_text())
+        model = Path(d["model"]).name
+        for precision in ("fp32", "bf16"):
+            p = d[precision]
+            rows.append([f"`{model}`", precision, f"{p['batch1_ms_median']:.1f} ms",
+                         f"{p['batched_images_per_s']:,}", f"{p['directory_images_per_s']:,}",
+                         f"{d['process_start_to_result_s']:.2f} s" if precision == "fp32" else ""])
+    return table(["model", "precision", "batch 1", "batched (images/s)", "directory with PNG reading (images/s)",
+                  "process start to result"], rows)
+
+
+def distributed() -> str:
+    d = load("distributed")
+    rows = [[r["device"], r["processes"], r["global_batch"], f"{r['steps_per_s']:.2f}", f"{r['images_per_s']:,.0f}"]
+            for r in d["runs"].values()]
+    return table(["device", "processes", "global batch", "steps/s", "images/s"], rows)
+
+
+def main() -> None:
+    names = sys.argv[1:] or ["air2d", "decompose", "distributed"]
+    for name in names:
+        print(f"<!-- python benchmarks/tables.py {name} -->")
+        print(globals()[name]())
+        print()
+
+
+if __name__ == "__main__":
+    main()
