@@ -1,7 +1,7 @@
 """2D AIR (multi-MNIST) benchmark: the paper's experiments, with this project's train/evaluate.
 
     python benchmarks/air2d.py [--parts steptime,air,dair,interpolation,downstream,figure]
-                               [--seeds 0] [--steps N] [--eval-every 1000] [--stop-after N]
+                               [--seeds 0] [--steps N] [--count-prior dataset|uniform] [--eval-every 1000] [--stop-after N]
                                [--work DIR] [--out benchmarks/results/air2d.json] [--threads T]
 
 Datasets (composed once into ``--work``, from the embedded MNIST digits; reused by later runs):
@@ -20,7 +20,9 @@ Parts:
   and the point is recorded with the *training* seconds so far (evaluation time excluded);
 - ``dair``: DAIR trained on ``train`` (seed 0), scored over time on ``test`` and at the end on
   ``test3``; the ``air`` seed-0 run is scored on ``test3`` too (extrapolation, side by side);
-- ``interpolation``: AIR and DAIR trained on ``train013`` (seed 0), scored on ``test2``;
+- ``interpolation``: AIR and DAIR trained on ``train013`` (seed 0), scored on ``test2``; with
+  ``--count-prior uniform`` the models' prior over counts is uniform over 0-3 instead of over
+  the training set's counts {0, 1, 3} (which leaves 2 digits only the 1% floor);
 - ``downstream``: a small classifier predicting the sum of the digits from the ``air`` seed-0
   model's inferred latents, against the same classifier on raw pixels, with few labels;
 - ``figure``: inputs and reconstructions with the inferred windows outlined by step (red,
@@ -144,15 +146,15 @@ class CurveTrainer(Trainer):
 
 def train_run(work: Path, results: Results, name: str, train_data: str, curve_data: str,
               train_overrides: dict, air_overrides: dict, eval_every: int,
-              stop_after: int | None = None) -> Path:
+              stop_after: int | None = None, count_prior: str = "dataset") -> Path:
     out = work / "runs" / name
     config = run_config_for(dataset(work, train_data), "2d",
-                            {"checkpoint_every": eval_every, **train_overrides}, air_overrides)
+                            {"checkpoint_every": eval_every, **train_overrides}, air_overrides, count_prior)
     resume = (out / CHECKPOINT).exists()
     old = results.data.get("runs", {}).get(name, {})
     curve: list[dict] = []
     entry = {"name": name, "train_data": train_data, "curve_data": curve_data, "resumed": resume,
-             "dair": config.air.dair,
+             "dair": config.air.dair, "count_prior": list(config.air.count_prior),
              "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr",
                                                              "baseline_lr", "seed")},
              "curve": curve}
@@ -252,6 +254,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="seeds of the 'air' part")
     parser.add_argument("--steps", type=int, default=None, help="training steps [default: the 2D preset's]")
     parser.add_argument("--interpolation", default="air,dair", help="models of the 'interpolation' part")
+    parser.add_argument("--count-prior", default="dataset", choices=("dataset", "uniform"),
+                        help="the interpolation runs' count prior (train --count-prior); "
+                             "'uniform' runs are named air013-uniform-seed0 etc.")
     parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out scores")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="stop each run after this many steps (its schedule stays the full run's)")
@@ -282,11 +287,13 @@ def main() -> None:
         if air0().exists():
             score(results, "air-seed0", air0(), args.work, "test3")
     if "interpolation" in parts:
-        for name, air in (("air013-seed0", {}), ("dair013-seed0", {"dair": True})):
-            if name.split("013")[0] not in args.interpolation.split(","):
+        suffix = "" if args.count_prior == "dataset" else f"-{args.count_prior}"
+        for model, air in (("air", {}), ("dair", {"dair": True})):
+            if model not in args.interpolation.split(","):
                 continue
+            name = f"{model}013{suffix}-seed0"
             ckpt = train_run(args.work, results, name, "train013", "test2", {"seed": 0, **steps}, air,
-                             args.eval_every, args.stop_after)
+                             args.eval_every, args.stop_after, args.count_prior)
             score(results, name, ckpt, args.work, "test2")
     if "downstream" in parts:
         results.set("downstream", "air-seed0", downstream(args.work, air0()))

@@ -47,7 +47,8 @@ def air2d() -> str:
                 continue
             test = key.split("/")[1]
             same = test == run["curve_data"]
-            rows.append([f"`{name}`", TRAINED[run["train_data"]], TESTED[test],
+            prior = "; count prior uniform over 0-3" if "-uniform" in name else ""
+            rows.append([f"`{name}`", TRAINED[run["train_data"]] + prior, TESTED[test],
                          f"{last['step']:,} steps, {last['train_s'] / 60:.1f} min",
                          pct(score["count_accuracy"]),
                          (f"{first['train_s'] / 60:.1f} min" if first else "not reached") if same else "",

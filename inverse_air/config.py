@@ -195,7 +195,8 @@ class AIRConfig:
     """N: the most objects one image may hold (length of the z_pres chain)."""
     count_prior: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
     """Prior probability of each object count 0..max_steps; the z_pres chain's per-step
-    probabilities follow from it. Training sets it uniform over the dataset's counts, floored
+    probabilities follow from it. Training sets it uniform over the dataset's counts
+    (``train --count-prior dataset``) or over 0..max_steps (``--count-prior uniform``), floored
     at ``count_prior_floor``."""
     count_prior_floor: float = 0.01
     """Smallest prior probability of any count 0..max_steps (keeps every count possible)."""

@@ -52,20 +52,32 @@ class TrainingDiverged(UserError):
     """A loss or gradient became NaN or infinite."""
 
 
-def count_prior_for(counts: tuple[int, ...], max_steps: int) -> tuple[float, ...]:
-    """Uniform over the dataset's counts (the unsupervised model's prior over counts)."""
+COUNT_PRIORS = ("dataset", "uniform")
+"""Where the prior over object counts comes from (``train --count-prior``)."""
+
+
+def count_prior_for(counts: tuple[int, ...], max_steps: int, source: str = "dataset") -> tuple[float, ...]:
+    """The unsupervised model's prior over counts 0..``max_steps``: uniform over the counts the
+    dataset holds (``"dataset"``; other counts keep only the floor of
+    :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), or uniform over every count
+    (``"uniform"``: no knowledge of which counts occur, e.g. to test generalization to
+    counts absent from training)."""
+    if source not in COUNT_PRIORS:
+        raise UserError(f"--count-prior must be one of {', '.join(COUNT_PRIORS)}, got {source!r}")
     if max(counts) > max_steps:
         raise UserError(f"the dataset holds scenes of up to {max(counts)} objects; the model infers "
                         f"at most {max_steps}")
+    if source == "uniform":
+        return tuple(1.0 / (max_steps + 1) for _ in range(max_steps + 1))
     return tuple(1.0 / len(counts) if n in counts else 0.0 for n in range(max_steps + 1))
 
 
 def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dict,
-                   air_overrides: dict) -> RunConfig:
+                   air_overrides: dict, count_prior: str = "dataset") -> RunConfig:
     """The run configuration for training ``model`` on a dataset: the kind's presets
     (:data:`~inverse_air.config.AIR_PRESETS`, :data:`~inverse_air.config.TRAIN_PRESETS`), then
     what the dataset's manifest fixes (3D renderer; 2D canvas size and the prior scale of a
-    digit; the count prior), then ``*_overrides`` (config fields).
+    digit; the count prior, see :func:`count_prior_for`), then ``*_overrides`` (config fields).
 
     Raises:
         UserError: an unknown model kind, a dataset of another kind, or counts the model
@@ -78,7 +90,8 @@ def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dic
         raise UserError(f"{data_dir}: a {dataset.config.model} dataset, but --model is {model}")
     air = dataclasses.replace(AIR_PRESETS[model], **_from_dataset(AIR_PRESETS[model], dataset.config))
     air = dataclasses.replace(air, **air_overrides)
-    air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps))
+    air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps,
+                                                                  count_prior))
     train = dataclasses.replace(TRAIN_PRESETS[model], **train_overrides)
     return RunConfig(air=air, train=train, data=str(data_dir))
 

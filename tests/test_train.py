@@ -154,3 +154,14 @@ def test_evaluate_reports_every_metric(checkpoint, tiny_data):
     assert metrics["num_scenes"] == 64 and 0 <= metrics["count_accuracy"] <= 1
     assert np.array(metrics["confusion"]).sum() == 64
     assert metrics["images_per_s"] > 0 and metrics["step"] == 7
+
+
+def test_count_prior_comes_from_the_dataset_or_is_uniform():
+    from inverse_air.train import count_prior_for
+
+    assert count_prior_for((0, 1, 3), 3) == pytest.approx((1 / 3, 1 / 3, 0.0, 1 / 3))
+    assert count_prior_for((0, 1, 3), 3, "uniform") == pytest.approx((0.25,) * 4)
+    with pytest.raises(UserError, match="--count-prior must be one of dataset, uniform"):
+        count_prior_for((0, 1), 3, "geometric")
+    with pytest.raises(UserError, match="up to 4 objects"):
+        count_prior_for((0, 4), 3)
