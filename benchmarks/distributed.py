@@ -1,12 +1,13 @@
 """Training throughput with 1 and 2 processes (torchrun, gloo) on CPU, and on one GPU when
 there is one. Writes JSON.
 
-    python benchmarks/distributed.py [--steps 60] [--procs 1,2] [--device cpu|cuda]
+    python benchmarks/distributed.py [--steps 150] [--procs 1,2] [--device cpu|cuda]
                                      [--work out/bench-distributed] [--out benchmarks/results/distributed.json]
 
 Each configuration trains the default 3D model (sleep phase, global batch 64, 64x64 images)
-from scratch for ``--steps`` steps with ``inverse-air train``; steps/s is measured between the
-10th and the last step from ``metrics.jsonl`` (so start-up and warm-up are excluded).
+from scratch for ``--steps`` steps with ``inverse-air train``; steps/s is measured from
+``metrics.jsonl`` between the first logged step (the 50th) and the last, so start-up and
+warm-up are excluded.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ import torch
 from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import write_json, render_dataset
 
-WARMUP = 10
-
-
 def measure(data: Path, out: Path, procs: int, steps: int, device: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] \
@@ -38,9 +36,12 @@ def measure(data: Path, out: Path, procs: int, steps: int, device: str) -> dict:
     subprocess.run(command, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     config = json.loads((out / "config.json").read_text())["config"]
-    times = {line["step"]: line["time_s"] for line in lines}
-    # logging and snapshots happen on rank 0 between steps: measured steps include them
-    per_step = (times[steps] - times[WARMUP]) / (steps - WARMUP)
+    # from the first logged step (log_every: 50, so start-up and warm-up are excluded) to the
+    # last; logging and snapshots happen on rank 0 between steps: measured steps include them
+    first, last = lines[0], lines[-1]
+    if last["step"] != steps or first["step"] == last["step"]:
+        raise SystemExit(f"error: --steps {steps} logs too few steps to time (log_every is 50)")
+    per_step = (last["time_s"] - first["time_s"]) / (last["step"] - first["step"])
     batch = config["train"]["batch_size"]
     return {"processes": procs, "device": device, "steps": steps, "global_batch": batch,
             "steps_per_s": round(1 / per_step, 2), "images_per_s": round(batch / per_step, 1)}
@@ -48,7 +49,7 @@ def measure(data: Path, out: Path, procs: int, steps: int, device: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--procs", default="1,2")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path("out/bench-distributed"))

@@ -46,7 +46,7 @@ def air2d() -> str:
             if key.split("/")[0] != name:
                 continue
             test = key.split("/")[1]
-            same = test == run["curve_data"]
+            same = test == run["curve_data"] == "test"  # the time columns: held-out 0-2 digits
             prior = "; count prior uniform over 0-3" if "-uniform" in name else ""
             rows.append([f"`{name}`", TRAINED[run["train_data"]] + prior, TESTED[test],
                          f"{last['step']:,} steps, {last['train_s'] / 60:.1f} min",

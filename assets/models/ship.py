@@ -45,7 +45,9 @@ def main() -> None:
 
     source = load_checkpoint(args.checkpoint)
     config = source["config"]
-    hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {args.train_threads or torch.get_num_threads()} torch threads, no GPU"
+    threads = args.train_threads or torch.get_num_threads()
+    hardware = (f"{platform.machine()}, {os.cpu_count()} CPU cores, {threads} torch thread"
+                f"{'s' if threads != 1 else ''}, no GPU")
     dst = HERE / f"{args.name}.pt"
     extra = export_model(args.checkpoint, dst, trained_with=args.command, hardware=hardware)
     metrics = evaluate(dst, args.test_data)
