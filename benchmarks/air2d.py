@@ -1,7 +1,8 @@
 """2D AIR (multi-MNIST) benchmark: the paper's experiments, with this project's train/evaluate.
 
     python benchmarks/air2d.py [--parts steptime,air,dair,interpolation,downstream,figure]
-                               [--seeds 0] [--steps N] [--count-prior dataset|uniform] [--eval-every 1000] [--stop-after N]
+                               [--seeds 0] [--steps N] [--eval-every 1000] [--stop-after N]
+                               [--interpolation air,dair] [--count-prior dataset|uniform]
                                [--work DIR] [--out benchmarks/results/air2d.json] [--threads T]
 
 Datasets (composed once into ``--work``, from the embedded MNIST digits; reused by later runs):

@@ -56,12 +56,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="[default: benchmarks/results/decompose.json, decompose-2d.json for a 2D model]")
     args = parser.parse_args()
-    kind = load_checkpoint(resolve_model(args.model))["config"].air.model
+    model = resolve_model(args.model)
+    kind = load_checkpoint(model)["config"].air.model
     out = args.out or Path(f"benchmarks/results/decompose{'-2d' if kind == '2d' else ''}.json")
     images, png_dir = test_images(args.work, args.num, kind)
-    results = {"model": str(resolve_model(args.model)), "kind": kind, "images": len(images)}
+    results = {"model": str(model), "kind": kind, "images": len(images)}
     for precision in ("fp32", "bf16"):
-        decomposer = Decomposer(resolve_model(args.model), precision=precision)
+        decomposer = Decomposer(model, precision=precision)
         decomposer.infer(images[:256])  # warm-up
         single = []
         for image in images[:300]:

@@ -27,6 +27,7 @@ import torch
 from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import write_json, render_dataset
 
+
 def measure(data: Path, out: Path, procs: int, steps: int, device: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] \

@@ -142,7 +142,7 @@ def train(
     sleep_fraction: Annotated[Optional[float], typer.Option(help="Fraction of steps in the sleep phase (3D only).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of initialization, batches and samples.")] = None,
     dair: Annotated[Optional[bool], typer.Option("--dair/--no-dair", help="DAIR: steps also see the image minus the reconstruction so far [default: the model's preset].")] = None,
-    count_prior: Annotated[str, typer.Option(help="Prior over object counts: 'dataset' (uniform over the counts the training set holds) or 'uniform' (over 0..3).")] = "dataset",
+    count_prior: Annotated[str, typer.Option(help="Prior over object counts: 'dataset' (uniform over the counts the training set holds) or 'uniform' (over every count the model can infer, 0-3).")] = "dataset",
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,

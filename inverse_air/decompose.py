@@ -127,8 +127,8 @@ class Decomposer:
         self.checkpoint = Path(checkpoint)
         self.precision = precision
         self.model, payload = load_model(checkpoint, device=device)
-        # channels-last convolutions: 25% faster batched inference on CPU in float32 and 26% in
-        # bfloat16 (3D model, measured with benchmarks/decompose.py); the same values
+        # channels-last convolutions on the CPU: the same values, faster (3D model, batches of
+        # 256, 2 cores: 1,767 -> 2,214 images/s in float32, 3,724 -> 4,697 in bfloat16)
         self.memory_format = torch.channels_last if self.model.prior_pres.device.type == "cpu" \
             else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
