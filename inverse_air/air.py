@@ -36,10 +36,12 @@ class ObjectStep(NamedTuple):
     """The object's latents, each ``(B, ...)`` (the target's when one is given)."""
     vector: torch.Tensor
     """``(B, D)`` the latents as the core reads them back at the next step."""
-    log_q_discrete: torch.Tensor
-    """``(B,)`` log q of the discrete object latents drawn (they need score-function gradients)."""
-    kl: torch.Tensor
-    """``(B,)`` log q - log p of all object latents (single-sample estimate or exact)."""
+    log_q_discrete: torch.Tensor | None
+    """``(B,)`` log q of the discrete object latents drawn (they need score-function gradients);
+    None when ``infer_step`` was asked for no densities."""
+    kl: torch.Tensor | None
+    """``(B,)`` log q - log p of all object latents (single-sample estimate or exact); None
+    when ``infer_step`` was asked for no densities."""
     target_nll: torch.Tensor | None
     """``(B,)`` -log q(target latents) when a target was given."""
 
@@ -54,9 +56,10 @@ class ObjectModel(Protocol):
     the soft image only lends its gradients to a hard render (3D)."""
 
     def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
-                   target: dict[str, torch.Tensor] | None) -> ObjectStep:
+                   target: dict[str, torch.Tensor] | None, densities: bool = True) -> ObjectStep:
         """Posterior of one object given the core's state ``hidden (B, H)`` and the image
-        ``(B, C, S, S)`` (which the object model may attend to)."""
+        ``(B, C, S, S)`` (which the object model may attend to); ``densities=False`` skips
+        the log-densities (``log_q_discrete`` and ``kl`` are None)."""
 
     def render(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
                soft: bool) -> torch.Tensor:
@@ -92,10 +95,12 @@ class Latents(NamedTuple):
     """``(B, N)`` q(z_pres = 1) at each step (whether or not the step was reached)."""
     objects: dict[str, torch.Tensor]
     """Object latents stacked over steps, each ``(B, N, ...)``."""
-    log_q_discrete: torch.Tensor
-    """``(B, N)`` log q of the discrete choices made at each step (z_pres and the object's)."""
-    kl: torch.Tensor
-    """``(B, N)`` log q - log p of each step's latents (z_pres and, if present, the object's)."""
+    log_q_discrete: torch.Tensor | None
+    """``(B, N)`` log q of the discrete choices made at each step (z_pres and the object's);
+    None from :meth:`AIR.predict`, which skips the densities."""
+    kl: torch.Tensor | None
+    """``(B, N)`` log q - log p of each step's latents (z_pres and, if present, the object's);
+    None from :meth:`AIR.predict`."""
     hidden: torch.Tensor
     """``(B, N, H)`` the LSTM state after each step (the baseline reads it, detached)."""
     target_nll: torch.Tensor | None
@@ -154,7 +159,7 @@ class AIR(nn.Module):
                                                       config.count_prior_floor), persistent=False)
 
     def infer(self, x: torch.Tensor, *, sample: bool = True,
-              target: dict[str, torch.Tensor] | None = None) -> Latents:
+              target: dict[str, torch.Tensor] | None = None, densities: bool = True) -> Latents:
         """Run inference on a batch of images.
 
         Args:
@@ -164,10 +169,14 @@ class AIR(nn.Module):
             target: teacher forcing (sleep and supervised phases): ``z_pres (B, N)`` and the
                 object model's latents ``(B, N, ...)``; each step then feeds the target's
                 latents forward and reports ``-log q(target)``.
+            densities: compute the log-densities and KL terms the objectives need; ``False``
+                (prediction only, no target) leaves ``log_q_discrete`` and ``kl`` None.
 
         Returns:
             :class:`Latents`.
         """
+        if target is not None and not densities:
+            raise ValueError("teacher forcing reports -log q(target): it needs densities=True")
         B, N = x.shape[0], self.config.max_steps
         h = c = x.new_zeros(B, self.config.lstm_size)
         prev = x.new_zeros(B, self.objects.latent_size)
@@ -181,35 +190,38 @@ class AIR(nn.Module):
             h, c = self.core(torch.cat([feats, prev], dim=1), (h, c))
             logit = self.pres_head(h).squeeze(1)  # (B,)
             step_target = None if target is None else {k: v[:, i] for k, v in target.items()}
-            obj = self.objects.infer_step(h, x, sample, step_target)
+            obj = self.objects.infer_step(h, x, sample, step_target, densities)
             if target is not None:
                 z_pres = step_target["z_pres"].to(x.dtype) * alive
             elif sample:
                 z_pres = torch.bernoulli(torch.sigmoid(logit).detach()) * alive
             else:
                 z_pres = (logit > 0).to(x.dtype) * alive
-            log_q_pres = -F.binary_cross_entropy_with_logits(logit, z_pres, reduction="none")
-            p = self.prior_pres[i]
-            log_p_pres = z_pres * torch.log(p) + (1 - z_pres) * torch.log1p(-p)
             out["z_pres"].append(z_pres)
             out["prob"].append(torch.sigmoid(logit))
-            out["logq"].append(alive * log_q_pres + z_pres * obj.log_q_discrete)
-            out["kl"].append(alive * (log_q_pres - log_p_pres) + z_pres * obj.kl)
             out["hidden"].append(h)
             out["z"].append(obj.z)
+            if densities:
+                log_q_pres = -F.binary_cross_entropy_with_logits(logit, z_pres, reduction="none")
+                p = self.prior_pres[i]
+                log_p_pres = z_pres * torch.log(p) + (1 - z_pres) * torch.log1p(-p)
+                out["logq"].append(alive * log_q_pres + z_pres * obj.log_q_discrete)
+                out["kl"].append(alive * (log_q_pres - log_p_pres) + z_pres * obj.kl)
             if target is not None:
                 out["nll"].append(-alive * log_q_pres + z_pres * obj.target_nll)
             prev = obj.vector * z_pres.unsqueeze(1)
             alive = z_pres
         return Latents(
             z_pres=torch.stack(out["z_pres"], 1), pres_prob=torch.stack(out["prob"], 1),
-            objects=_stack_steps(out["z"]), log_q_discrete=torch.stack(out["logq"], 1),
-            kl=torch.stack(out["kl"], 1), hidden=torch.stack(out["hidden"], 1),
+            objects=_stack_steps(out["z"]),
+            log_q_discrete=torch.stack(out["logq"], 1) if densities else None,
+            kl=torch.stack(out["kl"], 1) if densities else None, hidden=torch.stack(out["hidden"], 1),
             target_nll=torch.stack(out["nll"], 1) if target is not None else None)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, precision: str = "fp32") -> Latents:
-        """Deterministic inference for evaluation and decompose (``infer(x, sample=False)``).
+        """Deterministic inference for evaluation and decompose: ``infer(x, sample=False)``
+        without the densities (``log_q_discrete`` and ``kl`` are None).
 
         ``precision="bf16"`` runs convolutions and linear layers in bfloat16 (``torch.autocast``;
         about twice as fast on CPUs with AVX-512 BF16, at a small cost in pose precision);
@@ -218,7 +230,7 @@ class AIR(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            latents = self.infer(x, sample=False)
+            latents = self.infer(x, sample=False, densities=False)
         if precision == "fp32":
             return latents
         as_float = lambda t: t.float() if t.is_floating_point() else t

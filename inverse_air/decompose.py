@@ -159,20 +159,19 @@ class Decomposer:
 
     def describe(self, latents) -> list[dict]:
         """Latents -> one result per image (``count``, ``objects``, ``steps``)."""
-        z_pres = latents.z_pres.cpu().numpy() > 0.5
-        prob = latents.pres_prob.cpu().numpy()
+        z_pres = (latents.z_pres > 0.5).cpu().tolist()
+        prob = np.round(latents.pres_prob.cpu().numpy().astype(np.float64), 4).tolist()
         details = self.model.objects.describe(latents.objects)
         fields = self.model.objects.scene_fields
         results = []
         for b, steps in enumerate(details):
-            count = int(z_pres[b].sum())
+            count = sum(z_pres[b])
             reached = min(count + 1, len(steps))
             results.append({
                 "model": self.kind, "count": count,
                 "objects": [{k: steps[i][k] for k in fields} for i in range(count)],
-                "steps": [{"step": i + 1, "present": bool(z_pres[b, i]),
-                           "presence_prob": round(float(prob[b, i]), 4),
-                           **(steps[i] if z_pres[b, i] else {})} for i in range(reached)],
+                "steps": [{"step": i + 1, "present": z_pres[b][i], "presence_prob": prob[b][i],
+                           **(steps[i] if z_pres[b][i] else {})} for i in range(reached)],
             })
         return results
 

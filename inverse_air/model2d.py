@@ -76,7 +76,7 @@ class Objects2D(nn.Module):
         self.register_buffer("where_prior_mean", prior_mean, persistent=False)
         self.register_buffer("where_prior_log_sigma", prior_std.log(), persistent=False)
 
-    def infer_step(self, hidden, image, sample: bool, target=None) -> ObjectStep:
+    def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True) -> ObjectStep:
         """Where from the core's state; what from the window there (see the module docstring)."""
         where_loc, where_log_sigma = self.where_head(hidden).split(WHERE_SIZE, dim=1)  # (B, 3) each
         where_loc = where_loc + self.where_prior_mean
@@ -94,11 +94,15 @@ class Objects2D(nn.Module):
             what = what_loc + torch.exp(what_log_sigma) * torch.randn_like(what_loc)
         else:  # evaluation, and teacher forcing (the data have no appearance labels)
             what = what_loc
+        vector = torch.cat([where, what], dim=1)
+        if not densities:
+            return ObjectStep(z={"where": where, "what": what}, vector=vector, log_q_discrete=None,
+                              kl=None, target_nll=None)
         zeros = torch.zeros_like(what_loc)
         kl = normal_kl(where_loc, where_log_sigma, self.where_prior_mean, self.where_prior_log_sigma).sum(-1) \
             + normal_kl(what_loc, what_log_sigma, zeros, zeros).sum(-1)
         nll = None if target is None else -normal_log_prob(where, where_loc, where_log_sigma).sum(-1)
-        return ObjectStep(z={"where": where, "what": what}, vector=torch.cat([where, what], dim=1),
+        return ObjectStep(z={"where": where, "what": what}, vector=vector,
                           log_q_discrete=hidden.new_zeros(hidden.shape[0]), kl=kl, target_nll=nll)
 
     def render(self, z_pres, objects, soft: bool = False):

@@ -99,7 +99,7 @@ class Objects3D(nn.Module):
         grid = F.affine_grid(theta, (B, C, G, G), align_corners=False)
         return F.grid_sample(image, grid, align_corners=False)
 
-    def infer_step(self, hidden, image, sample: bool, target=None) -> ObjectStep:
+    def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True) -> ObjectStep:
         """Attend, then infer: a coarse position from the core's state places a glimpse; the
         glimpse and the state give the posterior (the position as an offset from the coarse one)."""
         S = len(SHAPES)
@@ -122,18 +122,20 @@ class Objects3D(nn.Module):
         else:
             identity, u, psi = logits.argmax(-1), u_mean, psi_mean
         psi = torch.remainder(psi + math.pi, 2 * math.pi) - math.pi  # same point on the circle
+        position = torch.tanh(u / 2)
+        vector = torch.cat([F.one_hot(identity, S).to(hidden.dtype), position,
+                            torch.cos(psi).unsqueeze(1), torch.sin(psi).unsqueeze(1)], dim=1)
+        z = {"identity": identity, "position": position, "yaw": psi / 4,
+             "identity_probs": log_probs.detach().exp()}
+        if not densities:
+            return ObjectStep(z=z, vector=vector, log_q_discrete=None, kl=None, target_nll=None)
         log_q_identity = log_probs.gather(1, identity.unsqueeze(1)).squeeze(1)
         log_q_u = normal_log_prob(u, u_mean, u_log_sigma).sum(-1)
         has_yaw = self.yaw_observable.to(hidden.dtype)[identity]  # (B,)
         log_q_psi = has_yaw * wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
         kl = (log_q_identity + math.log(S)) + (log_q_u - logistic_log_prob(u).sum(-1)) \
             + has_yaw * (log_q_psi + LOG_2PI)
-        position = torch.tanh(u / 2)
-        vector = torch.cat([F.one_hot(identity, S).to(hidden.dtype), position,
-                            torch.cos(psi).unsqueeze(1), torch.sin(psi).unsqueeze(1)], dim=1)
         nll = None if target is None else -(log_q_identity + log_q_u + log_q_psi)
-        z = {"identity": identity, "position": position, "yaw": psi / 4,
-             "identity_probs": log_probs.detach().exp()}
         return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
 
     def render(self, z_pres, objects, soft: bool):
@@ -158,23 +160,18 @@ class Objects3D(nn.Module):
         """Each image's steps in a scene file's terms: ``shape``, ``position`` ``[x, z]``
         (world units), ``yaw_deg`` (cubes: in [-45, 45), 0 for the yaw-less sphere and
         cylinder) and ``shape_probs`` (the posterior over shapes)."""
-        identity = objects["identity"].cpu().numpy()
-        position = objects["position"].detach().cpu().numpy()
-        yaw = np.mod(np.rad2deg(objects["yaw"].detach().cpu().numpy()) + 45.0, 90.0) - 45.0
-        probs = objects["identity_probs"].detach().cpu().numpy()
-        out = []
-        for b in range(identity.shape[0]):
-            steps = []
-            for i in range(identity.shape[1]):
-                shape = SHAPES[identity[b, i]]
-                steps.append({
-                    "shape": shape,
-                    "position": [round(float(v), 4) for v in position[b, i]],
-                    "yaw_deg": round(float(yaw[b, i]), 2) if YAW_SYMMETRY_DEG[shape] else 0.0,
-                    "shape_probs": {name: round(float(p), 4) for name, p in zip(SHAPES, probs[b, i])},
-                })
-            out.append(steps)
-        return out
+        # Rounded as arrays, then made Python numbers at once (tolist): the loops below only
+        # build dictionaries (about 10x faster than rounding number by number).
+        identity = objects["identity"].cpu().tolist()
+        position = np.round(objects["position"].detach().cpu().numpy().astype(np.float64), 4).tolist()
+        yaw = np.mod(np.rad2deg(objects["yaw"].detach().cpu().numpy().astype(np.float64)) + 45.0, 90.0) - 45.0
+        yaw = np.round(yaw, 2).tolist()
+        probs = np.round(objects["identity_probs"].detach().cpu().numpy().astype(np.float64), 4).tolist()
+        shows_yaw = [YAW_SYMMETRY_DEG[name] is not None for name in SHAPES]
+        return [[{"shape": SHAPES[k], "position": position[b][i],
+                  "yaw_deg": yaw[b][i] if shows_yaw[k] else 0.0,
+                  "shape_probs": dict(zip(SHAPES, probs[b][i]))}
+                 for i, k in enumerate(identity[b])] for b in range(len(identity))]
 
     def targets(self, arrays, max_steps: int):
         return targets_from_arrays(arrays, max_steps)

@@ -11,6 +11,7 @@ from inverse_air.config import AIRConfig, RenderConfig
 from inverse_air.model3d import (latents_to_arrays, logistic_log_prob, normal_log_prob,
                                  sample_prior_scenes, targets_from_arrays, wrapped_normal_log_prob)
 from inverse_air.models import build_model
+from inverse_air.networks import ImageEncoder
 
 from conftest import TINY_AIR
 
@@ -89,6 +90,43 @@ def test_deterministic_inference_is_repeatable(model):
     with torch.no_grad():
         a, b = model.infer(x, sample=False), model.infer(x, sample=False)
     assert torch.equal(a.z_pres, b.z_pres) and torch.equal(a.objects["position"], b.objects["position"])
+
+
+def test_predict_is_deterministic_inference_without_the_densities(model):
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        full = model.infer(x, sample=False)
+    fast = model.predict(x)
+    assert fast.kl is None and fast.log_q_discrete is None
+    assert torch.equal(fast.z_pres, full.z_pres)
+    for key, value in full.objects.items():
+        assert torch.allclose(fast.objects[key], value, atol=1e-6), key
+    with pytest.raises(ValueError, match="densities"):
+        model.infer(x, target={"z_pres": torch.ones(3, 3)}, densities=False)
+
+
+def test_image_encoder_equals_convolving_the_coordinate_channels():
+    """The encoder adds the coordinate channels' part of the first convolution per position
+    instead of concatenating them to every image: same values, same gradients."""
+    torch.manual_seed(0)
+    encoder = ImageEncoder(3, 20, (8, 16), 12)
+    x = torch.rand(4, 3, 20, 20, requires_grad=True)
+
+    def reference(x):
+        coords = encoder.coords.expand(len(x), -1, -1, -1)
+        return encoder.fc(encoder.convs(torch.cat([x, coords], dim=1)).flatten(1))
+
+    grads = []
+    for forward in (encoder, reference):
+        encoder.zero_grad()
+        x.grad = None
+        out = forward(x)
+        (out * torch.arange(12.0)).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), [p.grad.clone() for p in encoder.parameters()]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = grads
+    assert torch.allclose(out_a, out_b, atol=1e-6)
+    assert torch.allclose(gx_a, gx_b, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(gp_a, gp_b))
 
 
 def test_dair_reads_the_residual():
