@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import Results
 from inverse_air.checkpoint import load_model
 from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import ShardDataset, render_dataset
@@ -68,29 +66,6 @@ RESULTS = Path("benchmarks/results")
 def dataset(work: Path, name: str) -> Path:
     config = dataclasses.replace(DATASET_PRESETS["2d"], **DATASETS[name])
     return render_dataset(work / "data" / name, config, progress=False)
-
-
-class Results:
-    """The JSON file of results, rewritten atomically after every change. Each change re-reads
-    the file under a lock, so several benchmark processes (say, two seeds on two cores) can
-    write their parts into the same file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.info = {"machine": platform.processor() or platform.machine(),
-                     "threads": torch.get_num_threads(), "torch": torch.__version__}
-        self.data = json.loads(path.read_text()) if path.exists() else {}
-
-    def set(self, section: str, name: str, value) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
-            self.data.update(self.info)
-            self.data.setdefault(section, {})[name] = value
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-            tmp.replace(self.path)
 
 
 # ---------------------------------------------------------------------------- step time

@@ -14,22 +14,21 @@ Variants, each trained with this project's ``train`` (library call) and scored w
 - ``supervised``: the same network trained on the dataset's labels, seed 0;
 - ``dair``: DAIR trained on 0-2 objects, tested on 3 (and on 0-3), seed 0.
 
-Every run records its wall-clock training time; results are merged into the JSON file (runs
-with the same name are replaced), so variants can be run one at a time.
+Every run records its wall-clock training time and the network's layer sizes; results are
+merged into the JSON file (runs with the same name are replaced) under a lock, so variants and
+seeds can run one at a time or side by side (say, one per core with ``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
-import torch
-
+from common import Results
 from inverse_air.config import DATASET_PRESETS
-from inverse_air.data import write_json, render_dataset
+from inverse_air.data import render_dataset
 from inverse_air.evaluate import evaluate
 from inverse_air.train import run_config_for, train
 
@@ -60,7 +59,9 @@ def run(work: Path, name: str, train_data: str, tests: dict[str, str], train_ove
     result = {"name": name, "train_data": train_data, "train_seconds": round(seconds, 1),
               "resumed": resume, "train": {k: getattr(config.train, k) for k in ("steps", "batch_size", "elbo_batch_size",
                                                      "sleep_fraction", "seed", "supervised")},
-              "dair": config.air.dair, "last_log": last}
+              "dair": config.air.dair,
+              "network": {k: getattr(config.air, k) for k in ("encoder_channels", "glimpse_channels", "lstm_size")},
+              "last_log": last}
     for test_name, test_data in tests.items():
         metrics = evaluate(out / "checkpoint.pt", dataset(work, test_data))
         result[test_name] = metrics
@@ -79,9 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/air3d.json"))
     args = parser.parse_args()
     steps = {"steps": args.steps} if args.steps else {}
-    results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
-    results.update({"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__})
+    results = Results(args.out)
     variants = args.variants.split(",")
     todo = []
     if "air" in variants:
@@ -93,9 +92,7 @@ def main() -> None:
         todo.append(("dair02-seed0", "train02", {"test3": "test3", "test": "test"}, {"seed": 0, **steps},
                      {"dair": True}))
     for name, train_data, tests, train_overrides, air_overrides in todo:
-        results["runs"][name] = run(args.work, name, train_data, tests, train_overrides, air_overrides)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, results)
+        results.set("runs", name, run(args.work, name, train_data, tests, train_overrides, air_overrides))
 
 
 if __name__ == "__main__":
