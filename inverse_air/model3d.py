@@ -93,10 +93,12 @@ class Objects3D(nn.Module):
         B, C, S, _ = image.shape
         G = self.glimpse_size
         centre = self.renderer.project(position)  # (B, 2) grid coordinates
-        theta = image.new_zeros(B, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = G / S
-        theta[:, :, 2] = centre
-        grid = F.affine_grid(theta, (B, C, G, G), align_corners=False)
+        # The window's pixel centres relative to its centre, in the image's grid units: what
+        # F.affine_grid gives for a scale-and-shift transform, without its batched matmul.
+        offsets = ((2 * torch.arange(G, device=image.device, dtype=image.dtype) + 1 - G) / S)
+        grid_x = offsets.view(1, 1, G) + centre[:, 0].view(B, 1, 1)  # (B, 1, G)
+        grid_y = offsets.view(1, G, 1) + centre[:, 1].view(B, 1, 1)  # (B, G, 1)
+        grid = torch.stack(torch.broadcast_tensors(grid_x, grid_y), dim=-1)  # (B, G, G, 2)
         return F.grid_sample(image, grid, align_corners=False)
 
     def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True) -> ObjectStep:

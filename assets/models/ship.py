@@ -32,6 +32,15 @@ def dataset_line(path: str) -> str:
     return f"`{path}`: {c.num:,} scenes, counts {list(c.counts)}, seed {c.seed}, split {c.split}"
 
 
+def network_line(air) -> str:
+    def encoder(channels, features):
+        return (f"3x3 stride-2 convolutions {list(channels)} -> {features}" if channels
+                else f"one linear layer -> {features}")
+    glimpse = f"{air.glimpse_size}x{air.glimpse_size} glimpse" if air.model == "3d" else "glimpse"
+    return (f"image encoder {encoder(air.encoder_channels, air.encoder_features)}; {glimpse} encoder "
+            f"{encoder(air.glimpse_channels, air.glimpse_features)}; LSTM {air.lstm_size}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -63,6 +72,7 @@ def main() -> None:
         f"- Seed: {config.train.seed}; steps: {source['step']:,} "
         f"({config.train.sleep_steps:,} sleep, {source['step'] - config.train.sleep_steps:,} ELBO); "
         f"batch {config.train.batch_size} (ELBO batch {config.train.elbo_batch_size})",
+        f"- Network: {network_line(config.air)}",
         f"- Training data: {dataset_line(config.data)}",
         f"- Training time: {minutes:.1f} minutes on {hardware}",
         *([f"- Note: {args.note}"] if args.note else []),
