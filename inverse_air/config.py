@@ -204,7 +204,7 @@ class AIRConfig:
     """DAIR: each step also sees the image minus the reconstruction of the objects found so far."""
     pixel_sigma: float = 0.1
     """Standard deviation of the Gaussian pixel likelihood (images in [0, 1])."""
-    encoder_channels: tuple[int, ...] = (32, 64, 64, 64)
+    encoder_channels: tuple[int, ...] = (16, 32, 64, 64)
     """Channels of the stride-2 convolutions of the image encoder (none: one linear layer
     on the pixels)."""
     encoder_features: int = 256
@@ -297,7 +297,7 @@ AIR_PRESETS: dict[str, AIRConfig] = {
     "3d": AIRConfig(),
     # 2D: one linear layer per encoder (the pixels of a 50x50 grey canvas are few; convolutions
     # would triple the step time) and the paper's pixel noise.
-    "2d": AIRConfig(model="2d", pixel_sigma=0.3, encoder_channels=(), encoder_features=256,
+    "2d": AIRConfig(model="2d", pixel_sigma=0.3, encoder_channels=(), encoder_features=256, lstm_size=256,
                     glimpse_channels=(), glimpse_features=200, baseline_channels=()),
 }
 """The model of each kind (``train --model``); the dataset fills in image size and count prior."""
