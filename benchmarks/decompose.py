@@ -61,7 +61,7 @@ def main() -> None:
     out = args.out or Path(f"benchmarks/results/decompose{'-2d' if kind == '2d' else ''}.json")
     images, png_dir = test_images(args.work, args.num, kind)
     results = {"model": str(model), "kind": kind, "images": len(images)}
-    for precision in ("fp32", "bf16"):
+    for precision in ("auto", "fp32", "bf16"):
         decomposer = Decomposer(model, precision=precision)
         decomposer.infer(images[:256])  # warm-up
         single = []

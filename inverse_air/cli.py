@@ -49,12 +49,14 @@ def parse_counts(text: str) -> tuple[int, ...]:
 
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
 PrecisionOption = Annotated[str, typer.Option(
-    help="fp32, or bf16 (about 2x faster on CPUs with AVX-512 BF16; slightly less precise poses).")]
+    help="fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 BF16 or AMX; slightly less precise poses).")]
+DecomposePrecisionOption = Annotated[str, typer.Option(
+    help="auto (bf16 for batches of 16 or more on CPUs with native bf16, fp32 otherwise), fp32 or bf16.")]
 
 
-def check_precision(precision: str) -> None:
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
+def check_precision(precision: str, allowed: tuple[str, ...] = ("fp32", "bf16")) -> None:
+    if precision not in allowed:
+        raise UserError(f"--precision must be one of {', '.join(allowed)}, got {precision!r}")
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -202,16 +204,16 @@ def decompose(
     overlay: Annotated[Optional[Path], typer.Option(help="PNG: input, reconstruction and outlined objects per image.")] = None,
     refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
-    precision: PrecisionOption = "fp32",
+    precision: DecomposePrecisionOption = "auto",
     device: DeviceOption = "auto",
 ):
     """Count, identify and locate the objects in images with a trained AIR model."""
     import json
 
-    from .decompose import Decomposer, expand_inputs, resolve_model
+    from .decompose import PRECISIONS, Decomposer, expand_inputs, resolve_model
     from .distributed import resolve_device
 
-    check_precision(precision)
+    check_precision(precision, PRECISIONS)
     if refine < 0 or batch_size < 1:
         raise UserError("--refine must be >= 0 and --batch-size >= 1")
     if overlay is not None and not overlay.resolve().parent.is_dir():

@@ -1,6 +1,7 @@
 """decompose: the shipped model on the example scenes, JSON round trip, bad input, refine."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from inverse_air.cli import app
-from inverse_air.decompose import SHIPPED_MODELS, Decomposer, read_image
+from inverse_air.decompose import SHIPPED_MODELS, SMALL_BATCH, Decomposer, read_image
 from inverse_air.errors import UserError
 from inverse_air.scene import SHAPES, load_scene, scenes_to_arrays
 from inverse_air.viz import outline
@@ -155,7 +156,7 @@ def test_outline_is_the_mask_boundary():
 
 
 def test_bf16_precision_agrees_and_bad_precision_is_refused():
-    fp32 = invoke("decompose", SCENES / "three_objects.png", "--json")
+    fp32 = invoke("decompose", SCENES / "three_objects.png", "--json", "--precision", "fp32")
     bf16 = invoke("decompose", SCENES / "three_objects.png", "--json", "--precision", "bf16")
     assert fp32.exit_code == 0 and bf16.exit_code == 0, bf16.output
     a, b = json.loads(fp32.stdout), json.loads(bf16.stdout)
@@ -164,6 +165,52 @@ def test_bf16_precision_agrees_and_bad_precision_is_refused():
         assert np.abs(np.subtract(oa["position"], ob["position"])).max() < 0.05
     result = invoke("decompose", SCENES / "sphere.png", "--precision", "fp8")
     assert result.exit_code == 1 and "--precision must be" in result.output
+
+
+def test_batches_side_by_side_give_the_same_results_in_order(shipped, tmp_path):
+    """Small batches make several pieces of work, which run on worker threads; results,
+    errors and overlay pictures must come back in input order, as from one batch."""
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    paths = sorted(SCENES.glob("*.png"))
+    paths.insert(3, tmp_path / "broken.png")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        on_main = shipped.map_batches(lambda _: threading.current_thread() is threading.main_thread(), [0, 1])
+        one, pictures_one = shipped.run(paths, batch_size=256, keep=5)
+        several, pictures_several = shipped.run(paths, batch_size=2, keep=5)
+        images = np.stack([read_image(p, 64, 3)[0] for p in paths if p.name != "broken.png"])
+        direct = shipped.decompose(images, batch_size=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert on_main == [False, False]
+
+    def summary(result):  # what must agree exactly (floats differ in the last bits by batch size)
+        return result["count"], [o["shape"] for o in result["objects"]]
+
+    assert [r.path for r in several] == [str(p) for p in paths]
+    assert [r.error is None for r in several] == [p.name != "broken.png" for p in paths]
+    good = [r.result for r in one if r.error is None]
+    for results in ([r.result for r in several if r.error is None], direct):
+        assert [summary(r) for r in results] == [summary(r) for r in good]
+        for a, b in zip(results, good):
+            for oa, ob in zip(a["objects"], b["objects"]):
+                assert np.allclose(oa["position"], ob["position"], atol=1e-3)
+    assert len(pictures_several["inputs"]) == 5
+    assert np.array_equal(pictures_one["inputs"], pictures_several["inputs"])
+
+
+def test_auto_precision_is_bf16_only_for_large_batches_where_it_is_native(shipped, monkeypatch):
+    assert shipped.precision == "auto"
+    for native in (False, True):
+        monkeypatch.setattr(shipped, "_bf16_pays", native)
+        assert shipped.precision_for(1) == "fp32"
+        assert shipped.precision_for(SMALL_BATCH) == ("bf16" if native else "fp32")
+    monkeypatch.setattr(shipped, "precision", "fp32")
+    assert shipped.precision_for(256) == "fp32"
+    with pytest.raises(UserError, match="--precision must be one of auto, fp32, bf16"):
+        Decomposer(SHIPPED_MODELS["3d"], precision="fp16")
 
 
 def test_shipped_2d_model_counts_the_example_digits_and_finds_their_windows():
