@@ -249,8 +249,9 @@ class TrainConfig:
     """
 
     steps: int = 5000
-    """Total optimizer steps (all phases). 3D: 5,000 steps take about 14 minutes on 2 CPU cores
-    and reach the benchmark's targets on every seed tried (README, "3D AIR")."""
+    """Total optimizer steps (all phases). 3D: 5,000 steps take about 23 minutes on one CPU
+    core (two seeds side by side on 2 cores) and reach the benchmark's targets on every seed
+    tried (README, "3D AIR")."""
     batch_size: int = 64
     """Images per step in the sleep and supervised phases."""
     elbo_batch_size: int = 16
