@@ -1,7 +1,7 @@
 """Print the README's tables (Markdown) from the benchmarks' JSON results, so that the figures
 in the README are the measured ones.
 
-    python benchmarks/tables.py [air2d] [decompose] [distributed]
+    python benchmarks/tables.py [air3d] [air2d] [decompose] [distributed]
 """
 
 from __future__ import annotations
@@ -29,6 +29,27 @@ def pct(x: float) -> str:
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def air3d() -> str:
+    data = load("air3d")
+    tested = {"test": "0-3 objects", "test3": "3 objects"}
+    trained = {"train": "0-3 objects", "train02": "0-2 objects"}
+    rows = []
+    for name, run in sorted(data["runs"].items()):
+        net = run.get("network")
+        network = (f"{'-'.join(map(str, net['encoder_channels']))} / {'-'.join(map(str, net['glimpse_channels']))}"
+                   f" / {net['lstm_size']}") if net else "not recorded"
+        for test in ("test", "test3"):
+            if test not in run:
+                continue
+            m = run[test]
+            rows.append([f"`{name}`, tested on {tested[test]}", trained[run["train_data"]], network,
+                         f"{run['train']['steps']:,} steps, {run['train_seconds'] / 60:.0f} min",
+                         pct(m["count_accuracy"]), f"{100 * m['identity_accuracy']:.1f}%",
+                         f"{m['position_error']['median']:.4f}", f"{m['cube_yaw_error_deg']['median']:.1f} deg"])
+    return table(["run", "trained on", "network (encoder / glimpse / LSTM)", "training", "count acc.",
+                  "identity acc.", "position error (median)", "cube yaw error (median)"], rows)
 
 
 def air2d() -> str:
@@ -73,11 +94,13 @@ def decompose() -> str:
     for path in sorted(RESULTS.glob("decompose*.json")):
         d = json.loads(path.read_text())
         model = Path(d["model"]).name
-        for precision in ("fp32", "bf16"):
+        for precision in ("auto", "fp32", "bf16"):
+            if precision not in d:
+                continue
             p = d[precision]
             rows.append([f"`{model}`", precision, f"{p['batch1_ms_median']:.1f} ms",
                          f"{p['batched_images_per_s']:,}", f"{p['directory_images_per_s']:,}",
-                         f"{d['process_start_to_result_s']:.2f} s" if precision == "fp32" else ""])
+                         f"{d['process_start_to_result_s']:.2f} s" if precision == "auto" or "auto" not in d and precision == "fp32" else ""])
     return table(["model", "precision", "batch 1", "batched (images/s)", "directory with PNG reading (images/s)",
                   "process start to result"], rows)
 
@@ -90,10 +113,13 @@ def distributed() -> str:
 
 
 def main() -> None:
-    names = sys.argv[1:] or ["air2d", "decompose", "distributed"]
+    tables = {"air3d": air3d, "air2d": air2d, "decompose": decompose, "distributed": distributed}
+    names = sys.argv[1:] or list(tables)
     for name in names:
+        if name not in tables:
+            sys.exit(f"error: no table {name!r}; choose from {', '.join(tables)}")
         print(f"<!-- python benchmarks/tables.py {name} -->")
-        print(globals()[name]())
+        print(tables[name]())
         print()
 
 
