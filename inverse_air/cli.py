@@ -54,9 +54,9 @@ DecomposePrecisionOption = Annotated[str, typer.Option(
     help="auto (bf16 for batches of 16 or more on CPUs with native bf16, fp32 otherwise), fp32 or bf16.")]
 
 
-def check_precision(precision: str, allowed: tuple[str, ...] = ("fp32", "bf16")) -> None:
-    if precision not in allowed:
-        raise UserError(f"--precision must be one of {', '.join(allowed)}, got {precision!r}")
+def check_precision(precision: str) -> None:
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -210,10 +210,9 @@ def decompose(
     """Count, identify and locate the objects in images with a trained AIR model."""
     import json
 
-    from .decompose import PRECISIONS, Decomposer, expand_inputs, resolve_model
+    from .decompose import Decomposer, expand_inputs, resolve_model
     from .distributed import resolve_device
 
-    check_precision(precision, PRECISIONS)
     if refine < 0 or batch_size < 1:
         raise UserError("--refine must be >= 0 and --batch-size >= 1")
     if overlay is not None and not overlay.resolve().parent.is_dir():
