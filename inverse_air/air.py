@@ -224,7 +224,8 @@ class AIR(nn.Module):
         without the densities (``log_q_discrete`` and ``kl`` are None).
 
         ``precision="bf16"`` runs convolutions and linear layers in bfloat16 (``torch.autocast``;
-        about twice as fast on CPUs with AVX-512 BF16, at a small cost in pose precision);
+        about 1.6x the throughput of large batches on CPUs with AVX-512 BF16 or AMX, slower for
+        single images; a small cost in pose precision);
         latents come back in float32 either way.
         """
         if precision not in PRECISIONS:
