@@ -46,11 +46,11 @@ import torch
 
 from common import Results
 from inverse_air.checkpoint import load_model
-from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.evaluate import evaluate, infer_arrays
-from inverse_air.metrics import scene_metrics
-from inverse_air.train import CHECKPOINT, Trainer, images_to_tensor, run_config_for
+from inverse_air.images import images_to_tensor, to_uint8
+from inverse_air.kinds import KINDS
+from inverse_air.train import CHECKPOINT, Trainer, run_config_for
 
 DATASETS = {
     "train": dict(num=50000, counts=(0, 1, 2), seed=0, split="train"),
@@ -64,7 +64,7 @@ RESULTS = Path("benchmarks/results")
 
 
 def dataset(work: Path, name: str) -> Path:
-    config = dataclasses.replace(DATASET_PRESETS["2d"], **DATASETS[name])
+    config = dataclasses.replace(KINDS["2d"].dataset, **DATASETS[name])
     return render_dataset(work / "data" / name, config, progress=False)
 
 
@@ -108,7 +108,7 @@ class CurveTrainer(Trainer):
         start = time.perf_counter()
         self.model.eval()
         pred, _ = infer_arrays(self.model, self.test_arrays["images"])
-        metrics = scene_metrics("2d", self.test_arrays, pred)
+        metrics = KINDS["2d"].metrics(self.test_arrays, pred)
         train_seconds = start - self._start
         self.curve.append({"step": self.step, "train_s": round(train_seconds, 1),
                            "count_accuracy": metrics["count_accuracy"], "confusion": metrics["confusion"]})
@@ -212,8 +212,8 @@ def downstream(work: Path, checkpoint: Path, labels=(100, 300, 1000), test_size:
 
 
 def figure(work: Path, checkpoint: Path, path: Path, n: int = 16) -> None:
-    from inverse_air.imageio_utils import write_png
-    from inverse_air.viz import to_uint8, windows_figure
+    from inverse_air.files import write_png
+    from inverse_air.viz import windows_figure
 
     model, _ = load_model(checkpoint)
     images = ShardDataset(dataset(work, "test")).arrays()["images"][:n]

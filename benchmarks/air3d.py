@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 from common import Results
-from inverse_air.config import DATASET_PRESETS
 from inverse_air.data import render_dataset
 from inverse_air.evaluate import evaluate
+from inverse_air.kinds import KINDS
 from inverse_air.train import run_config_for, train
 
 DATASETS = {
@@ -44,7 +44,7 @@ def dataset(work: Path, name: str) -> Path:
     import dataclasses
 
     path = work / "data" / name
-    config = dataclasses.replace(DATASET_PRESETS["3d"], **DATASETS[name])
+    config = dataclasses.replace(KINDS["3d"].dataset, **DATASETS[name])
     return render_dataset(path, config, workers=2, progress=False)
 
 
@@ -60,7 +60,8 @@ def run(work: Path, name: str, train_data: str, tests: dict[str, str], train_ove
               "resumed": resume, "train": {k: getattr(config.train, k) for k in ("steps", "batch_size", "elbo_batch_size",
                                                      "sleep_fraction", "seed", "supervised")},
               "dair": config.air.dair,
-              "network": {k: getattr(config.air, k) for k in ("encoder_channels", "glimpse_channels", "lstm_size")},
+              "network": {"encoder_channels": config.air.encoder_channels,
+                          "glimpse_channels": config.air.objects.glimpse_channels, "lstm_size": config.air.lstm_size},
               "last_log": last}
     for test_name, test_data in tests.items():
         metrics = evaluate(out / "checkpoint.pt", dataset(work, test_data))

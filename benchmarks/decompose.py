@@ -28,17 +28,17 @@ import torch
 
 from common import median_time
 from inverse_air.checkpoint import load_checkpoint
-from inverse_air.config import DATASET_PRESETS
-from inverse_air.data import ShardDataset, render_dataset, write_json
+from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.decompose import PRECISIONS, Decomposer, expand_inputs, resolve_model
-from inverse_air.imageio_utils import write_png
+from inverse_air.files import write_json, write_png
+from inverse_air.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_images(work: Path, num: int, kind: str) -> tuple[np.ndarray, Path]:
     counts = {"3d": (0, 1, 2, 3), "2d": (0, 1, 2)}[kind]
-    config = dataclasses.replace(DATASET_PRESETS[kind], num=num, counts=counts, seed=1000, split="test")
+    config = dataclasses.replace(KINDS[kind].dataset, num=num, counts=counts, seed=1000, split="test")
     work = work / kind
     data = render_dataset(work / "data", config, workers=2, progress=False)
     images = ShardDataset(data).arrays()["images"]
@@ -61,7 +61,7 @@ def main() -> None:
                         help="[default: benchmarks/results/decompose.json, decompose-2d.json for a 2D model]")
     args = parser.parse_args()
     model = resolve_model(args.model)
-    kind = load_checkpoint(model)["config"].air.model
+    kind = load_checkpoint(model)["config"].air.kind
     out = args.out or Path(f"benchmarks/results/decompose{'-2d' if kind == '2d' else ''}.json")
     images, png_dir = test_images(args.work, args.num, kind)
     results = {"model": str(model), "kind": kind, "images": len(images)}

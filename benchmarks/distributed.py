@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from inverse_air.config import DATASET_PRESETS
-from inverse_air.data import write_json, render_dataset
+from inverse_air.data import render_dataset
+from inverse_air.files import write_json
+from inverse_air.kinds import KINDS
 
 
 def measure(data: Path, out: Path, procs: int, steps: int, device: str) -> dict:
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("out/bench-distributed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/distributed.json"))
     args = parser.parse_args()
-    config = dataclasses.replace(DATASET_PRESETS["3d"], num=2000, seed=0)
+    config = dataclasses.replace(KINDS["3d"].dataset, num=2000, seed=0)
     data = render_dataset(args.work / "data", config, workers=2, progress=False)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     for procs in map(int, args.procs.split(",")):

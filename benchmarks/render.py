@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from common import median_time
-from inverse_air.config import RenderConfig
-from inverse_air.multimnist import Composer, load_digits
-from inverse_air.render3d import SceneRenderer, scenes_to_tensors
-from inverse_air.scene import sample_scene
+from inverse_air.objects2d.multimnist import Composer, load_digits
+from inverse_air.objects3d.config import RenderConfig
+from inverse_air.objects3d.prior import sample_scene
+from inverse_air.objects3d.render3d import SceneRenderer, scenes_to_tensors
 
 
 def scenes_batch(n: int, seed: int = 0):

@@ -1,9 +1,10 @@
 """The AIR model: a recurrent inference network over a variable number of objects.
 
-The core does not know what an object is. It takes an *object model* (:class:`ObjectModel`;
-3D: :class:`inverse_air.model3d.Objects3D`, 2D: :class:`inverse_air.model2d.Objects2D`) that owns the per-object latents (their prior,
+The core does not know what an object is. It takes an *object model*
+(:class:`inverse_air.object_model.ObjectModel`) that owns the per-object latents (their prior,
 their posterior head and the generative model that draws them) and adds what every AIR variant
 shares: the image encoder, the LSTM core, the presence chain and the score-function baseline.
+It imports no kind's package (a test checks it).
 
 **The presence chain.** ``z_pres`` is a unary code over ``N = max_steps`` steps: ``n`` ones
 then zeros, ``n`` the object count. Its prior comes from a prior over counts ``P(n)``:
@@ -18,7 +19,7 @@ object's latents, updates the LSTM and draws ``z_pres`` and the object's latents
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,59 +28,7 @@ from torch import nn
 
 from .config import AIRConfig
 from .networks import Baseline, ImageEncoder
-
-
-class ObjectStep(NamedTuple):
-    """One step's object latents, as an object model's ``infer_step`` returns them."""
-
-    z: dict[str, torch.Tensor]
-    """The object's latents, each ``(B, ...)`` (the target's when one is given)."""
-    vector: torch.Tensor
-    """``(B, D)`` the latents as the core reads them back at the next step."""
-    log_q_discrete: torch.Tensor | None
-    """``(B,)`` log q of the discrete object latents drawn (they need score-function gradients);
-    None when ``infer_step`` was asked for no densities."""
-    kl: torch.Tensor | None
-    """``(B,)`` log q - log p of all object latents (single-sample estimate or exact); None
-    when ``infer_step`` was asked for no densities."""
-    target_nll: torch.Tensor | None
-    """``(B,)`` -log q(target latents) when a target was given."""
-
-
-class ObjectModel(Protocol):
-    """What AIR needs from a kind of object (3D shapes, 2D digits)."""
-
-    latent_size: int
-    """D: size of :attr:`ObjectStep.vector`."""
-    soft_is_exact: bool
-    """True when ``render(soft=True)`` is the generative model's exact image (2D); False when
-    the soft image only lends its gradients to a hard render (3D)."""
-
-    def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
-                   target: dict[str, torch.Tensor] | None, densities: bool = True) -> ObjectStep:
-        """Posterior of one object given the core's state ``hidden (B, H)`` and the image
-        ``(B, C, S, S)`` (which the object model may attend to); ``densities=False`` skips
-        the log-densities (``log_q_discrete`` and ``kl`` are None)."""
-
-    def render(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
-               soft: bool) -> torch.Tensor:
-        """The generative model: mean image ``(B, C, S, S)`` of objects ``(B, N, ...)``
-        where ``z_pres (B, N)`` is 1; ``soft`` asks for gradients w.r.t. continuous latents."""
-
-    def empty(self, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latents of zero objects, each ``(B, 0, ...)`` (DAIR's first step renders them)."""
-
-    def targets(self, arrays: dict[str, np.ndarray], max_steps: int) -> dict[str, torch.Tensor]:
-        """A dataset's ground truth (its shard format) -> teacher-forcing targets: ``z_pres
-        (B, N)`` and the object latents ``(B, N, ...)`` in the model's canonical order."""
-
-    def to_arrays(self, latents: "Latents") -> dict[str, np.ndarray]:
-        """Inferred latents -> the dataset's ground-truth format (``count`` and per-object
-        fields), for metrics and ``decompose``."""
-
-    # Optional (3D): ``sample_scenes(rng, batch, count_prior) -> arrays``, scenes drawn from
-    # the generative model's prior in the dataset's format (the sleep phase needs it; a model
-    # with a learned generative part, like 2D, has none).
+from .object_model import ObjectModel
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -112,17 +61,21 @@ class Latents(NamedTuple):
         return self.z_pres.sum(1).round().long()
 
 
-def pres_prior(count_prior: tuple[float, ...], max_steps: int, floor: float) -> torch.Tensor:
-    """Per-step ``p(z_pres_i = 1 | z_pres_{i-1} = 1)``, shape ``(N,)``, from a count prior.
-
-    ``count_prior`` gives ``P(n)`` for ``n = 0..N``; every entry is raised to at least
-    ``floor`` and the whole renormalized.
-    """
+def count_probs(count_prior: tuple[float, ...], max_steps: int, floor: float) -> np.ndarray:
+    """The model's prior ``P(n)`` over counts ``n = 0..N``, ``(N + 1,)`` float64:
+    ``count_prior`` with every entry raised to at least ``floor``, renormalized. The presence
+    chain (the ELBO) and the sleep phase's scenes both follow it."""
     if len(count_prior) != max_steps + 1:
         raise ValueError(f"count_prior needs {max_steps + 1} entries (counts 0..{max_steps}), "
                          f"got {len(count_prior)}")
-    p = torch.tensor(count_prior, dtype=torch.float64).clamp_min(floor)
-    p = p / p.sum()
+    p = np.maximum(np.asarray(count_prior, dtype=np.float64), floor)
+    return p / p.sum()
+
+
+def pres_prior(count_prior: tuple[float, ...], max_steps: int, floor: float) -> torch.Tensor:
+    """Per-step ``p(z_pres_i = 1 | z_pres_{i-1} = 1)``, shape ``(N,)``, from the count prior
+    :func:`count_probs` gives."""
+    p = torch.from_numpy(count_probs(count_prior, max_steps, floor))
     at_least = p.flip(0).cumsum(0).flip(0)  # P(n >= i), i = 0..N
     return (at_least[1:] / at_least[:-1]).float()
 
@@ -131,20 +84,19 @@ class AIR(nn.Module):
     """Attend, Infer, Repeat over an object model.
 
     Args:
-        config: the model configuration.
+        config: the model configuration (image size and channels from ``config.objects``).
         objects: the object model (owns per-object latents and the generative model).
-        channels: image channels C.
 
     Parameters whose names start with ``baseline.`` belong to the score-function baseline and
     get their own optimizer group (:func:`parameter_groups`).
     """
 
-    def __init__(self, config: AIRConfig, objects: nn.Module, channels: int = 3):
+    def __init__(self, config: AIRConfig, objects: ObjectModel):
         super().__init__()
         self.config = config
         self.objects = objects
         S = config.image_size
-        self.channels = channels
+        self.channels = channels = config.channels
         in_channels = 2 * channels if config.dair else channels
         self.encoder = ImageEncoder(in_channels, S, config.encoder_channels, config.encoder_features)
         self.core = nn.LSTMCell(config.encoder_features + objects.latent_size, config.lstm_size)
@@ -239,9 +191,16 @@ class AIR(nn.Module):
                                    if isinstance(getattr(latents, f), torch.Tensor)},
                                 objects={k: as_float(v) for k, v in latents.objects.items()})
 
-    def reconstruct(self, latents: Latents, soft: bool = False) -> torch.Tensor:
-        """Render the inferred latents with the generative model: ``(B, C, S, S)``."""
-        return self.objects.render(latents.z_pres, latents.objects, soft=soft)
+    def sample_counts(self, batch: int, generator: np.random.Generator) -> np.ndarray:
+        """``(B,)`` object counts drawn from the model's prior over counts (:func:`count_probs`)."""
+        c = self.config
+        p = count_probs(c.count_prior, c.max_steps, c.count_prior_floor)
+        return generator.choice(len(p), size=batch, p=p)
+
+    def reconstruct(self, latents: Latents, grad: bool = False) -> torch.Tensor:
+        """Render the inferred latents with the generative model: ``(B, C, S, S)``;
+        ``grad=True``: differentiable in the continuous latents (``ObjectModel.render``)."""
+        return self.objects.render(latents.z_pres, latents.objects, grad=grad)
 
     def render_each(self, latents: Latents) -> torch.Tensor:
         """Each step's object rendered alone: ``(B, N, C, S, S)`` (background where absent)."""
@@ -250,7 +209,7 @@ class AIR(nn.Module):
         for i in range(N):
             only = torch.zeros_like(latents.z_pres)
             only[:, i] = latents.z_pres[:, i]
-            steps.append(self.objects.render(only, latents.objects, soft=False))
+            steps.append(self.objects.render(only, latents.objects))
         return torch.stack(steps, 1)
 
     def _reconstruct_prefix(self, z_pres: list, z: list, x: torch.Tensor) -> torch.Tensor:
@@ -258,8 +217,8 @@ class AIR(nn.Module):
         B = x.shape[0]
         with torch.no_grad():
             if not z_pres:
-                return self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x), soft=False)
-            return self.objects.render(torch.stack(z_pres, 1), _stack_steps(z), soft=False)
+                return self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x))
+            return self.objects.render(torch.stack(z_pres, 1), _stack_steps(z))
 
 
 def _stack_steps(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

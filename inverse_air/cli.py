@@ -75,17 +75,17 @@ def render_scene(
     image_size: Annotated[Optional[int], typer.Option(help="Image size in pixels [default: the render config's].")] = None,
 ):
     """Render one scene file to a PNG."""
-    from .config import RenderConfig
     from .data import check_image_size
-    from .imageio_utils import write_png
-    from .scene import load_scene
+    from .files import write_png
+    from .objects3d.config import RenderConfig
+    from .objects3d.scene import load_scene
 
     config = RenderConfig()
     if image_size is not None:
         check_image_size(image_size)
         config = dataclasses.replace(config, image_size=image_size)
     parsed = load_scene(scene, config.object_scale)
-    from .render3d import SceneRenderer
+    from .objects3d.render3d import SceneRenderer
 
     image = SceneRenderer(config).render_scenes([parsed])[0]
     write_png(out, image)
@@ -108,22 +108,20 @@ def render_dataset(
     shard_range: Annotated[Optional[str], typer.Option(help="Only shards START:STOP (half-open), one part of a dataset split over machines.")] = None,
 ):
     """Render (3D) or compose (2D) a dataset with full ground truth."""
-    from .config import DATASET_PRESETS
     from .data import ShardDataset, render_dataset as run
+    from .kinds import get_kind
 
-    if model not in DATASET_PRESETS:
-        raise UserError(f"--model must be one of {', '.join(DATASET_PRESETS)}, got {model!r}")
-    config = dataclasses.replace(DATASET_PRESETS[model], num=num, seed=seed, split=split,
-                                 mnist=str(mnist) if mnist else None)
+    config = dataclasses.replace(get_kind(model).dataset, num=num, seed=seed, split=split)
     if counts is not None:
         config = dataclasses.replace(config, counts=parse_counts(counts))
     if shard_size is not None:
         config = dataclasses.replace(config, shard_size=shard_size)
     if image_size is not None:
-        if model == "3d":
-            config = dataclasses.replace(config, render=dataclasses.replace(config.render, image_size=image_size))
-        else:
-            config = dataclasses.replace(config, compose=dataclasses.replace(config.compose, canvas_size=image_size))
+        config = dataclasses.replace(config, scenes=config.scenes.with_image_size(image_size))
+    if mnist is not None:
+        if not hasattr(config.scenes, "mnist"):
+            raise UserError(f"--mnist: a {model} dataset draws no digits")
+        config = dataclasses.replace(config, scenes=dataclasses.replace(config.scenes, mnist=str(mnist)))
     out = run(out_dir, config, workers=workers, shard_range=parse_range(shard_range) if shard_range else None)
     if ShardDataset.is_complete(out):
         typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
@@ -151,11 +149,8 @@ def train(
     device: DeviceOption = "auto",
 ):
     """Train AIR on a dataset (unsupervised by default)."""
-    from .models import MODEL_KINDS
     from .train import run_config_for, train as run
 
-    if model not in MODEL_KINDS:
-        raise UserError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {model!r}")
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, elbo_batch_size=elbo_batch_size,
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
     if supervised:
@@ -234,7 +229,7 @@ def decompose(
             for line in format_decomposition(r.path, r.result):
                 typer.echo(line)
     if overlay and pictures:
-        from .imageio_utils import write_png
+        from .files import write_png
         from .viz import overlay_figure
 
         write_png(overlay, overlay_figure(**pictures))
@@ -250,21 +245,15 @@ OVERLAY_MAX_IMAGES = 32
 
 
 def format_decomposition(path: str, result: dict) -> list[str]:
-    """One image's decomposition for people."""
+    """One image's decomposition for people (each present step as its kind writes it)."""
+    from .kinds import KINDS
+
+    step_text = KINDS[result["model"]].step_text
     n = result["count"]
     lines = [f"{path}: {n} object{'' if n == 1 else 's'}"]
     for step in result["steps"]:
         head = f"  step {step['step']}  p(present) {step['presence_prob']:.2f}"
-        if not step["present"]:
-            lines.append(f"{head}  (stop)")
-        elif "shape" in step:
-            probs = " ".join(f"{k} {v:.2f}" for k, v in step["shape_probs"].items())
-            x, z = step["position"]
-            lines.append(f"{head}  {step['shape']:<8s} position ({x:+.3f}, {z:+.3f})  "
-                         f"yaw {step['yaw_deg']:+6.1f} deg  [{probs}]")
-        else:
-            lines.append(f"{head}  " + "  ".join(f"{k} {v}" for k, v in step.items()
-                                                  if k not in ("step", "present", "presence_prob")))
+        lines.append(f"{head}  {step_text(step) if step['present'] else '(stop)'}")
     if "reconstruction_error" in result:
         e = result["reconstruction_error"]
         fell = 100.0 * (1 - e["after"] / e["before"]) if e["before"] > 0 else 0.0
@@ -273,7 +262,9 @@ def format_decomposition(path: str, result: dict) -> list[str]:
 
 
 def format_metrics(m: dict) -> list[str]:
-    """Evaluate's metrics for people."""
+    """Evaluate's metrics for people (the kind's own lines from ``Kind.metric_lines``)."""
+    from .kinds import KINDS
+
     def num(value, fmt):
         return "n/a" if value is None else format(value, fmt)
 
@@ -281,15 +272,8 @@ def format_metrics(m: dict) -> list[str]:
              f"count accuracy     {num(m['count_accuracy'], '.2%')}",
              "count confusion    (rows: true count, columns: inferred)"]
     lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in m["confusion"]]
-    median = lambda key, fmt: num((m[key] or {}).get("median"), fmt)
     lines.append(f"matched objects    {m['matched_objects']} (on correctly counted scenes)")
-    if "identity_accuracy" in m:  # 3D
-        lines += [f"identity accuracy  {num(m['identity_accuracy'], '.2%')}",
-                  f"position error     median {median('position_error', '.4f')} world units",
-                  f"cube yaw error     median {median('cube_yaw_error_deg', '.2f')} degrees"]
-    else:  # 2D
-        lines += [f"position error     median {median('position_error', '.4f')} canvas units (canvas spans 2)",
-                  f"scale error        median {median('scale_error', '.4f')} of the canvas side"]
+    lines += KINDS[m["model"]].metric_lines(m)
     lines.append(f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, {m['threads']} threads)")
     return lines
 

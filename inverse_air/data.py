@@ -5,33 +5,39 @@ A dataset directory holds ``manifest.json`` and shards ``shard-00000.npz``, ... 
 
 - ``images``: ``(n, H, W, C)`` uint8 (3D: RGB; 2D: one channel),
 - ``count``: ``(n,)`` int64, the number of objects,
-- 3D: ``shape (n, K)`` int64 (index into :data:`inverse_air.scene.SHAPES`, -1 = empty slot),
+- the kind's ground truth (its shard maker, ``Kind.shard_maker``, makes it): 3D ``shape (n,
+  K)`` int64 (index into :data:`inverse_air.objects3d.scene.SHAPES`, -1 = empty slot),
   ``position (n, K, 2)`` float32 ``[x, z]`` in world units, ``yaw (n, K)`` float32 in degrees;
-- 2D: ``box (n, K, 3)`` float32 ``(scale, x, y)`` (convention in :mod:`inverse_air.multimnist`),
-  ``digit (n, K)`` int64 (-1 = empty slot);
+  2D ``box (n, K, 3)`` float32 ``(scale, x, y)`` (convention in
+  :mod:`inverse_air.objects2d.multimnist`), ``digit (n, K)`` int64 (-1 = empty slot);
 
 with ``K`` the largest count. Shard ``i`` is drawn from its own generator seeded by
 ``(seed, i)``, so its bytes do not depend on how many workers rendered the dataset. Shards are
 written to a temporary name and renamed, so a killed run leaves no half shard; running the
 same command again resumes. At the end, ``preview.png`` shows the first scenes and the
 manifest is rewritten (atomically) with ``complete: true``.
+
+Manifests of format 1 (before kinds had packages of their own) are read and converted.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing as mp
 import os
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .config import DatasetConfig, from_dict, to_dict
+from .config import AIRConfig, DatasetConfig, from_dict, to_dict, upgrade_v1
 from .errors import UserError
+from .files import TMP_SUFFIX, write_json, write_npz
+from .kinds import KINDS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: kind-specific settings in ``config.scenes`` (``{"kind": ...}``); 1 is read and converted."""
 MANIFEST = "manifest.json"
 PREVIEW = "preview.png"
 
@@ -52,50 +58,26 @@ def check_image_size(size: int) -> None:
 
 def check_config(config: DatasetConfig) -> None:
     """Raise :class:`UserError` for settings that cannot make a dataset."""
-    if config.model not in ("3d", "2d"):
-        raise UserError(f"unknown model kind {config.model!r} (expected '3d' or '2d')")
     if config.num < 1:
         raise UserError(f"--num must be at least 1, got {config.num}")
     if not config.counts or any(c < 0 for c in config.counts):
         raise UserError(f"--counts must be non-negative integers, got {list(config.counts)}")
-    if config.model == "3d" and config.max_count > 6:
-        raise UserError(f"--counts: at most 6 objects fit the 3D scene region, got {config.max_count}")
-    if config.model == "2d" and config.max_count > 5:
-        raise UserError(f"--counts: at most 5 digits fit the canvas, got {config.max_count}")
+    limit = config.scenes.max_objects
+    if config.max_count > limit:
+        raise UserError(f"--counts: at most {limit} objects fit a {config.kind} scene, got {config.max_count}")
     if config.shard_size < 1:
         raise UserError(f"shard size must be at least 1, got {config.shard_size}")
     if config.split not in ("train", "test"):
         raise UserError(f"--split must be 'train' or 'test', got {config.split!r}")
-    check_image_size(config.render.image_size if config.model == "3d" else config.compose.canvas_size)
+    check_image_size(config.scenes.image_size)
 
 
 # ---------------------------------------------------------------------------- writing
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` that ``np.load`` reads, byte for byte the same for the same arrays
-    (``np.savez`` stamps the current time into the zip), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buffer.getvalue(), compresslevel=1)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (a temporary name, then a rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _manifest(config: DatasetConfig, complete: bool) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "kind": "inverse-air-dataset",
-        "model": config.model,
+        "model": config.kind,
         "num_scenes": config.num,
         "counts": list(config.counts),
         "shards": [shard_name(i) for i in range(num_shards(config))],
@@ -105,18 +87,12 @@ def _manifest(config: DatasetConfig, complete: bool) -> dict:
 
 
 class _ShardMaker:
-    """Makes the arrays of one shard; built once per process (renderer, digit pool)."""
+    """Makes the arrays of one shard; built once per process (the kind's maker: a renderer, a
+    digit pool)."""
 
     def __init__(self, config: DatasetConfig):
         self.config = config
-        if config.model == "3d":
-            from .render3d import SceneRenderer  # only the 3D path needs PyTorch3D
-
-            self.renderer = SceneRenderer(config.render)
-        else:
-            from .multimnist import Composer, load_digits
-
-            self.composer = Composer(load_digits(config.split, config.mnist), config.compose)
+        self.make_scenes = KINDS[config.kind].shard_maker(config)
 
     def make(self, index: int) -> dict[str, np.ndarray]:
         cfg = self.config
@@ -124,43 +100,17 @@ class _ShardMaker:
         n = min(cfg.shard_size, cfg.num - start)
         rng = np.random.default_rng([cfg.seed, index])
         counts = rng.choice(np.asarray(cfg.counts), size=n)
-        return self._make_3d(rng, counts) if cfg.model == "3d" else self._make_2d(rng, counts)
-
-    def _make_3d(self, rng, counts) -> dict[str, np.ndarray]:
-        from .scene import sample_scene, scenes_to_arrays
-
-        cfg = self.config
-        scenes = [sample_scene(rng, int(c), cfg.render.object_scale) for c in counts]
-        batch = 64  # bounds the renderer's transient memory
-        images = np.concatenate([self.renderer.render_scenes(scenes[b:b + batch])
-                                 for b in range(0, len(scenes), batch)])
-        return {"images": images, "count": counts.astype(np.int64),
-                **scenes_to_arrays(scenes, cfg.max_count)}
-
-    def _make_2d(self, rng, counts) -> dict[str, np.ndarray]:
-        K, S = self.config.max_count, self.config.compose.canvas_size
-        n = len(counts)
-        images = np.zeros((n, S, S, 1), dtype=np.uint8)
-        box = np.zeros((n, K, 3), dtype=np.float32)
-        digit = np.full((n, K), -1, dtype=np.int64)
-        for i, c in enumerate(counts):
-            canvas, boxes, labels = self.composer.compose(rng, int(c))
-            images[i, :, :, 0] = canvas
-            box[i, :c], digit[i, :c] = boxes, labels
-        return {"images": images, "count": counts.astype(np.int64), "box": box, "digit": digit}
+        return self.make_scenes(rng, counts)
 
 
 _worker_maker: _ShardMaker | None = None
 
 
 def _worker_init(config_dict: dict) -> None:
-    config = from_dict(DatasetConfig, config_dict)
-    if config.model == "3d":  # the 2D path never imports torch
-        import torch
-
-        torch.set_num_threads(1)  # the workers share the cores
     global _worker_maker
-    _worker_maker = _ShardMaker(config)
+    _worker_maker = _ShardMaker(from_dict(DatasetConfig, config_dict))
+    if "torch" in sys.modules:  # a kind that renders with torch: the workers share the cores
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _worker_make(args: tuple[int, str]) -> int:
@@ -204,22 +154,19 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         try:
-            old = json.loads(manifest_path.read_text())
-            old_config = old["config"]
-        except (OSError, ValueError, KeyError):
+            old_config = _manifest_config(json.loads(manifest_path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{manifest_path}: unreadable manifest; delete the directory") from None
         new_config = json.loads(json.dumps(to_dict(config)))
         if old_config != new_config:
-            differ = sorted(k for k in set(old_config) | set(new_config)
-                            if old_config.get(k) != new_config.get(k))
-            raise UserError(f"{out}: holds a dataset made with other settings "
-                            f"(different {', '.join(differ)}); use another directory")
+            raise UserError(f"{out}: holds a dataset made with other settings (different "
+                            f"{', '.join(_differences(old_config, new_config))}); use another directory")
     elif out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: directory is not empty and holds no dataset manifest")
     out.mkdir(parents=True, exist_ok=True)
     if not manifest_path.exists():
         write_json(manifest_path, _manifest(config, complete=False))
-    for stale in out.glob("*.tmp"):  # left by a killed run
+    for stale in out.glob("*" + TMP_SUFFIX):  # left by a killed run
         stale.unlink()
 
     todo = [i for i in range(start, stop) if not (out / shard_name(i)).exists()]
@@ -228,7 +175,7 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
 
     in_range = min(config.num, stop * config.shard_size) - start * config.shard_size
     bar = tqdm(total=in_range, initial=in_range - sum(sizes.values()), unit="scene",
-               desc=f"render-dataset {config.model}", disable=not progress, dynamic_ncols=True)
+               desc=f"render-dataset {config.kind}", disable=not progress, dynamic_ncols=True)
     with bar:
         if workers == 1 or len(todo) <= 1:
             maker = _ShardMaker(config) if todo else None
@@ -249,9 +196,28 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
     return out
 
 
+def _manifest_config(manifest: dict) -> dict:
+    """A manifest's dataset configuration in today's layout (format 1 converted)."""
+    if manifest.get("format_version") == 1:
+        return json.loads(json.dumps(upgrade_v1(manifest["config"], "dataset")))
+    return manifest["config"]
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the fields where two configuration dicts differ."""
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(prefix + key)
+    return names
+
+
 def _write_preview(out: Path, n: int = 32) -> None:
     """``preview.png``: the first ``n`` scenes in a grid, to look at what was made."""
-    from .imageio_utils import write_png
+    from .files import write_png
     from .viz import image_grid
 
     with np.load(out / shard_name(0), allow_pickle=False) as shard:
@@ -277,12 +243,12 @@ class ShardDataset:
                             f"make one with `inverse-air render-dataset`")
         try:
             self.manifest = json.loads(path.read_text())
-            self.config = from_dict(DatasetConfig, self.manifest["config"])
-        except (ValueError, KeyError, TypeError) as e:
+            version = self.manifest.get("format_version")
+            if version not in (1, FORMAT_VERSION):
+                raise UserError(f"{path}: dataset format {version} is not {FORMAT_VERSION} (or 1)")
+            self.config = from_dict(DatasetConfig, _manifest_config(self.manifest))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise UserError(f"{path}: unreadable manifest ({e})") from None
-        if self.manifest.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path}: dataset format {self.manifest.get('format_version')} "
-                            f"is not {FORMAT_VERSION}")
         if not self.manifest.get("complete"):
             raise UserError(f"{self.directory}: dataset is incomplete; re-run the "
                             f"render-dataset command that made it to finish it")
@@ -297,6 +263,21 @@ class ShardDataset:
 
     def __len__(self) -> int:
         return int(self.manifest["num_scenes"])
+
+    def check_kind(self, kind: str, model: str) -> None:
+        """Raise :class:`UserError` unless the dataset is of kind ``kind`` (the model's, named
+        ``model`` in the message: ``--model``, a checkpoint)."""
+        if self.config.kind != kind:
+            raise UserError(f"{self.directory}: a {self.config.kind} dataset, but {model} is a {kind} model")
+
+    def check_fits(self, air: AIRConfig, model: str) -> None:
+        """Raise :class:`UserError` unless a model of configuration ``air`` (named ``model`` in
+        the message) reads this dataset's images: the same kind and image size."""
+        self.check_kind(air.kind, model)
+        size = self.config.scenes.image_size
+        if size != air.image_size:
+            raise UserError(f"{self.directory}: images are {size}x{size}, the model expects "
+                            f"{air.image_size}x{air.image_size}")
 
     def shards(self):
         for name in self.manifest["shards"]:

@@ -9,8 +9,8 @@ channels, with a notice), infers the objects in batches and returns one result p
   object is present, the posterior details (3D: ``shape_probs``).
 
 With ``refine=K``, each image's pose latents are then improved by K steps of gradient descent
-on the reconstruction error through the differentiable (soft) renderer, keeping identities
-and count: analysis by synthesis starting from the amortized guess. The refined pose is kept
+on the reconstruction error through the generative model's differentiable render (3D: the
+soft renderer's gradients), keeping identities and count: analysis by synthesis starting from the amortized guess. The refined pose is kept
 only where it lowers the (hard-rendered) reconstruction error, which is reported before and
 after.
 
@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .images import IMAGE_SUFFIXES, images_to_tensor, read_image, to_uint8
+from .kinds import KINDS
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,12 +51,14 @@ def native_bf16() -> bool:
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-"""Files a directory argument contributes (sorted by name); other files are skipped."""
-
 ASSET_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
-SHIPPED_MODELS = {"3d": ASSET_MODELS / "air3d.pt", "2d": ASSET_MODELS / "air2d.pt"}
-"""The default models shipped with the project (each with a model card beside it)."""
+"""Where the models shipped with the project lie (each with a model card beside it)."""
+
+
+def shipped_model(kind: str) -> Path | None:
+    """The shipped model of a kind (``Kind.shipped_model``), or None if the kind ships none."""
+    name = KINDS[kind].shipped_model
+    return ASSET_MODELS / name if name else None
 
 
 @dataclass
@@ -73,11 +77,12 @@ class ImageResult:
 
 
 def resolve_model(spec: str | None) -> Path:
-    """``None`` or ``"3d"``/``"2d"`` -> a shipped model; anything else is a checkpoint path."""
+    """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; anything else is a
+    checkpoint path."""
     spec = spec or "3d"
-    if spec in SHIPPED_MODELS:
-        path = SHIPPED_MODELS[spec]
-        if not path.is_file():
+    if spec in KINDS:
+        path = shipped_model(spec)
+        if path is None or not path.is_file():
             raise UserError(f"no shipped {spec} model at {path} (train one with "
                             f"`inverse-air train --model {spec}` and pass --model CHECKPOINT)")
         return path
@@ -93,45 +98,6 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
         else:
             paths.append(item)
     return paths
-
-
-def read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, list[str]]:
-    """Read an image as the model's input ``(size, size, channels)`` uint8.
-
-    Grey, palette and RGBA images are converted (transparent pixels composited on black) and
-    other sizes resized (bilinear), each with a notice.
-
-    Raises:
-        UserError: the file is missing, unreadable, not an image or truncated.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    notices = []
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode, (width, height) = image.mode, image.size
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-                notices.append(f"{mode} image: transparent pixels composited on black")
-                rgba = image.convert("RGBA")
-                image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-                image.alpha_composite(rgba)
-            target = "RGB" if channels == 3 else "L"
-            if image.mode != target:
-                if mode not in ("RGBA", "LA", "PA", "P", target):
-                    notices.append(f"{mode} image converted to {target}")
-                image = image.convert(target)
-            if (width, height) != (size, size):
-                notices.append(f"{width}x{height} image resized to the model's {size}x{size}")
-                image = image.resize((size, size), Image.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
-    return array.reshape(size, size, channels), notices
 
 
 class Decomposer:
@@ -152,7 +118,7 @@ class Decomposer:
             else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.config = payload["config"]
-        self.kind = self.config.air.model
+        self.kind = self.config.air.kind
         self.size = self.config.air.image_size
         self.channels = self.model.channels
         self._bf16_pays = self.model.prior_pres.device.type == "cpu" and native_bf16()
@@ -170,8 +136,6 @@ class Decomposer:
         waking a second thread for each of them made one image 3-4x slower (measured: 3.9 ms
         on one thread, 14 ms on two). The arithmetic is :meth:`precision_for` the batch.
         """
-        from .train import images_to_tensor
-
         x = images_to_tensor(images).to(self.model.prior_pres.device).contiguous(memory_format=self.memory_format)
         threads = torch.get_num_threads()
         small = x.device.type == "cpu" and len(images) < SMALL_BATCH
@@ -224,7 +188,7 @@ class Decomposer:
         return results
 
     def refine(self, x: torch.Tensor, latents, steps: int, lr: float = 0.02):
-        """Gradient descent on the pose latents through the soft renderer (see the module
+        """Gradient descent on the pose latents through the differentiable render (see the module
         docstring). Returns the refined latents and the per-image reconstruction error (mean
         squared per pixel, hard render) before and after, as numpy arrays."""
         objects_model = self.model.objects
@@ -234,7 +198,7 @@ class Decomposer:
         optimizer = torch.optim.Adam(params, lr=lr)
         with torch.enable_grad():
             for _ in range(steps if bool(latents.z_pres.any()) else 0):
-                recon = objects_model.render(latents.z_pres, objects, soft=True)
+                recon = objects_model.render(latents.z_pres, objects, grad=True)
                 loss = ((recon - x) ** 2).mean(dim=(1, 2, 3)).sum()
                 optimizer.zero_grad()
                 loss.backward()
@@ -252,7 +216,7 @@ class Decomposer:
 
     @torch.no_grad()
     def reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict) -> np.ndarray:
-        recon = self.model.objects.render(z_pres, objects, soft=False)
+        recon = self.model.objects.render(z_pres, objects)
         return ((recon - x) ** 2).mean(dim=(1, 2, 3)).cpu().numpy()
 
     def run(self, paths: list[Path], batch_size: int = 256, refine: int = 0,
@@ -301,16 +265,8 @@ class Decomposer:
     def pictures(self, x: torch.Tensor, latents) -> dict[str, np.ndarray]:
         """What an overlay figure shows (:func:`inverse_air.viz.overlay_figure`): ``inputs`` and
         ``recons`` ``(B, S, S, C)`` uint8, each step's ``masks`` ``(B, N, S, S)`` (3D: where its
-        object alone changes the empty image; 2D: its window) and ``present`` ``(B, N)``."""
-        from .viz import to_uint8
-
-        objects = self.model.objects
-        if hasattr(objects, "outline_masks"):  # 2D: the windows, as in the paper's figures
-            masks = objects.outline_masks(latents.objects)
-        else:  # 3D: each object's silhouette
-            each = self.model.render_each(latents)  # (B, N, C, S, S)
-            empty = objects.render(latents.z_pres[:, :0], objects.empty(len(x), x), soft=False)
-            masks = (each - empty.unsqueeze(1)).abs().amax(dim=2) > 0.02
+        object's silhouette; 2D: its window) and ``present`` ``(B, N)``."""
+        masks = self.model.objects.outline_masks(latents.z_pres, latents.objects)
         return {"inputs": to_uint8(x), "recons": to_uint8(self.model.reconstruct(latents)),
                 "masks": masks.cpu().numpy(), "present": latents.z_pres.cpu().numpy() > 0.5}
 

@@ -1,5 +1,5 @@
-"""Evaluate a checkpoint on a labelled dataset: the metrics of :mod:`inverse_air.metrics` and
-the speed of batched inference."""
+"""Evaluate a checkpoint on a labelled dataset: the metrics of the model's kind
+(``Kind.metrics``, on top of :mod:`inverse_air.metrics`) and the speed of batched inference."""
 
 from __future__ import annotations
 
@@ -11,32 +11,32 @@ import torch
 
 from .checkpoint import load_model
 from .data import ShardDataset
-from .errors import UserError
-from .metrics import scene_metrics
-from .train import images_to_tensor
+from .images import images_to_tensor
+from .kinds import KINDS
 
 
 @torch.no_grad()
 def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
                  precision: str = "fp32") -> tuple[dict[str, np.ndarray], float]:
     """Deterministic inference (most likely presence and identity, posterior-mean pose) on
-    ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format (the object
-    model's ``to_arrays``) and the seconds spent in the model (conversion from uint8 included,
+    ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format (the kind's
+    ``codec.to_arrays``) and the seconds spent in the model (conversion from uint8 included,
     file reading not)."""
+    to_arrays = KINDS[model.config.kind].codec.to_arrays
     parts, seconds = [], 0.0
     for start in range(0, len(images), batch_size):
         t0 = time.perf_counter()
         x = images_to_tensor(images[start:start + batch_size]).to(model.prior_pres.device)
         latents = model.predict(x, precision)
-        parts.append(model.objects.to_arrays(latents))
+        parts.append(to_arrays(latents))
         seconds += time.perf_counter() - t0
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
              device: str = "cpu", precision: str = "fp32") -> dict:
-    """The metrics of a checkpoint's kind (:mod:`inverse_air.metrics`: count accuracy and
-    confusion matrix; 3D identity and pose, 2D window position and scale) on a dataset, and
+    """The metrics of a checkpoint's kind (``Kind.metrics``: count accuracy and confusion
+    matrix; 3D identity and pose, 2D window position and scale) on a dataset, and
     images/s of inference on ``device`` (``auto``, ``cpu`` or ``cuda``) in ``precision`` (see
     :meth:`AIR.predict`)."""
     from .distributed import resolve_device
@@ -44,18 +44,12 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     model, payload = load_model(checkpoint, device=resolve_device(device))
     config = payload["config"]
     dataset = ShardDataset(data_dir)
-    if dataset.config.model != config.air.model:
-        raise UserError(f"{data_dir}: a {dataset.config.model} dataset, but {checkpoint} is a "
-                        f"{config.air.model} model")
+    dataset.check_fits(config.air, str(checkpoint))
     arrays = dataset.arrays()
-    size = arrays["images"].shape[1]
-    if size != config.air.image_size:
-        raise UserError(f"{data_dir}: images are {size}x{size}, the model expects "
-                        f"{config.air.image_size}x{config.air.image_size}")
     pred, seconds = infer_arrays(model, arrays["images"], batch_size, precision)
-    metrics = scene_metrics(config.air.model, arrays, pred)
+    metrics = KINDS[config.air.kind].metrics(arrays, pred)
     metrics.update({
-        "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
+        "model": config.air.kind, "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
         "images_per_s": len(arrays["images"]) / seconds if seconds > 0 else None,
         "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(model.prior_pres.device),
         "precision": precision,

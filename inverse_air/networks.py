@@ -1,7 +1,7 @@
 """Plain neural-network building blocks of the inference network and the baseline.
 
 Nothing here knows about probability: the AIR model (:mod:`inverse_air.air`) and the object
-models (:mod:`inverse_air.model3d`, :mod:`inverse_air.model2d`) turn these modules' outputs
+models (:mod:`inverse_air.object_model`) turn these modules' outputs
 into distributions.
 """
 

@@ -2,10 +2,12 @@
 
 Phases (see :class:`inverse_air.config.TrainConfig`):
 
-- **sleep** (3D): scenes drawn from the generative model's prior are hard-rendered and the
-  inference network maximizes ``log q(scene | image)`` (teacher forcing, objects in canonical
-  order). No dataset image or label is used, and no renderer gradient is needed. A model whose
-  generative part is learned (2D) has no sleep phase.
+- **sleep** (an object model with a prior sampler, :class:`inverse_air.object_model.
+  PriorSampler`: 3D): scenes drawn from the generative model's prior (counts from the same
+  floored count prior the ELBO uses) are hard-rendered and the inference network maximizes
+  ``log q(scene | image)`` (teacher forcing, objects in canonical order). No dataset image or
+  label is used, and no renderer gradient is needed. A model whose generative part is learned
+  (2D) has no sleep phase.
 - **elbo**: the dataset's images; maximize the ELBO (:mod:`inverse_air.elbo`) with
   reparameterized gradients for continuous latents (3D: through the soft renderer) and
   score-function gradients with the learned baseline for presence (and 3D identity). In 2D the
@@ -17,7 +19,8 @@ Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``
 resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken.
 Dataset labels are used by the unsupervised phases only to *report* count accuracy on a fixed
 monitoring batch; they never reach a loss. Nothing here is specific to a kind of object: the
-object model (``model.objects``) turns ground truth into targets and samples sleep scenes.
+kind (:mod:`inverse_air.kinds`) turns ground truth into targets, the object model samples sleep
+scenes and renders.
 """
 
 from __future__ import annotations
@@ -35,12 +38,16 @@ from torch import nn
 
 from .air import AIR, parameter_groups
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import AIR_PRESETS, TRAIN_PRESETS, AIRConfig, DatasetConfig, RunConfig, to_dict
-from .data import ShardDataset, write_json
+from .config import AIRConfig, RunConfig, to_dict
+from .data import ShardDataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
 from .errors import UserError
+from .files import write_json, write_text
+from .images import images_to_tensor
+from .kinds import KINDS, get_kind
 from .models import build_model
+from .object_model import PriorSampler
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -74,44 +81,41 @@ def count_prior_for(counts: tuple[int, ...], max_steps: int, source: str = "data
 
 def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dict,
                    air_overrides: dict, count_prior: str = "dataset") -> RunConfig:
-    """The run configuration for training ``model`` on a dataset: the kind's presets
-    (:data:`~inverse_air.config.AIR_PRESETS`, :data:`~inverse_air.config.TRAIN_PRESETS`), then
-    what the dataset's manifest fixes (3D renderer; 2D canvas size and the prior scale of a
-    digit; the count prior, see :func:`count_prior_for`), then ``*_overrides`` (config fields).
+    """The run configuration for training kind ``model`` on a dataset: the kind's presets
+    (``Kind.air``, ``Kind.train``), then what the dataset fixes (``Kind.fit_to_data``: 3D
+    renderer; 2D canvas size and the prior scale of a digit; and the count prior, see
+    :func:`count_prior_for`), then ``*_overrides`` (fields of ``TrainConfig`` and ``AIRConfig``).
 
     Raises:
-        UserError: an unknown model kind, a dataset of another kind, or counts the model
-            cannot infer.
+        UserError: an unknown kind, a dataset of another kind, or counts the model cannot infer.
     """
-    if model not in AIR_PRESETS:
-        raise UserError(f"--model must be one of {', '.join(AIR_PRESETS)}, got {model!r}")
+    kind = get_kind(model)
     dataset = ShardDataset(data_dir)
-    if dataset.config.model != model:
-        raise UserError(f"{data_dir}: a {dataset.config.model} dataset, but --model is {model}")
-    air = dataclasses.replace(AIR_PRESETS[model], **_from_dataset(AIR_PRESETS[model], dataset.config))
-    air = dataclasses.replace(air, **air_overrides)
+    dataset.check_kind(kind.name, "--model")
+    air = replace_fields(kind.fit_to_data(kind.air, dataset.config), air_overrides)
     air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps,
                                                                   count_prior))
-    train = dataclasses.replace(TRAIN_PRESETS[model], **train_overrides)
+    train = dataclasses.replace(kind.train, **train_overrides)
     return RunConfig(air=air, train=train, data=str(data_dir))
 
 
-def _from_dataset(air: AIRConfig, data: DatasetConfig) -> dict:
-    """The model settings a dataset fixes: what the images are and how objects are drawn."""
-    if air.model == "3d":
-        return {"render": data.render}
-    compose = data.compose  # a digit's 28x28 cell shrinks by digit_scale_mean on average
-    scale = 28.0 / compose.digit_scale_mean / compose.canvas_size
-    return {"objects2d": dataclasses.replace(air.objects2d, canvas_size=compose.canvas_size,
-                                             scale_prior_mean=round(scale, 4))}
+def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
+    """``air`` with ``overrides`` replaced: each name a field of ``AIRConfig`` or of its
+    ``objects`` config.
+
+    Raises:
+        UserError: a name that is neither.
+    """
+    own = {f.name for f in dataclasses.fields(air)}
+    theirs = {f.name for f in dataclasses.fields(air.objects)}
+    unknown = set(overrides) - own - theirs
+    if unknown:
+        raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
+    objects = dataclasses.replace(air.objects, **{k: v for k, v in overrides.items() if k in theirs and k not in own})
+    return dataclasses.replace(air, objects=objects, **{k: v for k, v in overrides.items() if k in own})
 
 
 # ---------------------------------------------------------------------------- batches
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """``(B, H, W, C)`` uint8 -> ``(B, C, H, W)`` float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 class Batches:
     """Where each phase's images (and teacher-forcing targets) come from.
 
@@ -122,7 +126,7 @@ class Batches:
 
     def __init__(self, model: AIR, config: RunConfig, arrays: dict[str, np.ndarray]):
         self.model, self.config, self.arrays = model, config, arrays
-        self.targets = model.objects.targets
+        self.targets = KINDS[config.air.kind].codec.targets
         self.num = len(arrays["images"])
 
     @property
@@ -138,11 +142,11 @@ class Batches:
 
     def sleep(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rng = np.random.default_rng([self.config.train.seed, step, 2])
-        air = self.config.air
-        arrays = self.model.objects.sample_scenes(rng, size, air.count_prior)
-        target = _to(self.targets({k: v[part] for k, v in arrays.items()}, air.max_steps), self.device)
+        arrays = self.model.objects.sample_prior(self.model.sample_counts(size, rng), rng)
+        target = _to(self.targets({k: v[part] for k, v in arrays.items()}, self.config.air.max_steps),
+                     self.device)
         with torch.no_grad():
-            x = self.model.objects.render(target["z_pres"], target, soft=False)
+            x = self.model.objects.render(target["z_pres"], target)
         return x, target
 
 
@@ -162,11 +166,7 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tupl
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
     running statistics of the learning signals are updated from all processes' batches."""
     latents = model.infer(x, sample=True)
-    recon = model.reconstruct(latents, soft=True)
-    if not model.objects.soft_is_exact:
-        with torch.no_grad():
-            hard = model.reconstruct(latents, soft=False)
-        recon = hard + (recon - recon.detach())  # the hard image's value, the soft image's gradient
+    recon = model.reconstruct(latents, grad=True)
     baseline = model.baseline(x, latents.hidden)
     with torch.no_grad():
         update_signal_stats(model.signal_stats, latents,
@@ -204,59 +204,84 @@ class Trainer:
         self.out = Path(out_dir)
         self.context = context
         self.progress = progress and context.is_main
+        payload = self._previous_run(config, resume)
+        self.config = config if payload is None else self._resumed_config(payload, config)
+        self.model, self.optimizer = self._build()
+        self.step = 0
+        self.window: list[dict] = []  # per-step stats since the last metrics line
+        self.elapsed = 0.0  # training seconds before this process (resumed runs)
+        if payload is not None:
+            self._restore(payload)
+        self.arrays = self._load_data()
+        self.batches = Batches(self.model, self.config, self.arrays)
+        self.loss = self._step_loss()
+        monitor = {k: v[:MONITOR_SIZE] for k, v in self.arrays.items()}
+        self.monitor_x = images_to_tensor(monitor["images"]).to(context.device)
+        self.monitor_count = torch.from_numpy(monitor["count"]).to(context.device)
+        self.writer = self._open_outputs()
+        self._start = time.perf_counter() - self.elapsed
+
+    def _previous_run(self, config: RunConfig, resume: bool) -> dict | None:
+        """The checkpoint to resume from (None for a new run); refuses to overwrite a run."""
         checkpoint = self.out / CHECKPOINT
         if resume:
             if not checkpoint.exists():
                 raise UserError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
-            payload = load_checkpoint(checkpoint, expect_kind=config.air.model)
-            saved: RunConfig = payload["config"]
-            # Only the length of the run may change on resume.
-            config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, steps=config.train.steps))
-        elif checkpoint.exists() and context.is_main:
+            return load_checkpoint(checkpoint, expect_kind=config.air.kind)
+        if checkpoint.exists() and self.context.is_main:
             raise UserError(f"{self.out}: already holds a training run; pass --resume to continue "
                             f"it or choose another --out")
-        self.config = config
+        return None
+
+    @staticmethod
+    def _resumed_config(payload: dict, config: RunConfig) -> RunConfig:
+        """The saved run's configuration; only the length of the run may change on resume."""
+        saved: RunConfig = payload["config"]
+        return dataclasses.replace(saved, train=dataclasses.replace(saved.train, steps=config.train.steps))
+
+    def _build(self) -> tuple[AIR, torch.optim.Optimizer]:
+        config = self.config
         torch.manual_seed(config.train.seed)
-        self.model = build_model(config.air).to(context.device)
+        model = build_model(config.air).to(self.context.device)
         if config.train.sleep_fraction > 0 and not config.train.supervised \
-                and not hasattr(self.model.objects, "sample_scenes"):
-            raise UserError(f"--sleep-fraction {config.train.sleep_fraction}: the {config.air.model} "
+                and not isinstance(model.objects, PriorSampler):
+            raise UserError(f"--sleep-fraction {config.train.sleep_fraction}: the {config.air.kind} "
                             f"model has no sleep phase (its generative model is learned); use 0")
         tc = config.train
-        self.optimizer = torch.optim.Adam(parameter_groups(self.model, tc.lr, tc.baseline_lr))
-        self.step = 0
-        self.window: list[dict] = []  # per-step stats since the last metrics line
-        self.elapsed = 0.0  # training seconds before this process (resumed runs)
-        if resume:
-            self.model.load_state_dict(payload["weights"])
-            self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
-            self.step = payload["step"]
-            self.window = payload["extra"].get("window", [])
-            self.elapsed = payload["extra"].get("time_s", 0.0)
-        dataset = ShardDataset(config.data)
-        self.arrays = dataset.arrays()
-        size = self.arrays["images"].shape[1]
-        if size != config.air.image_size:
-            raise UserError(f"{config.data}: images are {size}x{size}, the model expects "
-                            f"{config.air.image_size}x{config.air.image_size}")
-        self.batches = Batches(self.model, config, self.arrays)
-        self.loss = StepLoss(self.model, context)
-        if context.world > 1:
-            # Baseline parameters sit out the sleep and supervised phases: find_unused_parameters.
-            self.loss = nn.parallel.DistributedDataParallel(
-                self.loss, find_unused_parameters=True, broadcast_buffers=False,
-                device_ids=[context.device.index] if context.device.type == "cuda" else None)
-        monitor = {k: v[:MONITOR_SIZE] for k, v in self.arrays.items()}
-        self.monitor_x = images_to_tensor(monitor["images"]).to(context.device)
-        self.monitor_count = torch.from_numpy(monitor["count"]).to(context.device)
-        self.writer = None
-        if context.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "images").mkdir(exist_ok=True)
-            write_json(self.out / "config.json", {"config": to_dict(config)})
-            self._truncate_metrics()
-            self.writer = _tensorboard(self.out / "tb", self.step)
-        self._start = time.perf_counter() - self.elapsed
+        return model, torch.optim.Adam(parameter_groups(model, tc.lr, tc.baseline_lr))
+
+    def _restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["weights"])
+        self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
+        self.step = payload["step"]
+        self.window = payload["extra"].get("window", [])
+        self.elapsed = payload["extra"].get("time_s", 0.0)
+
+    def _load_data(self) -> dict[str, np.ndarray]:
+        dataset = ShardDataset(self.config.data)
+        dataset.check_fits(self.config.air, "--model")
+        return dataset.arrays()
+
+    def _step_loss(self) -> nn.Module:
+        loss = StepLoss(self.model, self.context)
+        if self.context.world == 1:
+            return loss
+        # Baseline parameters sit out the sleep and supervised phases: find_unused_parameters.
+        device = self.context.device
+        return nn.parallel.DistributedDataParallel(
+            loss, find_unused_parameters=True, broadcast_buffers=False,
+            device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _open_outputs(self):
+        """Rank 0: the run directory, its configuration, metrics (cut back to the checkpoint's
+        step) and the TensorBoard writer."""
+        if not self.context.is_main:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "images").mkdir(exist_ok=True)
+        write_json(self.out / "config.json", {"config": to_dict(self.config)})
+        self._truncate_metrics()
+        return _tensorboard(self.out / "tb", self.step)
 
     # -------------------------------------------------------------- phases
     def phase(self, step: int) -> str:
@@ -368,8 +393,9 @@ class Trainer:
 
     @torch.no_grad()
     def snapshot(self) -> Path | None:
-        from .imageio_utils import write_png
-        from .viz import decomposition_figure, to_uint8
+        from .files import write_png
+        from .images import to_uint8
+        from .viz import decomposition_figure
 
         if not self.context.is_main:
             return None
@@ -398,9 +424,7 @@ class Trainer:
             return
         keep = [line for line in path.read_text().splitlines()
                 if line.strip() and json.loads(line)["step"] <= self.step]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, path)
+        write_text(path, "".join(line + "\n" for line in keep))
 
 
 def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,

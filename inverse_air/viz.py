@@ -1,4 +1,4 @@
-"""Pictures: grids of images for previews and training snapshots (numpy only)."""
+"""Pictures: grids of images for previews, training snapshots and decompose overlays (numpy only)."""
 
 from __future__ import annotations
 
@@ -22,14 +22,6 @@ def image_grid(images: np.ndarray, columns: int = 8, pad: int = 2, pad_value: in
 STEP_COLORS = np.array([[230, 40, 40], [40, 200, 40], [50, 90, 255], [230, 200, 40], [200, 40, 230]],
                        dtype=np.uint8)
 """Colours of inference steps 1, 2, 3, ... in pictures (red, green, blue, as in the paper)."""
-
-
-def to_uint8(images) -> np.ndarray:
-    """Float images in [0, 1], channels first (``(..., C, H, W)`` tensor or array) ->
-    ``(..., H, W, C)`` uint8."""
-    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    array = np.moveaxis(array, -3, -1)
-    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def frame(image: np.ndarray, color: np.ndarray, width: int = 1) -> np.ndarray:
@@ -102,7 +94,7 @@ def overlay_figure(inputs: np.ndarray, recons: np.ndarray, masks: np.ndarray, pr
 
 def draw_windows(image: np.ndarray, boxes: np.ndarray, present: np.ndarray) -> np.ndarray:
     """A copy of ``(H, W, 3)`` uint8 ``image`` with the 2D windows ``boxes (N, 3)`` (scale, x, y;
-    box convention in :mod:`inverse_air.render2d`) outlined in their step's colour where
+    box convention in :mod:`inverse_air.objects2d.render2d`) outlined in their step's colour where
     ``present (N,)``."""
     out = image.copy()
     H, W = image.shape[:2]

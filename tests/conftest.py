@@ -17,8 +17,8 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def renderer():
-    from inverse_air.config import RenderConfig
-    from inverse_air.render3d import SceneRenderer
+    from inverse_air.objects3d.config import RenderConfig
+    from inverse_air.objects3d.render3d import SceneRenderer
 
     return SceneRenderer(RenderConfig())
 
@@ -26,8 +26,8 @@ def renderer():
 @pytest.fixture(scope="session")
 def small_renderer():
     """A 32x32 renderer: cheap enough for gradient checks."""
-    from inverse_air.config import RenderConfig
-    from inverse_air.render3d import SceneRenderer
+    from inverse_air.objects3d.config import RenderConfig
+    from inverse_air.objects3d.render3d import SceneRenderer
 
     return SceneRenderer(RenderConfig(image_size=32))
 
@@ -41,11 +41,11 @@ def tiny_data(tmp_path_factory):
     """A 64-scene 3D dataset of 32x32 images with 0-3 objects (two shards)."""
     import dataclasses
 
-    from inverse_air.config import DATASET_PRESETS, RenderConfig
     from inverse_air.data import render_dataset
+    from inverse_air.kinds import KINDS
 
-    config = dataclasses.replace(DATASET_PRESETS["3d"], num=64, seed=3, shard_size=32,
-                                 render=RenderConfig(image_size=32))
+    preset = KINDS["3d"].dataset
+    config = dataclasses.replace(preset, num=64, seed=3, shard_size=32, scenes=preset.scenes.with_image_size(32))
     return render_dataset(tmp_path_factory.mktemp("tiny3d"), config, progress=False)
 
 
@@ -71,10 +71,10 @@ def tiny_data_2d(tmp_path_factory):
     """A 48-scene multi-MNIST dataset (50x50, 0-2 digits, two shards)."""
     import dataclasses
 
-    from inverse_air.config import DATASET_PRESETS
     from inverse_air.data import render_dataset
+    from inverse_air.kinds import KINDS
 
-    config = dataclasses.replace(DATASET_PRESETS["2d"], num=48, seed=3, shard_size=24)
+    config = dataclasses.replace(KINDS["2d"].dataset, num=48, seed=3, shard_size=24)
     return render_dataset(tmp_path_factory.mktemp("tiny2d"), config, progress=False)
 
 
@@ -89,7 +89,7 @@ def tiny_run_config_2d(tiny_data_2d):
         train = {"batch_size": 8, "elbo_batch_size": 8, "log_every": 2, "checkpoint_every": 3,
                  "image_every": 4, **train}
         config = run_config_for(tiny_data_2d, "2d", train, {**TINY_AIR, **(air or {})})
-        objects2d = dataclasses.replace(config.air.objects2d, **TINY_OBJECTS_2D)
-        return dataclasses.replace(config, air=dataclasses.replace(config.air, objects2d=objects2d))
+        objects = dataclasses.replace(config.air.objects, **TINY_OBJECTS_2D)
+        return dataclasses.replace(config, air=dataclasses.replace(config.air, objects=objects))
 
     return make

@@ -1,25 +1,30 @@
-"""The AIR core and the 3D object model: the presence chain, its masking, priors, densities."""
+"""The AIR core (with the 3D object model): the presence chain, its masking, the count prior,
+the encoders, parameter groups; and that the core imports no kind."""
 
+import dataclasses
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from inverse_air.air import log_count_prior, parameter_groups, pres_prior
-from inverse_air.config import AIRConfig, RenderConfig
-from inverse_air.model3d import (latents_to_arrays, logistic_log_prob, normal_log_prob,
-                                 sample_prior_scenes, targets_from_arrays, wrapped_normal_log_prob)
+from inverse_air.air import count_probs, log_count_prior, parameter_groups, pres_prior
+from inverse_air.config import AIRConfig
 from inverse_air.models import build_model
 from inverse_air.networks import ImageEncoder
+from inverse_air.objects3d.config import Objects3DConfig, RenderConfig
 
 from conftest import TINY_AIR
+
+TINY_3D = AIRConfig(objects=Objects3DConfig(render=RenderConfig(image_size=32)), **TINY_AIR)
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_model(AIRConfig(render=RenderConfig(image_size=32), **TINY_AIR))
+    return build_model(TINY_3D)
 
 
 def test_pres_prior_reproduces_the_count_prior():
@@ -131,7 +136,7 @@ def test_image_encoder_equals_convolving_the_coordinate_channels():
 
 def test_dair_reads_the_residual():
     torch.manual_seed(0)
-    model = build_model(AIRConfig(render=RenderConfig(image_size=32), dair=True, **TINY_AIR))
+    model = build_model(dataclasses.replace(TINY_3D, dair=True))
     assert model.encoder.convs[0].in_channels == 3 * 2 + 2
     with torch.no_grad():
         lat = model.infer(torch.rand(2, 3, 32, 32), sample=True)
@@ -149,91 +154,40 @@ def test_parameter_groups_split_baseline_by_name(model):
     assert groups[1]["lr"] == 1e-1 and groups[0]["lr"] == 1e-3
 
 
-# ---------------------------------------------------------------- densities of the 3D model
-def test_logistic_prior_makes_positions_uniform():
-    """tanh(u / 2) with u ~ Logistic(0, 1) is uniform on (-1, 1): the density of the position,
-    p(u) / |d pos / d u|, is 1/2 everywhere."""
-    u = torch.linspace(-6, 6, 101, dtype=torch.float64)
-    jacobian = 0.5 * (1 - torch.tanh(u / 2) ** 2)
-    assert torch.allclose(logistic_log_prob(u).exp() / jacobian, torch.full_like(u, 0.5))
+def test_sleep_counts_follow_the_floored_count_prior(model):
+    """The sleep phase draws counts from the same prior the ELBO charges: floored, so a count
+    the dataset lacks is rare but possible in both."""
+    p = count_probs((0.5, 0.5, 0.0, 0.0), 3, floor=0.01)
+    assert p == pytest.approx([0.49, 0.49, 0.01, 0.01], abs=1e-3)
+    config = dataclasses.replace(model.config, count_prior=(0.5, 0.5, 0.0, 0.0))
+    counts = build_model(config).sample_counts(20000, np.random.default_rng(0))
+    share = np.bincount(counts, minlength=4) / len(counts)
+    assert share == pytest.approx(p, abs=0.01) and share[2] > 0 and share[3] > 0
+    assert torch.allclose(log_count_prior(build_model(config)).exp(), torch.from_numpy(p), atol=1e-6)
 
 
-def test_wrapped_normal_is_a_density_on_the_circle():
-    angles = torch.linspace(-math.pi, math.pi, 20001, dtype=torch.float64)
-    for mean, log_sigma in [(0.3, -2.0), (3.0, 0.0), (-2.0, 1.5)]:
-        density = wrapped_normal_log_prob(angles, torch.tensor(mean, dtype=torch.float64),
-                                          torch.tensor(log_sigma, dtype=torch.float64)).exp()
-        integral = torch.trapezoid(density, angles)
-        assert abs(float(integral) - 1.0) < 1e-3
-        # Periodic: no jump at the wrap-around.
-        assert abs(float(density[0] - density[-1])) < 1e-7
+CORE = ("inverse_air.air", "inverse_air.elbo", "inverse_air.networks", "inverse_air.object_model",
+        "inverse_air.densities")
 
 
-def test_position_kl_estimate_matches_quadrature(model):
-    """The single-sample KL term of the position, averaged, equals KL(N(m, s) || Logistic)
-    computed by numerical integration (an independent computation)."""
-    m, log_s = torch.tensor(0.7, dtype=torch.float64), torch.tensor(-0.5, dtype=torch.float64)
-    u = torch.linspace(-15, 15, 200001, dtype=torch.float64)
-    q = normal_log_prob(u, m, log_s)
-    exact = torch.trapezoid(q.exp() * (q - logistic_log_prob(u)), u)
-    torch.manual_seed(0)
-    samples = m + log_s.exp() * torch.randn(400000, dtype=torch.float64)
-    estimate = (normal_log_prob(samples, m, log_s) - logistic_log_prob(samples)).mean()
-    assert abs(float(estimate - exact)) < 0.01
+def test_the_core_imports_no_kind():
+    """The AIR core knows object models only through the protocol: importing it (in a fresh
+    interpreter) loads neither kind's package, and no core module imports one (or the
+    registry that finds them), not even inside a function."""
+    code = ("import sys; import " + ", ".join(CORE) + "; "
+            "print(sorted(m for m in sys.modules if m.startswith(('inverse_air.objects', 'pytorch3d'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
+    import ast
+    import importlib
+    from pathlib import Path
 
+    for name in CORE:
+        tree = ast.parse(Path(importlib.import_module(name).__file__).read_text())
+        imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        imported += [f"{n.module}." + ".".join(a.name for a in n.names)
+                     for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert imported, name
+        for module in imported:
+            assert not any(k in module for k in ("objects3d", "objects2d", "kinds")), (name, module)
 
-# ---------------------------------------------------------------- scenes <-> targets
-def test_targets_are_sorted_nearest_first_and_padded():
-    arrays = {"shape": np.array([[0, 2, -1], [-1, -1, -1]]),
-              "position": np.array([[[0.1, -0.5], [0.2, 0.6], [0, 0]], [[0, 0]] * 3], np.float32),
-              "yaw": np.array([[10.0, 20.0, 0.0], [0, 0, 0]], np.float32)}
-    t = targets_from_arrays(arrays, max_steps=3)
-    assert t["z_pres"].tolist() == [[1, 1, 0], [0, 0, 0]]
-    assert t["identity"].tolist() == [[2, 0, 0], [0, 0, 0]]
-    assert t["position"][0, 0].tolist() == pytest.approx([0.2, 0.6])
-    assert t["yaw"][0, :2].tolist() == pytest.approx([math.radians(20), math.radians(10)])
-    with pytest.raises(ValueError, match="at most 1"):
-        targets_from_arrays(arrays, max_steps=1)
-
-
-def test_prior_samples_follow_the_count_prior():
-    rng = np.random.default_rng(0)
-    arrays = sample_prior_scenes(rng, 400, (0.5, 0.5, 0.0, 0.0), object_scale=0.6)
-    assert set(arrays["count"].tolist()) == {0, 1}
-    assert arrays["shape"].shape == (400, 3)
-    assert ((arrays["shape"] >= 0).sum(1) == arrays["count"]).all()
-
-
-def test_latents_to_arrays_round_trip(model):
-    """Teacher-forced latents come back as the ground truth they were made from."""
-    rng = np.random.default_rng(1)
-    arrays = sample_prior_scenes(rng, 6, (0.25,) * 4, object_scale=0.6)
-    target = targets_from_arrays(arrays, 3)
-    with torch.no_grad():
-        lat = model.infer(torch.rand(6, 3, 32, 32), target=target)
-    back = latents_to_arrays(lat)
-    assert (back["count"] == arrays["count"]).all()
-    for i in range(6):
-        assert sorted(back["shape"][i][back["shape"][i] >= 0]) == sorted(arrays["shape"][i][arrays["shape"][i] >= 0])
-
-
-def test_yaw_is_a_latent_of_cubes_only(model):
-    """Spheres and cylinders do not show their yaw: their yaw enters no loss term."""
-    x = torch.rand(3, 3, 32, 32)
-    base = {"z_pres": torch.tensor([[1.0, 0.0, 0.0]] * 3), "identity": torch.tensor([[0, 0, 0], [1, 0, 0], [2, 0, 0]]),
-            "position": torch.zeros(3, 3, 2), "yaw": torch.zeros(3, 3)}
-    turned = {**base, "yaw": torch.full((3, 3), 0.3)}
-    with torch.no_grad():
-        a, b = model.infer(x, target=base), model.infer(x, target=turned)
-    same = torch.isclose(a.target_nll[:, 0], b.target_nll[:, 0])
-    assert same.tolist() == [True, False, True]  # sphere, cube, cylinder
-
-
-def test_soft_clamp_bounds_and_keeps_gradients():
-    from inverse_air.model3d import soft_clamp
-
-    x = torch.tensor([-50.0, -6.0, 0.0, 1.0, 50.0], requires_grad=True)
-    y = soft_clamp(x, -6.0, 1.0)
-    assert bool((y > -6.0 - 1e-6).all() and (y < 1.0 + 0.01).all())
-    y.sum().backward()
-    assert bool((x.grad[1:4] > 0).all())  # no dead zone around and at the bounds

@@ -65,7 +65,7 @@ def test_render_dataset_and_refuse_other_settings(tmp_path):
 def test_render_dataset_3d(tmp_path):
     result = invoke("render-dataset", tmp_path / "ds", "--num", 6, "--image-size", 24, "--counts", "1,2")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["config"]["render"]["image_size"] == 24
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["config"]["scenes"]["render"]["image_size"] == 24
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -177,7 +177,7 @@ def test_train_then_evaluate_2d(tiny_data_2d, tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("extra, expected", [
-    (["--data", "3D"], "a 3d dataset, but --model is 2d"),
+    (["--data", "3D"], "a 3d dataset, but --model is a 2d model"),
     (["--sleep-fraction", "0.5"], "the 2d model has no sleep phase"),
 ])
 def test_train_2d_bad_input(tiny_data_2d, tiny_data, tmp_path, extra, expected):

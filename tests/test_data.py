@@ -1,19 +1,22 @@
 import dataclasses
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inverse_air import data as data_module
-from inverse_air.config import DatasetConfig, RenderConfig
+from inverse_air.config import DatasetConfig
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.errors import UserError
-from inverse_air.multimnist import Composer, load_digits
+from inverse_air.objects2d.config import Compose2DConfig
+from inverse_air.objects2d.multimnist import Composer, load_digits
+from inverse_air.objects3d.config import RenderConfig, Scenes3DConfig
 
-TINY_3D = DatasetConfig(model="3d", num=25, counts=(0, 1, 2, 3), seed=5, shard_size=10,
-                        render=RenderConfig(image_size=32))
-TINY_2D = DatasetConfig(model="2d", num=40, counts=(0, 1, 2), seed=5, shard_size=16)
+TINY_3D = DatasetConfig(scenes=Scenes3DConfig(render=RenderConfig(image_size=32)), num=25, counts=(0, 1, 2, 3),
+                        seed=5, shard_size=10)
+TINY_2D = DatasetConfig(scenes=Compose2DConfig(), num=40, counts=(0, 1, 2), seed=5, shard_size=16)
 
 
 def shard_bytes(directory):
@@ -30,9 +33,10 @@ def test_3d_dataset_has_full_ground_truth(tmp_path):
     assert ((a["shape"] >= 0).sum(1) == a["count"]).all()
     assert set(np.unique(a["count"])) <= {0, 1, 2, 3}
     # empty scenes are all background, scenes with objects are not
-    from inverse_air.render3d import SceneRenderer, to_uint8
-    import torch
-    background = to_uint8(SceneRenderer(TINY_3D.render).background[None])[0]
+    from inverse_air.images import to_uint8
+    from inverse_air.objects3d.render3d import SceneRenderer
+
+    background = to_uint8(SceneRenderer(TINY_3D.scenes.render).background[None])[0]
     for image, count in zip(a["images"], a["count"]):
         assert np.array_equal(image, background) == (count == 0)
 
@@ -77,6 +81,9 @@ def test_refuses_to_mix_settings(tmp_path):
     before = shard_bytes(tmp_path / "d")
     with pytest.raises(UserError, match="other settings.*seed"):
         render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, seed=9), progress=False)
+    with pytest.raises(UserError, match=r"other settings \(different scenes.digit_scale_std\)"):
+        render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, scenes=Compose2DConfig(digit_scale_std=0.2)),
+                       progress=False)
     assert shard_bytes(tmp_path / "d") == before
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
@@ -174,3 +181,45 @@ def test_crowded_canvases_start_over_instead_of_failing():
         for _ in range(150):
             canvas, boxes, labels = composer.compose(rng, count)
             assert boxes.shape == (count, 3) and canvas.max() > 0
+
+
+# ---------------------------------------------------------------- format 1
+V1 = Path(__file__).resolve().parent / "data" / "v1"
+
+
+@pytest.mark.parametrize("kind", ["3d", "2d"])
+def test_format_1_datasets_are_read_and_resumed(tmp_path, kind):
+    """A dataset written before kinds had packages (format 1): read with the same config, and
+    re-running its render-dataset command in it finds it complete (nothing re-rendered)."""
+    import shutil
+
+    ds = ShardDataset(V1 / f"data{kind}")
+    assert ds.manifest["format_version"] == 1 and ds.config.kind == kind and len(ds) == 12
+    old = json.loads((V1 / f"data{kind}" / "manifest.json").read_text())["config"]
+    assert ds.config.num == old["num"] and list(ds.config.counts) == old["counts"] and ds.config.seed == old["seed"]
+    if kind == "3d":
+        assert ds.config.scenes.render.image_size == old["render"]["image_size"] == 24
+    else:
+        assert ds.config.scenes.canvas_size == old["compose"]["canvas_size"] == 32 and ds.config.scenes.mnist is None
+    copy = tmp_path / "copy"
+    shutil.copytree(V1 / f"data{kind}", copy)
+    before = shard_bytes(copy)
+    render_dataset(copy, ds.config, progress=False)
+    assert shard_bytes(copy) == before
+    # and the same settings today make the same bytes
+    render_dataset(tmp_path / "new", ds.config, progress=False)
+    assert shard_bytes(tmp_path / "new") == before
+
+
+
+def test_making_2d_data_imports_no_torch(tmp_path):
+    """The 2D kind's record and shard maker need no torch: composing digits stays light."""
+    import subprocess
+    import sys
+
+    code = ("import dataclasses, sys; from inverse_air.data import render_dataset; "
+            "from inverse_air.kinds import KINDS; "
+            f"render_dataset({str(tmp_path / 'd')!r}, dataclasses.replace(KINDS['2d'].dataset, num=5), progress=False); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert ShardDataset(tmp_path / "d").config.kind == "2d"

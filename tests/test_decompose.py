@@ -11,9 +11,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from inverse_air.cli import app
-from inverse_air.decompose import SHIPPED_MODELS, SMALL_BATCH, Decomposer, read_image
+from inverse_air.decompose import SMALL_BATCH, Decomposer, shipped_model
 from inverse_air.errors import UserError
-from inverse_air.scene import SHAPES, load_scene, scenes_to_arrays
+from inverse_air.images import read_image
+from inverse_air.objects3d.scene import SHAPES, load_scene, scenes_to_arrays
 from inverse_air.viz import outline
 
 SCENES = Path(__file__).resolve().parent.parent / "scenes"
@@ -26,7 +27,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def shipped():
-    return Decomposer(SHIPPED_MODELS["3d"])
+    return Decomposer(shipped_model("3d"))
 
 
 def test_shipped_model_recovers_the_example_scenes(shipped):
@@ -113,9 +114,11 @@ def test_bad_checkpoint_one_line(tmp_path, content, expected):
 
 
 def test_checkpoint_of_an_unknown_kind(tmp_path):
-    payload = torch.load(SHIPPED_MODELS["3d"], weights_only=True)
+    payload = torch.load(shipped_model("3d"), weights_only=True)
     config = json.loads(payload["config"])
-    config["air"]["model"] = payload["model_kind"] = "4d"
+    config["air"]["objects"] = {"kind": "4d"}
+    payload["model_kind"] = "4d"
+    payload["format_version"] = 2
     payload["config"] = json.dumps(config)
     torch.save(payload, tmp_path / "4d.pt")
     result = invoke("decompose", SCENES / "sphere.png", "--model", tmp_path / "4d.pt")
@@ -131,7 +134,7 @@ def test_read_image_converts_and_reports(tmp_path):
 
 
 def test_refine_lowers_the_error_of_a_perturbed_pose(shipped):
-    scene = load_scene(SCENES / "two_objects.json", shipped.config.air.render.object_scale)
+    scene = load_scene(SCENES / "two_objects.json", shipped.config.air.objects.render.object_scale)
     x = torch.from_numpy(np.asarray(Image.open(SCENES / "two_objects.png"), np.float32) / 255).permute(2, 0, 1)[None]
     _, latents = shipped.infer(np.array(Image.open(SCENES / "two_objects.png"))[None])
     truth = scenes_to_arrays([scene], 3)
@@ -210,12 +213,12 @@ def test_auto_precision_is_bf16_only_for_large_batches_where_it_is_native(shippe
     monkeypatch.setattr(shipped, "precision", "fp32")
     assert shipped.precision_for(256) == "fp32"
     with pytest.raises(UserError, match="--precision must be one of auto, fp32, bf16"):
-        Decomposer(SHIPPED_MODELS["3d"], precision="fp16")
+        Decomposer(shipped_model("3d"), precision="fp16")
 
 
 def test_shipped_2d_model_counts_the_example_digits_and_finds_their_windows():
     truth = json.loads((SCENES / "mnist" / "truth.json").read_text())["images"]
-    decomposer = Decomposer(SHIPPED_MODELS["2d"])
+    decomposer = Decomposer(shipped_model("2d"))
     paths = [SCENES / "mnist" / name for name in sorted(truth)]
     results, pictures = decomposer.run(paths, keep=len(paths))
     for path, r in zip(paths, results):
@@ -232,3 +235,34 @@ def test_a_3d_scene_given_to_the_2d_model_is_converted_with_notices():
     assert result.exit_code == 0, result.output
     notices = json.loads(result.stdout)["notices"]
     assert any("converted to L" in n for n in notices) and any("resized to the model's 50x50" in n for n in notices)
+
+
+# ---------------------------------------------------------------- format 1
+V1 = Path(__file__).resolve().parent / "data" / "v1"
+
+
+@pytest.mark.parametrize("kind", ["3d", "2d"])
+def test_format_1_checkpoints_decompose_and_evaluate_as_before(kind):
+    """Checkpoints written before kinds had packages (format 1) load, convert, and give what
+    the format-1 code gave on the same images (``tests/data/v1/expected.json``)."""
+    from inverse_air.data import ShardDataset
+    from inverse_air.evaluate import evaluate
+
+    expected = json.loads((V1 / "expected.json").read_text())
+    decomposer = Decomposer(V1 / f"model{kind}.pt", precision="fp32")
+    assert decomposer.kind == kind and torch.load(V1 / f"model{kind}.pt", weights_only=True)["format_version"] == 1
+    images = ShardDataset(V1 / f"data{kind}").arrays()["images"]
+    assert decomposer.decompose(images) == expected[f"decompose{kind}"]
+    metrics = evaluate(V1 / f"model{kind}.pt", V1 / f"data{kind}")
+    assert {k: metrics[k] for k in expected[f"evaluate{kind}"]} == expected[f"evaluate{kind}"]
+
+
+def test_export_writes_todays_format_from_a_format_1_file(tmp_path):
+    from inverse_air.checkpoint import FORMAT_VERSION, export_model, load_checkpoint
+
+    export_model(V1 / "model3d.pt", tmp_path / "m.pt")
+    new, old = load_checkpoint(tmp_path / "m.pt"), load_checkpoint(V1 / "model3d.pt")
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["format_version"] == FORMAT_VERSION == 2
+    assert new["config"] == old["config"]
+    assert json.loads(torch.load(tmp_path / "m.pt", weights_only=True)["config"])["air"]["objects"]["kind"] == "3d"
+

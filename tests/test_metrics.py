@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from inverse_air.metrics import (confusion_matrix, match_by_position, scene_metrics_3d,
-                                 yaw_error_deg)
+from inverse_air.metrics import confusion_matrix, match_by_position
+from inverse_air.objects3d.metrics import scene_metrics_3d, yaw_error_deg
 
 
 def test_confusion_matrix_rows_true_columns_inferred():
@@ -52,7 +52,8 @@ def test_scene_metrics_3d_on_a_hand_made_case():
 
 
 def test_2d_metrics_on_a_hand_made_case():
-    from inverse_air.metrics import scene_metrics, scene_metrics_2d
+    from inverse_air.kinds import KINDS
+    from inverse_air.objects2d.metrics import scene_metrics_2d
 
     true = {"count": np.array([0, 1, 2, 2, 1]),
             "box": np.array([[[0, 0, 0], [0, 0, 0]],
@@ -73,4 +74,4 @@ def test_2d_metrics_on_a_hand_made_case():
     assert m["matched_objects"] == 3
     assert m["position_error"]["median"] == pytest.approx(0.1) and m["position_error"]["mean"] == pytest.approx(0.4 / 3)
     assert m["scale_error"]["mean"] == pytest.approx((0.03 + 0.05 + 0.0) / 3, abs=1e-6)
-    assert scene_metrics("2d", true, pred) == m
+    assert KINDS["2d"].metrics(true, pred) == m

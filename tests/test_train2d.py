@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inverse_air.checkpoint import save_checkpoint
-from inverse_air.config import DATASET_PRESETS
+from inverse_air.kinds import KINDS
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.evaluate import evaluate
 from inverse_air.models import build_model
@@ -40,7 +40,7 @@ def test_evaluate_confusion_on_a_model_that_always_says_the_same(tiny_run_config
 def learnable_2d(tmp_path_factory):
     """2,000 training canvases (0-2 digits) and 300 held-out ones from the test digit pool."""
     root = tmp_path_factory.mktemp("learn2d")
-    make = lambda name, **kw: render_dataset(root / name, dataclasses.replace(DATASET_PRESETS["2d"], **kw),
+    make = lambda name, **kw: render_dataset(root / name, dataclasses.replace(KINDS["2d"].dataset, **kw),
                                              progress=False)
     return make("train", num=2000, seed=0), make("test", num=300, seed=1, split="test")
 

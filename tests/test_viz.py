@@ -32,7 +32,7 @@ def test_decomposition_figure_frames_present_steps_in_their_colour():
 def test_to_uint8_channels_last():
     import torch
 
-    from inverse_air.viz import to_uint8
+    from inverse_air.images import to_uint8
 
     out = to_uint8(torch.tensor([[[[0.0, 1.2]], [[0.5, -1.0]], [[1.0, 0.2]]]]))
     assert out.shape == (1, 1, 2, 3) and out.dtype == np.uint8

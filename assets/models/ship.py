@@ -36,9 +36,10 @@ def network_line(air) -> str:
     def encoder(channels, features):
         return (f"3x3 stride-2 convolutions {list(channels)} -> {features}" if channels
                 else f"one linear layer -> {features}")
-    glimpse = f"{air.glimpse_size}x{air.glimpse_size} glimpse" if air.model == "3d" else "glimpse"
-    return (f"image encoder {encoder(air.encoder_channels, air.encoder_features)}; {glimpse} encoder "
-            f"{encoder(air.glimpse_channels, air.glimpse_features)}; LSTM {air.lstm_size}")
+    g = air.objects
+    return (f"image encoder {encoder(air.encoder_channels, air.encoder_features)}; "
+            f"{g.glimpse_size}x{g.glimpse_size} glimpse encoder {encoder(g.glimpse_channels, g.glimpse_features)}; "
+            f"LSTM {air.lstm_size}")
 
 
 def main() -> None:
@@ -64,7 +65,7 @@ def main() -> None:
     minutes = extra.get("time_s", 0.0) / 60
     card = [
         f"# Model card: `{dst.name}`", "",
-        f"AIR, model kind `{config.air.model}`{' (DAIR)' if config.air.dair else ''}, trained by this "
+        f"AIR, model kind `{config.air.kind}`{' (DAIR)' if config.air.dair else ''}, trained by this "
         f"project's own `train` without the dataset's labels"
         f"{' (SUPERVISED comparison)' if config.train.supervised else ''}.", "",
         "## Training", "",

@@ -4,11 +4,11 @@
 Each object has
 
 - ``z_what ~ N(0, I)`` (``Objects2DConfig.z_what_size``, 50): its appearance;
-- ``z_where = (scale, x, y)`` (box convention in :mod:`inverse_air.render2d`, the same as the
-  dataset's boxes) with independent normal priors ``scale ~ N(scale_prior_mean,
+- ``z_where = (scale, x, y)`` (box convention in :mod:`inverse_air.objects2d.render2d`, the same as
+  the dataset's boxes) with independent normal priors ``scale ~ N(scale_prior_mean,
   scale_prior_std)`` and ``x, y ~ N(0, position_prior_std)``.
 
-The learned decoder (:class:`inverse_air.render2d.Decoder`) draws ``z_what`` into a window in
+The learned decoder (:class:`inverse_air.objects2d.render2d.Decoder`) draws ``z_what`` into a window in
 [0, 1]; the spatial transformer pastes it at ``z_where``; the image's mean is the **sum** of the
 pasted windows, not clamped (the inked parts of the dataset's digits never overlap, so a sum is
 the model of the data; a clamp would stop the gradient wherever two windows' faint
@@ -18,7 +18,7 @@ learned: it trains on the ELBO with the inference network (same optimizer group)
 
 **Posterior** (per step; attend, then infer). The core's state gives a diagonal Gaussian over
 ``z_where``; the window at the *sampled* ``z_where`` is read from the image (the transformer's
-inverse direction, :func:`inverse_air.render2d.crop`) and encoded into a diagonal Gaussian over
+inverse direction, :func:`inverse_air.objects2d.render2d.crop`) and encoded into a diagonal Gaussian over
 ``z_what``, so ``z_what`` describes what is in the window the decoder will draw. Both are
 reparameterized; their KL terms against the priors are exact. There is no discrete object
 latent (only presence needs score-function gradients).
@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .air import ObjectStep
-from .config import AIRConfig
-from .densities import normal_kl, normal_log_prob, soft_clamp
-from .networks import ImageEncoder
+from ..config import AIRConfig
+from ..densities import normal_kl, normal_log_prob, soft_clamp
+from ..networks import ImageEncoder
+from ..object_model import ObjectStep
 from .render2d import Decoder, crop, paste
 
 WHERE_SIZE = 3
@@ -51,11 +51,12 @@ class Objects2D(nn.Module):
     Latents per object: ``where (3,)`` = (scale, x, y) and ``what (D,)``.
     """
 
-    soft_is_exact = True  # the decoder and the transformer are differentiable as they are
+    scene_fields = ("box",)
+    pose_keys = ("where",)
 
     def __init__(self, config: AIRConfig):
         super().__init__()
-        c = config.objects2d
+        c = config.objects
         self.canvas_size = c.canvas_size
         self.glimpse_size = c.glimpse_size
         self.z_what_size = c.z_what_size
@@ -67,9 +68,8 @@ class Objects2D(nn.Module):
         with torch.no_grad():
             self.where_head.weight.mul_(0.1)
             self.where_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0] + [math.log(0.1)] * 3))
-        self.glimpse_encoder = ImageEncoder(1, c.glimpse_size, config.glimpse_channels,
-                                            config.glimpse_features)
-        self.what_head = nn.Linear(config.glimpse_features, 2 * c.z_what_size)
+        self.glimpse_encoder = ImageEncoder(1, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
+        self.what_head = nn.Linear(c.glimpse_features, 2 * c.z_what_size)
         self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias)
         prior_mean = torch.tensor([c.scale_prior_mean, 0.0, 0.0])
         prior_std = torch.tensor([c.scale_prior_std, c.position_prior_std, c.position_prior_std])
@@ -105,8 +105,9 @@ class Objects2D(nn.Module):
         return ObjectStep(z={"where": where, "what": what}, vector=vector,
                           log_q_discrete=hidden.new_zeros(hidden.shape[0]), kl=kl, target_nll=nll)
 
-    def render(self, z_pres, objects, soft: bool = False):
-        """The sum of the decoded windows of the present objects: ``(B, 1, S, S)``."""
+    def render(self, z_pres, objects, grad: bool = False):
+        """The sum of the decoded windows of the present objects: ``(B, 1, S, S)`` (the
+        decoder and the transformer are differentiable as they are: ``grad`` changes nothing)."""
         B, N = z_pres.shape
         S = self.canvas_size
         if N == 0:
@@ -117,11 +118,6 @@ class Objects2D(nn.Module):
 
     def empty(self, batch: int, like: torch.Tensor):
         return {"where": like.new_zeros(batch, 0, WHERE_SIZE), "what": like.new_zeros(batch, 0, self.z_what_size)}
-
-    scene_fields = ("box",)
-    """What :meth:`describe` gives that a dataset's ground truth holds (decompose's ``objects``)."""
-    pose_keys = ("where",)
-    """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
 
     def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
         """Keep refined windows valid, in place: a positive size, the centre near the canvas."""
@@ -144,7 +140,7 @@ class Objects2D(nn.Module):
             out.append(steps)
         return out
 
-    def outline_masks(self, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+    def outline_masks(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, N, S, S)`` bool: the pixels inside each step's window (what overlays outline)."""
         S = self.canvas_size
         centres = (torch.arange(S, device=objects["where"].device, dtype=objects["where"].dtype) + 0.5) * 2 / S - 1
@@ -152,12 +148,6 @@ class Objects2D(nn.Module):
         inside_x = (centres.view(1, 1, 1, S) - x[..., None, None]).abs() <= scale[..., None, None]
         inside_y = (centres.view(1, 1, S, 1) - y[..., None, None]).abs() <= scale[..., None, None]
         return inside_x & inside_y
-
-    def targets(self, arrays, max_steps: int):
-        return targets_from_arrays(arrays, max_steps)
-
-    def to_arrays(self, latents):
-        return latents_to_arrays(latents)
 
 
 # ---------------------------------------------------------------------------- data <-> latents

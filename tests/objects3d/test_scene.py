@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from inverse_air.scene import (POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError,
-                               load_scene, min_distance, sample_scene, save_scene, scene_from_dict,
+from inverse_air.objects3d.prior import sample_scene
+from inverse_air.objects3d.scene import (POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError,
+                               load_scene, min_distance, save_scene, scene_from_dict,
                                scenes_to_arrays)
 
 SCALE = 0.6

@@ -1,7 +1,7 @@
 """The 2D generative model's drawing: a spatial transformer (window <-> canvas) and the learned
 decoder that draws one object into its window.
 
-**Convention** (written once here; :mod:`inverse_air.multimnist` composes data with the same
+**Convention** (written once here; :mod:`inverse_air.objects2d.multimnist` composes data with the same
 boxes). A window is a square of side ``w`` pixels on a square canvas of side ``S``; its
 ``z_where = (scale, x, y)`` is
 

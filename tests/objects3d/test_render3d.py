@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from inverse_air.config import RenderConfig
-from inverse_air.render3d import SceneRenderer, scenes_to_tensors, to_uint8
-from inverse_air.scene import ObjectSpec, Scene, load_scene
+from inverse_air.objects3d.config import RenderConfig
+from inverse_air.images import to_uint8
+from inverse_air.objects3d.render3d import SceneRenderer, scenes_to_tensors
+from inverse_air.objects3d.scene import ObjectSpec, Scene, load_scene
 
-SCENES = Path(__file__).resolve().parent.parent / "scenes"
+SCENES = Path(__file__).resolve().parents[2] / "scenes"
 SCENE_FILES = sorted(SCENES.glob("*.json"))
 
 
@@ -51,7 +52,7 @@ def test_empty_scene_is_the_background(renderer):
 
 def test_batch_equals_one_by_one(renderer):
     rng = np.random.default_rng(3)
-    from inverse_air.scene import sample_scene
+    from inverse_air.objects3d.prior import sample_scene
     scenes = [sample_scene(rng, c, renderer.config.object_scale) for c in [0, 3, 1, 2, 0, 3]]
     batch = renderer(*scenes_to_tensors(scenes, 3))
     for b, scene in enumerate(scenes):

@@ -15,7 +15,7 @@ Two modes share the meshes, camera and shading:
 Each object is rasterized as its own mesh; both modes end in the same per-pixel "over"
 compositing of object layers sorted by depth.
 
-**Convention.** World frame as in :mod:`inverse_air.scene`: +Y up, ground ``y = 0``. An object
+**Convention.** World frame as in :mod:`inverse_air.objects3d.scene`: +Y up, ground ``y = 0``. An object
 with ``position = (x, z)`` and ``yaw`` has its unit mesh scaled by ``config.object_scale``,
 rotated by ``yaw`` radians about +Y (right-handed: +X turns towards -Z, counter-clockwise seen
 from above), lifted to rest on the ground and moved to ``(x, 0, z)``. Shading is flat
@@ -37,9 +37,9 @@ from pytorch3d.structures import Meshes
 
 from .config import RenderConfig
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
-from .viz import to_uint8  # noqa: F401  (re-exported: renders -> uint8)
+from ..images import to_uint8
 
-MESH_DIR = Path(__file__).resolve().parent.parent / "assets" / "meshes"
+MESH_DIR = Path(__file__).resolve().parents[2] / "assets" / "meshes"
 """Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``)."""
 
 _Z_NEAR, _Z_FAR = 1.0, 10.0

@@ -2,20 +2,16 @@
 
 **Generative model** (no learned parameters). The count ``n`` follows the AIR presence chain
 (:mod:`inverse_air.air`; by default uniform over the training data's counts). Each object has
+an ``identity``, a ``position = (x, z) = tanh(u / 2)`` and, for a cube, ``psi = 4 yaw``, drawn
+from the scene prior (:mod:`inverse_air.objects3d.prior`, which also gives their densities).
+Spheres and cylinders do not show their yaw, so for them ``psi`` is not a latent: it enters no
+term of the ELBO or of the teacher-forced loss (were it kept, two objects in three would teach
+the network that yaw is uniform noise, flattening the yaw posterior and stalling its learning).
 
-- ``identity`` ~ Uniform{sphere, cube, cylinder};
-- ``position = (x, z) = tanh(u / 2)`` with ``u ~ Logistic(0, 1)`` per coordinate, which makes
-  the position uniform over the valid square [-1, 1]^2 (scene priors reject interpenetrating
-  placements; the ELBO ignores that constraint's normalizer);
-- for a cube, ``psi`` ~ Uniform on the circle, with ``yaw = psi / 4``: a cube looks the same
-  after a quarter turn, so the latent angle covers yaw modulo 90 degrees once. Spheres and
-  cylinders do not show their yaw, so for them ``psi`` is not a latent: it enters no term of
-  the ELBO or of the teacher-forced loss (were it kept, two objects in three would teach the
-  network that yaw is uniform noise, flattening the yaw posterior and stalling its learning).
-
-The image is the renderer's (:mod:`inverse_air.render3d`) with a Gaussian pixel likelihood of
-standard deviation ``pixel_sigma``; the ELBO uses the soft renderer so that pose gradients
-exist.
+The image is the renderer's (:mod:`inverse_air.objects3d.render3d`) with a Gaussian pixel
+likelihood of standard deviation ``pixel_sigma``. Rendered with ``grad=True`` (the ELBO,
+``decompose --refine``) the image's value is the hard render and its gradient the soft
+render's, so pose gradients exist while the likelihood sees the image the model draws.
 
 **Posterior** (per step): the core's state gives a coarse position; a glimpse of the image
 around where that position projects (:meth:`Objects3D.glimpse`) is encoded, and the state and
@@ -36,19 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .air import ObjectStep
-from .config import AIRConfig
-from .densities import LOG_2PI, normal_log_prob, soft_clamp
-from .networks import MLP, ImageEncoder
+from ..config import AIRConfig
+from ..densities import normal_log_prob, soft_clamp
+from ..networks import MLP, ImageEncoder
+from ..object_model import ObjectStep
+from .prior import LOG_PRIOR_PSI, log_prior_identity, logistic_log_prob, sample_prior
 from .render3d import SceneRenderer
-from .scene import SHAPES, YAW_SYMMETRY_DEG, sample_scene, scenes_to_arrays
+from .scene import SHAPES, YAW_SYMMETRY_DEG
 
 _EDGE = 0.995  # target positions are clamped inside the open square tanh(u / 2) reaches
-
-
-def logistic_log_prob(u):
-    """Standard logistic density: the prior on ``u`` that makes ``tanh(u / 2)`` uniform."""
-    return -u - 2 * F.softplus(-u)
 
 
 def wrapped_normal_log_prob(angle, mean, log_sigma, wraps: int = 4):
@@ -71,18 +63,19 @@ class Objects3D(nn.Module):
     """
 
     latent_size = len(SHAPES) + 4  # one-hot identity, position, cos psi, sin psi
-    soft_is_exact = False  # the soft render lends its gradients to the hard one
+    scene_fields = ("shape", "position", "yaw_deg")
+    pose_keys = ("position", "yaw")
     _OUT = len(SHAPES) + 2 + 2 + 2 + 1  # logits, u offset, u log-sigma, psi vector, psi log-sigma
 
     def __init__(self, config: AIRConfig):
         super().__init__()
-        self.renderer = SceneRenderer(config.render)
-        self.object_scale = config.render.object_scale
-        self.glimpse_size = config.glimpse_size
+        c = config.objects
+        self.renderer = SceneRenderer(c.render)
+        self.object_scale = c.render.object_scale
+        self.glimpse_size = c.glimpse_size
         self.where = nn.Linear(config.lstm_size, 2)
-        self.glimpse_encoder = ImageEncoder(3, config.glimpse_size, config.glimpse_channels,
-                                            config.glimpse_features)
-        self.head = MLP(config.lstm_size + config.glimpse_features, 256, self._OUT)
+        self.glimpse_encoder = ImageEncoder(3, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
+        self.head = MLP(config.lstm_size + c.glimpse_features, 256, self._OUT)
         observable = [YAW_SYMMETRY_DEG[name] is not None for name in SHAPES]
         self.register_buffer("yaw_observable", torch.tensor(observable, dtype=torch.float32),
                              persistent=False)  # (S,) 1.0 where a shape shows its yaw
@@ -135,24 +128,26 @@ class Objects3D(nn.Module):
         log_q_u = normal_log_prob(u, u_mean, u_log_sigma).sum(-1)
         has_yaw = self.yaw_observable.to(hidden.dtype)[identity]  # (B,)
         log_q_psi = has_yaw * wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
-        kl = (log_q_identity + math.log(S)) + (log_q_u - logistic_log_prob(u).sum(-1)) \
-            + has_yaw * (log_q_psi + LOG_2PI)
+        kl = (log_q_identity - log_prior_identity()) + (log_q_u - logistic_log_prob(u).sum(-1)) \
+            + has_yaw * (log_q_psi - LOG_PRIOR_PSI)
         nll = None if target is None else -(log_q_identity + log_q_u + log_q_psi)
         return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
 
-    def render(self, z_pres, objects, soft: bool):
+    def render(self, z_pres, objects, grad: bool = False):
+        """The scene's image ``(B, 3, S, S)``; with ``grad``, the hard image's values with the
+        soft renderer's gradients (see the module docstring)."""
         shape = torch.where(z_pres > 0.5, objects["identity"], torch.full_like(objects["identity"], -1))
-        return self.renderer(shape, objects["position"], objects["yaw"], soft=soft)
+        if not grad:
+            return self.renderer(shape, objects["position"], objects["yaw"])
+        soft = self.renderer(shape, objects["position"], objects["yaw"], soft=True)
+        with torch.no_grad():
+            hard = self.renderer(shape, objects["position"], objects["yaw"])
+        return hard + (soft - soft.detach())
 
     def empty(self, batch: int, like: torch.Tensor):
         return {"identity": torch.zeros(batch, 0, dtype=torch.long, device=like.device),
                 "position": like.new_zeros(batch, 0, 2), "yaw": like.new_zeros(batch, 0),
                 "identity_probs": like.new_zeros(batch, 0, len(SHAPES))}
-
-    scene_fields = ("shape", "position", "yaw_deg")
-    """What :meth:`describe` gives that a scene file holds (decompose's ``objects``)."""
-    pose_keys = ("position", "yaw")
-    """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
 
     def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
         """Keep refined poses valid, in place: positions inside the scene square."""
@@ -175,15 +170,22 @@ class Objects3D(nn.Module):
                   "shape_probs": dict(zip(SHAPES, probs[b][i]))}
                  for i, k in enumerate(identity[b])] for b in range(len(identity))]
 
-    def targets(self, arrays, max_steps: int):
-        return targets_from_arrays(arrays, max_steps)
+    @torch.no_grad()
+    def outline_masks(self, z_pres, objects):
+        """``(B, N, S, S)`` bool: each present object's whole silhouette (hidden parts
+        included): where rendering it alone changes the empty scene's image."""
+        B, N = z_pres.shape
+        empty = self.render(z_pres[:, :0], self.empty(B, z_pres))  # (B, 3, S, S)
+        masks = []
+        for i in range(N):
+            only = torch.zeros_like(z_pres)
+            only[:, i] = z_pres[:, i]
+            masks.append((self.render(only, objects) - empty).abs().amax(dim=1) > 0.02)
+        return torch.stack(masks, 1)
 
-    def to_arrays(self, latents):
-        return latents_to_arrays(latents)
-
-    def sample_scenes(self, rng: np.random.Generator, batch: int, count_prior: tuple[float, ...]):
-        """Scenes from the prior in a dataset's format (the sleep phase)."""
-        return sample_prior_scenes(rng, batch, count_prior, self.object_scale)
+    def sample_prior(self, counts: np.ndarray, generator: np.random.Generator) -> dict[str, np.ndarray]:
+        """Scenes from the prior (:func:`inverse_air.objects3d.prior.sample_prior`)."""
+        return sample_prior(counts, generator, self.object_scale)
 
 
 # ---------------------------------------------------------------------------- data <-> latents
@@ -226,14 +228,3 @@ def latents_to_arrays(latents) -> dict[str, np.ndarray]:
     return {"count": z_pres.sum(1).astype(np.int64), "shape": shape.astype(np.int64),
             "position": latents.objects["position"].detach().cpu().numpy().astype(np.float32),
             "yaw": np.mod(np.rad2deg(latents.objects["yaw"].detach().cpu().numpy()), 360.0).astype(np.float32)}
-
-
-def sample_prior_scenes(rng: np.random.Generator, batch: int, count_prior: tuple[float, ...],
-                        object_scale: float) -> dict[str, np.ndarray]:
-    """Scenes drawn from the generative model's prior, in a dataset's ground-truth format."""
-    p = np.asarray(count_prior, dtype=np.float64)
-    counts = rng.choice(len(p), size=batch, p=p / p.sum())
-    scenes = [sample_scene(rng, int(n), object_scale) for n in counts]
-    arrays = scenes_to_arrays(scenes, len(p) - 1)
-    arrays["count"] = counts.astype(np.int64)
-    return arrays

@@ -1,4 +1,4 @@
-"""Scene descriptions for the 3D model: objects, JSON I/O, validation and sampling.
+"""Scene descriptions for the 3D model: objects, JSON I/O and validation.
 
 A scene is a list of objects resting on the ground plane. Each object has
 
@@ -8,10 +8,11 @@ A scene is a list of objects resting on the ground plane. Each object has
   from above (default 0).
 
 **Convention.** PyTorch3D's world frame: +Y up, the ground is ``y = 0``. The fixed camera
-(see :class:`inverse_air.config.RenderConfig`) looks at the origin from above and in front
+(see :class:`inverse_air.objects3d.config.RenderConfig`) looks at the origin from above and in front
 (from +Z). Object centres must lie in the square ``[POSITION_MIN, POSITION_MAX]^2``; objects
 must not interpenetrate, which is checked conservatively on their footprint circles
 (:data:`FOOTPRINT_RADIUS` times the render config's ``object_scale``). Occlusion is allowed.
+Scenes are drawn at random by the prior (:mod:`inverse_air.objects3d.prior`).
 
 This module does not import torch, so scene files can be read and checked cheaply.
 """
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from ..files import write_text
 
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 """Object identities, in the order of their integer labels (0, 1, 2)."""
@@ -174,10 +176,7 @@ def load_scene(path: str | os.PathLike, object_scale: float) -> Scene:
 
 def save_scene(scene: Scene, path: str | os.PathLike) -> None:
     """Write a scene file (atomically: a temporary name, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(scene.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(scene.to_dict(), indent=2) + "\n")
 
 
 def scenes_to_arrays(scenes: list[Scene], max_objects: int | None = None) -> dict[str, np.ndarray]:
@@ -201,27 +200,3 @@ def scenes_to_arrays(scenes: list[Scene], max_objects: int | None = None) -> dic
         for k, obj in enumerate(scene.objects):
             shape[i, k], position[i, k], yaw[i, k] = obj.label, obj.position, obj.yaw_deg
     return {"shape": shape, "position": position, "yaw": yaw}
-
-
-def sample_scene(rng: np.random.Generator, count: int, object_scale: float,
-                 max_tries: int = 1000) -> Scene:
-    """Sample a scene of ``count`` objects from the scene prior.
-
-    Identities are uniform over :data:`SHAPES`, centres uniform over the valid square, yaw
-    uniform over [0, 360) degrees; placements that would interpenetrate are re-drawn.
-    The draws depend only on ``rng``, so a seeded generator gives the same scene anywhere.
-    """
-    objects: list[ObjectSpec] = []
-    for _ in range(count):
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        for _ in range(max_tries):
-            x, z = rng.uniform(POSITION_MIN, POSITION_MAX, size=2)
-            if all(math.dist((x, z), o.position) >= min_distance(shape, o.shape, object_scale)
-                   for o in objects):
-                break
-        else:
-            raise SceneError(f"could not place {count} objects of scale {object_scale} "
-                             f"without interpenetration")
-        yaw = float(rng.uniform(0.0, 360.0))
-        objects.append(ObjectSpec(shape, (float(x), float(z)), yaw))
-    return Scene(tuple(objects))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from inverse_air.config import Compose2DConfig
-from inverse_air.multimnist import Composer, load_digits
-from inverse_air.render2d import Decoder, crop, paste
+from inverse_air.objects2d.config import Compose2DConfig
+from inverse_air.objects2d.multimnist import Composer, load_digits
+from inverse_air.objects2d.render2d import Decoder, crop, paste
 
 
 # ---------------------------------------------------------------- slow references

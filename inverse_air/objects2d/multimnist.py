@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import UserError
 from .config import Compose2DConfig
-from .errors import UserError
 
 EMBEDDED_TEST_SIZE = 1000
 """Digits of the embedded 5,000 held out for ``split="test"`` (the other 4,000 train)."""

@@ -7,21 +7,23 @@ import pytest
 import torch
 
 from inverse_air.air import parameter_groups
-from inverse_air.config import AIRConfig, Objects2DConfig
+from inverse_air.config import AIRConfig
 from inverse_air.densities import normal_kl
 from inverse_air.errors import UserError
-from inverse_air.model2d import latents_to_arrays, targets_from_arrays
 from inverse_air.models import build_model
-from inverse_air.render2d import paste
+from inverse_air.objects2d.config import Objects2DConfig
+from inverse_air.objects2d.model2d import latents_to_arrays, targets_from_arrays
+from inverse_air.objects2d.render2d import paste
 
 from conftest import TINY_AIR, TINY_OBJECTS_2D
 
 S = 24
 
 
-def tiny_config(**fields):
-    return AIRConfig(model="2d", pixel_sigma=0.3, count_prior=(1 / 3, 1 / 3, 1 / 3, 0.0),
-                     objects2d=Objects2DConfig(canvas_size=S, **TINY_OBJECTS_2D), **{**TINY_AIR, **fields})
+def tiny_config(glimpse_channels=(), **fields):
+    objects = Objects2DConfig(canvas_size=S, glimpse_channels=glimpse_channels, **TINY_OBJECTS_2D)
+    return AIRConfig(objects=objects, pixel_sigma=0.3, count_prior=(1 / 3, 1 / 3, 1 / 3, 0.0),
+                     **{**TINY_AIR, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +149,8 @@ def test_2d_has_no_sleep_phase(tiny_run_config_2d, tmp_path):
 
 def test_presets_and_the_dataset_fix_the_2d_model(tiny_run_config_2d):
     config = tiny_run_config_2d()
-    assert config.air.model == "2d" and config.air.pixel_sigma == 0.3 and config.train.sleep_fraction == 0
-    assert config.air.image_size == 50 and config.air.objects2d.scale_prior_mean == pytest.approx(28 / 1.3 / 50, abs=1e-3)
+    assert config.air.kind == "2d" and config.air.pixel_sigma == 0.3 and config.train.sleep_fraction == 0
+    assert config.air.image_size == 50 and config.air.objects.scale_prior_mean == pytest.approx(28 / 1.3 / 50, abs=1e-3)
     assert config.air.count_prior[:3] == pytest.approx((1 / 3,) * 3)
 
 

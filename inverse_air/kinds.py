@@ -1,0 +1,136 @@
+"""The kinds of scenes inverse-air knows, each in a package of its own, found by name.
+
+A kind (3D shapes: :mod:`inverse_air.objects3d`; 2D digits: :mod:`inverse_air.objects2d`) is
+one :class:`Kind` record: its presets, its object model, how its datasets are made, how its
+ground truth maps to latents, its metrics and how its results read. Everything outside the
+kind's package looks the kind up in :data:`KINDS` (``KINDS["3d"]``) instead of testing names,
+so a new kind is a new package and one line in :data:`_PACKAGES` (or a :func:`register` call).
+
+A kind's package is imported the first time it is looked up, so the 2D data path never imports
+PyTorch3D, and the AIR core (:mod:`inverse_air.air`) imports no kind at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+
+from .config import AIRConfig, DatasetConfig, ObjectsConfig, ScenesConfig, TrainConfig
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .air import Latents
+    from .object_model import ObjectModel
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How a kind's ground truth (a dataset shard's arrays) and its latents map to each other."""
+
+    targets: Callable[[dict[str, np.ndarray], int], dict]
+    """``(arrays, max_steps) -> teacher-forcing targets``: ``z_pres (B, N)`` and the object
+    latents ``(B, N, ...)`` as tensors, objects in the model's canonical order."""
+    to_arrays: Callable[["Latents"], dict[str, np.ndarray]]
+    """Inferred latents -> the ground-truth format (``count`` and per-object arrays)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Everything inverse-air needs to know about one kind of scene."""
+
+    name: str
+    """The kind's name (``--model NAME``)."""
+    summary: str
+    """One line for help texts."""
+    objects_config: type[ObjectsConfig]
+    """Its object-model configuration class (``AIRConfig.objects``)."""
+    scenes_config: type[ScenesConfig]
+    """Its dataset configuration class (``DatasetConfig.scenes``)."""
+    air: AIRConfig
+    """Preset model (``train --model NAME``); the dataset fills in what it fixes."""
+    train: TrainConfig
+    """Preset training."""
+    dataset: DatasetConfig
+    """Preset dataset (``render-dataset --model NAME``)."""
+    build_objects: Callable[[AIRConfig], "ObjectModel"]
+    """A freshly initialized object model (an ``nn.Module``) for a model configuration."""
+    fit_to_data: Callable[[AIRConfig, DatasetConfig], AIRConfig]
+    """The model configuration for a dataset: what the dataset fixes (image size, renderer,
+    object sizes) replaced in it."""
+    shard_maker: Callable[[DatasetConfig], Callable[[np.random.Generator, np.ndarray], dict[str, np.ndarray]]]
+    """``config -> make(rng, counts)``: builds (once per process) what makes one shard's scenes
+    of ``counts (n,)`` objects; ``make`` returns ``images (n, H, W, C)`` uint8 and the ground
+    truth."""
+    codec: Codec
+    """Ground truth <-> latents."""
+    metrics: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict]
+    """``(true, predicted) -> JSON-ready metrics`` (both in the ground-truth format)."""
+    metric_lines: Callable[[dict], list[str]]
+    """The kind's part of ``evaluate``'s report for people."""
+    step_text: Callable[[dict], str]
+    """One present step of a ``decompose`` result for people."""
+    shipped_model: str | None = None
+    """File name of the model shipped with the project (``decompose --model NAME``)."""
+    upgrade_v1: Callable[[dict, str], dict] | None = None
+    """Format-1 files: ``(old, "air" | "dataset") -> the kind's branch`` (``objects`` or
+    ``scenes`` dict) from a format-1 ``AIRConfig`` or ``DatasetConfig`` dict."""
+
+
+def lazy(module: str, name: str) -> Callable:
+    """``module.name``, imported at its first call: a kind's record can name its torch and
+    PyTorch3D code without importing it (making 2D datasets never imports torch)."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{module}.{name}`` (imported when first called)."
+    return call
+
+
+_PACKAGES: dict[str, str] = {"3d": "inverse_air.objects3d", "2d": "inverse_air.objects2d"}
+"""Built-in kinds: name -> package exporting ``KIND``."""
+
+_LOADED: dict[str, Kind] = {}
+
+
+class _Registry(Mapping):
+    """``KINDS[name]`` imports the kind's package on first use; iteration lists the names."""
+
+    def __getitem__(self, name: str) -> Kind:
+        if name not in _LOADED:
+            if name not in _PACKAGES:
+                raise KeyError(name)
+            _LOADED[name] = importlib.import_module(_PACKAGES[name]).KIND
+        return _LOADED[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*_PACKAGES, *_LOADED]))
+
+    def __len__(self) -> int:
+        return len(set(_PACKAGES) | set(_LOADED))
+
+    def __contains__(self, name) -> bool:
+        return name in _PACKAGES or name in _LOADED
+
+
+KINDS: Mapping[str, Kind] = _Registry()
+"""Every kind by name (``"3d"``, ``"2d"``, and any :func:`register` added)."""
+
+
+def register(kind: Kind) -> None:
+    """Make a kind defined outside this package known by its name."""
+    if kind.name in KINDS:
+        raise ValueError(f"a kind named {kind.name!r} exists already")
+    _LOADED[kind.name] = kind
+
+
+def get_kind(name: str, what: str = "--model") -> Kind:
+    """``KINDS[name]``, or a :class:`UserError` naming ``what`` and the known kinds."""
+    if name not in KINDS:
+        raise UserError(f"{what} must be one of {', '.join(KINDS)}, got {name!r}")
+    return KINDS[name]

@@ -1,0 +1,87 @@
+"""What the AIR core, training and decompose need from a kind of object: the object-model
+protocol.
+
+An object model (3D: :class:`inverse_air.objects3d.model3d.Objects3D`, 2D:
+:class:`inverse_air.objects2d.model2d.Objects2D`) owns the per-object latents: their prior,
+their posterior head (attend, then infer) and the generative model that draws them. The core
+(:mod:`inverse_air.air`) adds what every AIR variant shares. Latents travel as dicts of
+tensors, each ``(B, ...)`` for one step and ``(B, N, ...)`` stacked over the N steps.
+
+:class:`ObjectModel` is what every object model has; :class:`PriorSampler` is what a model
+whose generative model is fully specified has in addition (the sleep phase needs it).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+class ObjectStep(NamedTuple):
+    """One step's object latents, as :meth:`ObjectModel.infer_step` returns them."""
+
+    z: dict[str, torch.Tensor]
+    """The object's latents, each ``(B, ...)`` (the target's when one is given)."""
+    vector: torch.Tensor
+    """``(B, D)`` the latents as the core reads them back at the next step."""
+    log_q_discrete: torch.Tensor | None
+    """``(B,)`` log q of the discrete object latents drawn (they need score-function gradients);
+    None when ``infer_step`` was asked for no densities."""
+    kl: torch.Tensor | None
+    """``(B,)`` log q - log p of all object latents (single-sample estimate or exact); None
+    when ``infer_step`` was asked for no densities."""
+    target_nll: torch.Tensor | None
+    """``(B,)`` -log q(target latents) when a target was given."""
+
+
+class ObjectModel(Protocol):
+    """What AIR, training and decompose use of a kind of object (3D shapes, 2D digits)."""
+
+    latent_size: int
+    """D: size of :attr:`ObjectStep.vector`."""
+    scene_fields: tuple[str, ...]
+    """The keys of :meth:`describe`'s entries that a scene description holds (decompose's
+    ``objects``; 3D: a scene file's ``shape``, ``position``, ``yaw_deg``)."""
+    pose_keys: tuple[str, ...]
+    """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
+
+    def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
+                   target: dict[str, torch.Tensor] | None, densities: bool = True) -> ObjectStep:
+        """Posterior of one object given the core's state ``hidden (B, H)`` and the image
+        ``(B, C, S, S)`` (which the object model may attend to); ``sample=False`` takes the
+        most likely discrete values and the mean of continuous ones; ``target`` teacher-forces
+        the step's latents; ``densities=False`` skips the log-densities (``log_q_discrete``
+        and ``kl`` are None)."""
+
+    def render(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
+               grad: bool = False) -> torch.Tensor:
+        """The generative model's mean image ``(B, C, S, S)`` of objects ``(B, N, ...)`` where
+        ``z_pres (B, N)`` is 1. ``grad=True`` makes it differentiable with respect to the
+        continuous latents (the ELBO and ``--refine`` need it); its value is the same image."""
+
+    def empty(self, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latents of zero objects, each ``(B, 0, ...)`` (DAIR's first step renders them)."""
+
+    def describe(self, objects: dict[str, torch.Tensor]) -> list[list[dict]]:
+        """Each image's steps ``(B, N, ...)`` as JSON-ready dicts (decompose's output; the keys
+        :attr:`scene_fields` among them)."""
+
+    def outline_masks(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N, S, S)`` bool: what overlays outline for each step (3D: the object's whole
+        silhouette; 2D: its window)."""
+
+    def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
+        """Keep refined :attr:`pose_keys` latents valid, in place."""
+
+
+@runtime_checkable
+class PriorSampler(Protocol):
+    """An object model whose generative model is fully specified (3D): scenes can be drawn from
+    its prior and drawn as images, so the inference network can learn from the model itself
+    (the sleep phase) and datasets are samples of the same prior."""
+
+    def sample_prior(self, counts: np.ndarray, generator: np.random.Generator) -> dict[str, np.ndarray]:
+        """Scenes of ``counts (B,)`` objects from the prior, in the kind's ground-truth format
+        (a dataset shard's arrays, without ``images``)."""

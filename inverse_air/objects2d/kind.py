@@ -1,0 +1,93 @@
+"""The 2D kind (multi-MNIST) as one record (:class:`inverse_air.kinds.Kind`): presets, object
+model, datasets, ground truth, metrics and how results read. Importing this module, and
+making 2D datasets, imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..config import AIRConfig, DatasetConfig, TrainConfig
+from ..kinds import Codec, Kind, lazy
+from .config import Compose2DConfig, Objects2DConfig
+from .metrics import scene_metrics_2d
+
+
+def fit_to_data(air: AIRConfig, data: DatasetConfig) -> AIRConfig:
+    """The canvas size, and the prior scale of a window from the composer's digit size (a
+    digit's 28x28 cell shrinks by ``digit_scale_mean`` on average)."""
+    compose = data.scenes
+    scale = 28.0 / compose.digit_scale_mean / compose.canvas_size
+    return replace(air, objects=replace(air.objects, canvas_size=compose.canvas_size,
+                                        scale_prior_mean=round(scale, 4)))
+
+
+class ShardMaker:
+    """Makes 2D shards: canvases composed of digits from the split's pool
+    (:class:`~inverse_air.objects2d.multimnist.Composer`)."""
+
+    def __init__(self, config: DatasetConfig):
+        from .multimnist import Composer, load_digits
+
+        self.config = config
+        self.composer = Composer(load_digits(config.split, config.scenes.mnist), config.scenes)
+
+    def __call__(self, rng: np.random.Generator, counts: np.ndarray) -> dict[str, np.ndarray]:
+        K, S = self.config.max_count, self.config.scenes.canvas_size
+        n = len(counts)
+        images = np.zeros((n, S, S, 1), dtype=np.uint8)
+        box = np.zeros((n, K, 3), dtype=np.float32)
+        digit = np.full((n, K), -1, dtype=np.int64)
+        for i, c in enumerate(counts):
+            canvas, boxes, labels = self.composer.compose(rng, int(c))
+            images[i, :, :, 0] = canvas
+            box[i, :c], digit[i, :c] = boxes, labels
+        return {"images": images, "count": np.asarray(counts, dtype=np.int64), "box": box, "digit": digit}
+
+
+def metric_lines(m: dict) -> list[str]:
+    median = lambda key: "n/a" if m[key] is None else format(m[key]["median"], ".4f")
+    return [f"position error     median {median('position_error')} canvas units (canvas spans 2)",
+            f"scale error        median {median('scale_error')} of the canvas side"]
+
+
+def step_text(step: dict) -> str:
+    return "  ".join(f"{k} {v}" for k, v in step.items() if k not in ("step", "present", "presence_prob"))
+
+
+def upgrade_v1(old: dict, which: str) -> dict:
+    """Format 1 kept the 2D model in ``AIRConfig.objects2d`` (its glimpse encoder's sizes in
+    ``AIRConfig``) and the composition in ``DatasetConfig.compose`` (the digit source in
+    ``DatasetConfig.mnist``)."""
+    if which == "air":
+        return {**old.get("objects2d", {}),
+                **{k: old[k] for k in ("glimpse_channels", "glimpse_features") if k in old}}
+    return {**old.get("compose", {}), "mnist": old.get("mnist")}
+
+
+KIND = Kind(
+    name="2d",
+    summary="multi-MNIST: digits drawn by a learned decoder into windows a spatial transformer places",
+    objects_config=Objects2DConfig,
+    scenes_config=Compose2DConfig,
+    # One linear layer per encoder (the pixels of a 50x50 grey canvas are few; convolutions
+    # would triple the step time) and the paper's pixel noise.
+    air=AIRConfig(objects=Objects2DConfig(), pixel_sigma=0.3, encoder_channels=(), encoder_features=256,
+                  lstm_size=256, baseline_channels=()),
+    # The decoder is learned, so there is no fixed generative model to sleep on: ELBO only.
+    train=TrainConfig(steps=25000, batch_size=64, elbo_batch_size=64, sleep_fraction=0.0, lr=1e-3,
+                      elbo_lr=1e-3, baseline_lr=1e-2, lr_decay_to=0.1, log_every=100,
+                      checkpoint_every=1000, image_every=2500),
+    dataset=DatasetConfig(scenes=Compose2DConfig(), counts=(0, 1, 2)),
+    build_objects=lazy("inverse_air.objects2d.model2d", "Objects2D"),
+    fit_to_data=fit_to_data,
+    shard_maker=ShardMaker,
+    codec=Codec(targets=lazy("inverse_air.objects2d.model2d", "targets_from_arrays"),
+                to_arrays=lazy("inverse_air.objects2d.model2d", "latents_to_arrays")),
+    metrics=scene_metrics_2d,
+    metric_lines=metric_lines,
+    step_text=step_text,
+    shipped_model="air2d.pt",
+    upgrade_v1=upgrade_v1,
+)

@@ -1,0 +1,144 @@
+"""The 3D object model: its prior's densities, ground truth <-> latents, the yaw latent,
+rendering with gradients, outlines and prior samples."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inverse_air.config import AIRConfig
+from inverse_air.densities import normal_log_prob, soft_clamp
+from inverse_air.models import build_model
+from inverse_air.object_model import PriorSampler
+from inverse_air.objects3d.config import Objects3DConfig, RenderConfig
+from inverse_air.objects3d.model3d import latents_to_arrays, targets_from_arrays, wrapped_normal_log_prob
+from inverse_air.objects3d.prior import logistic_log_prob, sample_prior
+
+from conftest import TINY_AIR
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(AIRConfig(objects=Objects3DConfig(render=RenderConfig(image_size=32)), **TINY_AIR))
+
+
+# ---------------------------------------------------------------- densities of the prior
+def test_logistic_prior_makes_positions_uniform():
+    """tanh(u / 2) with u ~ Logistic(0, 1) is uniform on (-1, 1): the density of the position,
+    p(u) / |d pos / d u|, is 1/2 everywhere."""
+    u = torch.linspace(-6, 6, 101, dtype=torch.float64)
+    jacobian = 0.5 * (1 - torch.tanh(u / 2) ** 2)
+    assert torch.allclose(logistic_log_prob(u).exp() / jacobian, torch.full_like(u, 0.5))
+
+
+def test_wrapped_normal_is_a_density_on_the_circle():
+    angles = torch.linspace(-math.pi, math.pi, 20001, dtype=torch.float64)
+    for mean, log_sigma in [(0.3, -2.0), (3.0, 0.0), (-2.0, 1.5)]:
+        density = wrapped_normal_log_prob(angles, torch.tensor(mean, dtype=torch.float64),
+                                          torch.tensor(log_sigma, dtype=torch.float64)).exp()
+        integral = torch.trapezoid(density, angles)
+        assert abs(float(integral) - 1.0) < 1e-3
+        # Periodic: no jump at the wrap-around.
+        assert abs(float(density[0] - density[-1])) < 1e-7
+
+
+def test_position_kl_estimate_matches_quadrature(model):
+    """The single-sample KL term of the position, averaged, equals KL(N(m, s) || Logistic)
+    computed by numerical integration (an independent computation)."""
+    m, log_s = torch.tensor(0.7, dtype=torch.float64), torch.tensor(-0.5, dtype=torch.float64)
+    u = torch.linspace(-15, 15, 200001, dtype=torch.float64)
+    q = normal_log_prob(u, m, log_s)
+    exact = torch.trapezoid(q.exp() * (q - logistic_log_prob(u)), u)
+    torch.manual_seed(0)
+    samples = m + log_s.exp() * torch.randn(400000, dtype=torch.float64)
+    estimate = (normal_log_prob(samples, m, log_s) - logistic_log_prob(samples)).mean()
+    assert abs(float(estimate - exact)) < 0.01
+
+
+# ---------------------------------------------------------------- scenes <-> targets
+def test_targets_are_sorted_nearest_first_and_padded():
+    arrays = {"shape": np.array([[0, 2, -1], [-1, -1, -1]]),
+              "position": np.array([[[0.1, -0.5], [0.2, 0.6], [0, 0]], [[0, 0]] * 3], np.float32),
+              "yaw": np.array([[10.0, 20.0, 0.0], [0, 0, 0]], np.float32)}
+    t = targets_from_arrays(arrays, max_steps=3)
+    assert t["z_pres"].tolist() == [[1, 1, 0], [0, 0, 0]]
+    assert t["identity"].tolist() == [[2, 0, 0], [0, 0, 0]]
+    assert t["position"][0, 0].tolist() == pytest.approx([0.2, 0.6])
+    assert t["yaw"][0, :2].tolist() == pytest.approx([math.radians(20), math.radians(10)])
+    with pytest.raises(ValueError, match="at most 1"):
+        targets_from_arrays(arrays, max_steps=1)
+
+
+def test_prior_samples_have_the_counts_asked_for():
+    rng = np.random.default_rng(0)
+    arrays = sample_prior(rng.choice(2, size=400), rng, object_scale=0.6, max_objects=3)
+    assert set(arrays["count"].tolist()) == {0, 1}
+    assert arrays["shape"].shape == (400, 3)
+    assert ((arrays["shape"] >= 0).sum(1) == arrays["count"]).all()
+
+
+def test_latents_to_arrays_round_trip(model):
+    """Teacher-forced latents come back as the ground truth they were made from."""
+    rng = np.random.default_rng(1)
+    arrays = model.objects.sample_prior(np.array([0, 1, 2, 3, 3, 2]), rng)
+    target = targets_from_arrays(arrays, 3)
+    with torch.no_grad():
+        lat = model.infer(torch.rand(6, 3, 32, 32), target=target)
+    back = latents_to_arrays(lat)
+    assert (back["count"] == arrays["count"]).all()
+    for i in range(6):
+        assert sorted(back["shape"][i][back["shape"][i] >= 0]) == sorted(arrays["shape"][i][arrays["shape"][i] >= 0])
+
+
+def test_yaw_is_a_latent_of_cubes_only(model):
+    """Spheres and cylinders do not show their yaw: their yaw enters no loss term."""
+    x = torch.rand(3, 3, 32, 32)
+    base = {"z_pres": torch.tensor([[1.0, 0.0, 0.0]] * 3), "identity": torch.tensor([[0, 0, 0], [1, 0, 0], [2, 0, 0]]),
+            "position": torch.zeros(3, 3, 2), "yaw": torch.zeros(3, 3)}
+    turned = {**base, "yaw": torch.full((3, 3), 0.3)}
+    with torch.no_grad():
+        a, b = model.infer(x, target=base), model.infer(x, target=turned)
+    same = torch.isclose(a.target_nll[:, 0], b.target_nll[:, 0])
+    assert same.tolist() == [True, False, True]  # sphere, cube, cylinder
+
+
+def test_soft_clamp_bounds_and_keeps_gradients():
+    x = torch.tensor([-50.0, -6.0, 0.0, 1.0, 50.0], requires_grad=True)
+    y = soft_clamp(x, -6.0, 1.0)
+    assert bool((y > -6.0 - 1e-6).all() and (y < 1.0 + 0.01).all())
+    y.sum().backward()
+    assert bool((x.grad[1:4] > 0).all())  # no dead zone around and at the bounds
+
+
+def test_render_with_grad_is_the_hard_image_with_the_soft_gradient(model):
+    """The ELBO's image: the hard render's value, the soft render's gradient (so the likelihood
+    sees what the model draws and poses still get gradients)."""
+    objects = {"identity": torch.tensor([[1, 0, 0]]), "position": torch.tensor([[[0.2, -0.1], [0.0, 0.0], [0.0, 0.0]]]),
+               "yaw": torch.tensor([[0.3, 0.0, 0.0]])}
+    z_pres = torch.tensor([[1.0, 0.0, 0.0]])
+    hard = model.objects.render(z_pres, objects)
+    position = objects["position"].clone().requires_grad_()
+    image = model.objects.render(z_pres, {**objects, "position": position}, grad=True)
+    assert torch.equal(image.detach(), hard)
+    image.sum().backward()
+    soft_position = objects["position"].clone().requires_grad_()
+    shape = torch.tensor([[1, -1, -1]])
+    model.objects.renderer(shape, soft_position, objects["yaw"], soft=True).sum().backward()
+    assert torch.allclose(position.grad, soft_position.grad) and float(position.grad.abs().sum()) > 0
+
+
+def test_outlines_are_each_objects_whole_silhouette(model):
+    objects = {"identity": torch.tensor([[1, 0, 2]]),
+               "position": torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.0, 0.6]]]), "yaw": torch.zeros(1, 3)}
+    masks = model.objects.outline_masks(torch.tensor([[1.0, 1.0, 0.0]]), objects)
+    assert masks.shape == (1, 3, 32, 32) and masks.dtype == torch.bool
+    left, right = masks[0, 0].nonzero()[:, 1].float().mean(), masks[0, 1].nonzero()[:, 1].float().mean()
+    assert left < 16 < right and not bool(masks[0, 2].any())  # the absent third step has none
+
+
+def test_the_3d_model_samples_its_prior():
+    assert isinstance(build_model(AIRConfig(objects=Objects3DConfig(render=RenderConfig(image_size=32)),
+                                            **TINY_AIR)).objects, PriorSampler)
+
