@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+
+from inverse_air.files import write_json
 
 
 def median_time(fn, repeats: int, warmup: bool = True) -> float:
@@ -43,6 +44,4 @@ class Results:
             self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
             self.data.update(self.info)
             self.data.setdefault(section, {})[name] = value
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-            tmp.replace(self.path)
+            write_json(self.path, self.data)
