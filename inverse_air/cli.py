@@ -106,6 +106,8 @@ def render_dataset(
     shard_size: Annotated[Optional[int], typer.Option(help="Scenes per shard file [default: 1000].")] = None,
     workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel.")] = 1,
     shard_range: Annotated[Optional[str], typer.Option(help="Only shards START:STOP (half-open), one part of a dataset split over machines.")] = None,
+    fix: Annotated[Optional[str], typer.Option(help="3D: keep these at the render config's value instead of varying them per scene, e.g. camera,light (of camera, light, ground, color, size).")] = None,
+    fixed_appearance: Annotated[bool, typer.Option("--fixed-appearance", help="3D: vary nothing of the look (today's fixed camera, light, ground, colour and size).")] = False,
 ):
     """Render (3D) or compose (2D) a dataset with full ground truth."""
     from .data import ShardDataset, render_dataset as run
@@ -122,6 +124,16 @@ def render_dataset(
         if not hasattr(config.scenes, "mnist"):
             raise UserError(f"--mnist: a {model} dataset draws no digits")
         config = dataclasses.replace(config, scenes=dataclasses.replace(config.scenes, mnist=str(mnist)))
+    if fix is not None or fixed_appearance:
+        if not hasattr(config.scenes, "variation"):
+            raise UserError(f"--fix / --fixed-appearance: nothing of a {model} scene's look varies")
+        variation = config.scenes.variation
+        try:
+            variation = variation.fixing(variation.varied if fixed_appearance else
+                                         [f.strip() for f in (fix or "").split(",") if f.strip()])
+        except ValueError as e:
+            raise UserError(f"--fix: {e}") from None
+        config = dataclasses.replace(config, scenes=dataclasses.replace(config.scenes, variation=variation))
     out = run(out_dir, config, workers=workers, shard_range=parse_range(shard_range) if shard_range else None)
     if ShardDataset.is_complete(out):
         typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
@@ -248,9 +260,10 @@ def format_decomposition(path: str, result: dict) -> list[str]:
     """One image's decomposition for people (each present step as its kind writes it)."""
     from .kinds import KINDS
 
-    step_text = KINDS[result["model"]].step_text
+    kind = KINDS[result["model"]]
+    step_text = kind.step_text
     n = result["count"]
-    lines = [f"{path}: {n} object{'' if n == 1 else 's'}"]
+    lines = [f"{path}: {n} object{'' if n == 1 else 's'}", *kind.look_text(result)]
     for step in result["steps"]:
         head = f"  step {step['step']}  p(present) {step['presence_prob']:.2f}"
         lines.append(f"{head}  {step_text(step) if step['present'] else '(stop)'}")

@@ -73,6 +73,8 @@ class Kind:
     """The kind's part of ``evaluate``'s report for people."""
     step_text: Callable[[dict], str]
     """One present step of a ``decompose`` result for people."""
+    look_text: Callable[[dict], list[str]] = lambda result: []
+    """The lines a ``decompose`` result's scene latents (its look) read as, for people."""
     shipped_model: str | None = None
     """File name of the model shipped with the project (``decompose --model NAME``)."""
     upgrade_v1: Callable[[dict, str], dict] | None = None
