@@ -23,7 +23,10 @@ An object with ``position = (x, z)``, ``yaw`` and ``size`` has its unit mesh sca
 ``size``, rotated by ``yaw`` radians about +Y (right-handed: +X turns towards -Z,
 counter-clockwise seen from above), lifted to rest on the ground and moved to ``(x, 0, z)``.
 A camera is ``(elevation_deg, azimuth_deg, distance)`` (PyTorch3D's ``look_at_view_transform``:
-azimuth 0 on the +Z side), looking at ``RenderConfig.camera_target``. Shading is flat
+azimuth 0 on the +Z side), looking at ``RenderConfig.camera_target``; :func:`camera_frames`
+computes its pose in closed form (a test checks it against PyTorch3D's), so that projecting
+points and casting pixel rays, which inference does at every step, cost a few small matrix
+products rather than PyTorch3D's camera objects. Shading is flat
 Lambertian: each face gets ``albedo * (ambient + diffuse * max(0, n . l))`` with ``l`` the unit
 direction towards the light. Images are ``(B, 3, H, W)`` floats in [0, 1], row 0 at the top,
 as a person sees the scene from the camera.
@@ -103,6 +106,29 @@ def scenes_to_tensors(scenes: list[Scene], max_objects: int | None = None,
     if any(s.ground_color is not None for s in scenes):
         look["ground_color"] = torch.tensor([list(s.ground_color or default["ground_color"]) for s in scenes])
     return pose + ({k: v.float() for k, v in look.items()},)
+
+
+def camera_frames(camera: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each camera's rotation and centre, as PyTorch3D's ``look_at_view_transform`` places it.
+
+    Args:
+        camera: ``(B, 3)`` elevation (degrees), azimuth (degrees), distance.
+        target: ``(1, 3)`` or ``(B, 3)`` the point the cameras look at.
+
+    Returns:
+        ``R (B, 3, 3)`` whose columns are the camera's x, y and z axes in world coordinates
+        (view coordinates of a world point ``X`` are ``(X - C) @ R``, PyTorch3D's row-vector
+        convention), and ``C (B, 3)`` the camera centres.
+    """
+    elevation, azimuth, distance = torch.deg2rad(camera[:, 0]), torch.deg2rad(camera[:, 1]), camera[:, 2]
+    offset = torch.stack([torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation),
+                          torch.cos(elevation) * torch.cos(azimuth)], dim=1)  # (B, 3) unit
+    centre = target.to(camera.dtype) + distance[:, None] * offset
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=camera.dtype, device=camera.device).expand_as(centre)
+    z = torch.nn.functional.normalize(-offset, dim=1, eps=1e-5)
+    x = torch.nn.functional.normalize(torch.cross(up, z, dim=1), dim=1, eps=1e-5)
+    y = torch.nn.functional.normalize(torch.cross(z, x, dim=1), dim=1, eps=1e-5)
+    return torch.stack([x, y, z], dim=2), centre
 
 
 class SceneRenderer(torch.nn.Module):
@@ -242,21 +268,24 @@ class SceneRenderer(torch.nn.Module):
                             torch.ones_like(flat[..., :1])], dim=-1)  # (B, P, 4)
         if camera is None:
             clip = points @ self.world_to_ndc.to(points.dtype)  # (B, P, 4) homogeneous
+            ndc = clip[..., :2] / clip[..., 3:]
         else:
-            matrix = self._cameras(position.device, *self._batch_cameras(camera)) \
-                .get_full_projection_transform().get_matrix().to(points.dtype)  # (B, 4, 4)
-            clip = torch.bmm(points, matrix)
-        ndc = clip[..., :2] / clip[..., 3:]
+            R, centre = camera_frames(camera.to(points.dtype), self.target)
+            view = torch.bmm(points[..., :3] - centre[:, None], R)  # (B, P, 3)
+            ndc = view[..., :2] / (view[..., 2:] * self._tan_half_fov)
         return (-ndc).reshape(position.shape)
 
     # ------------------------------------------------------------------ internals
+    @property
+    def _tan_half_fov(self) -> float:
+        return math.tan(math.radians(self.config.fov_deg) / 2)
+
     def _batch_cameras(self, camera: torch.Tensor | None):
-        """Each image's ``(R, T)`` from ``camera (B, 3)``; None for the config's camera."""
+        """Each image's PyTorch3D ``(R, T)`` from ``camera (B, 3)``; None for the config's camera."""
         if camera is None:
             return None
-        elevation, azimuth, distance = camera.unbind(-1)
-        return look_at_view_transform(dist=distance, elev=elevation, azim=azimuth,
-                                      at=self.target.to(camera.dtype), device=camera.device)
+        R, centre = camera_frames(camera, self.target)
+        return R, -torch.bmm(centre[:, None], R)[:, 0]
 
     def _cameras(self, device, R: torch.Tensor | None = None, T: torch.Tensor | None = None) -> FoVPerspectiveCameras:
         R = self.cam_R if R is None else R
@@ -396,9 +425,20 @@ class SceneRenderer(torch.nn.Module):
                                         device=self.background.device).expand(B, 3)
         if cameras is None:
             return self._paint(self.ground_mask[None], self.inside_mask[None].to(dtype), ground_color)
-        ground, inside = self._ground_masks(self._pixel_rays(self._cameras(ground_color.device, *cameras)),
-                                            soft_width=self._square_blur() if soft else None)
+        ground, inside = self._ground_masks(self._camera_rays(*cameras), soft_width=self._square_blur() if soft else None)
         return self._paint(ground, inside.to(dtype), ground_color)
+
+    def _camera_rays(self, R: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each image's ray through each pixel centre, ``(B, H*W, 3)`` origins and directions,
+        from PyTorch3D's ``(R, T)`` in closed form (what :meth:`_pixel_rays` gets by unprojecting)."""
+        H = W = self.config.image_size
+        ys = 1.0 - (2.0 * torch.arange(H, device=R.device, dtype=R.dtype) + 1.0) / H
+        xs = 1.0 - (2.0 * torch.arange(W, device=R.device, dtype=R.dtype) + 1.0) / W
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        view = torch.stack([grid_x * self._tan_half_fov, grid_y * self._tan_half_fov, torch.ones_like(grid_x)], -1)
+        direction = view.reshape(1, -1, 3) @ R.transpose(1, 2)  # (B, H*W, 3)
+        centre = -torch.bmm(T[:, None], R.transpose(1, 2))  # (B, 1, 3)
+        return centre.expand_as(direction), direction
 
     def _pixel_rays(self, cameras) -> tuple[torch.Tensor, torch.Tensor]:
         """Each image's ray through each pixel centre: origin and direction ``(B, H*W, 3)``."""

@@ -236,3 +236,27 @@ def test_project_lands_on_the_rendered_object(renderer):
         ys, xs = ((images[i] - background[0]).abs().sum(0) > 0.05).nonzero(as_tuple=True)
         expected = (renderer.project(positions[i, 0]) + 1) * S / 2 - 0.5  # pixel-centre units
         assert abs(xs.float().mean() - expected[0]) < 1.0 and abs(ys.float().mean() - expected[1]) < 1.0
+
+
+def test_closed_form_cameras_are_pytorch3ds(renderer):
+    """Projection and pixel rays use a closed-form camera: it is PyTorch3D's look-at camera."""
+    from pytorch3d.renderer import look_at_view_transform
+
+    from inverse_air.objects3d.render3d import camera_frames
+
+    camera = torch.tensor([[60.0, 0.0, 5.8], [42.0, -25.0, 5.0], [69.0, 28.0, 6.6]])
+    R, T = look_at_view_transform(dist=camera[:, 2], elev=camera[:, 0], azim=camera[:, 1],
+                                  at=renderer.target)
+    R2, T2 = renderer._batch_cameras(camera)
+    torch.testing.assert_close(R2, R, atol=1e-5, rtol=0)
+    torch.testing.assert_close(T2, T, atol=1e-4, rtol=0)
+    positions = torch.tensor([[[0.3, -0.2], [-0.8, 0.9]]]).expand(3, 2, 2)
+    cameras = renderer._cameras("cpu", R, T)
+    points = torch.cat([positions[..., :1], torch.full_like(positions[..., :1], 0.3), positions[..., 1:]], -1)
+    expected = -cameras.transform_points(points)[..., :2]
+    torch.testing.assert_close(renderer.project(positions, camera), expected, atol=1e-5, rtol=0)
+    # the default camera given explicitly draws the default background
+    near, direction = renderer._camera_rays(*renderer._batch_cameras(camera[:1]))
+    ground, inside = renderer._ground_masks((near, direction))
+    assert (ground[0] == renderer.ground_mask).float().mean() > 0.999
+    assert (inside[0] == renderer.inside_mask).float().mean() > 0.995
