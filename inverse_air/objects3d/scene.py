@@ -5,7 +5,7 @@ A scene is a list of objects resting on the ground plane. Each object has
 - ``shape``: one of :data:`SHAPES` (its categorical identity),
 - ``position``: ``[x, z]`` on the ground plane, in world units,
 - ``yaw_deg``: the rotation about the vertical (+Y) axis in degrees, counter-clockwise seen
-  from above (default 0).
+  from above (default 0); any finite number (reduced by whole turns, :func:`reduce_degrees`).
 
 **Convention.** PyTorch3D's world frame: +Y up, the ground is ``y = 0``. The fixed camera
 (see :class:`inverse_air.objects3d.config.RenderConfig`) looks at the origin from above and in front
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..files import write_text
+from ..files import read_json, write_text
 
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 """Object identities, in the order of their integer labels (0, 1, 2)."""
@@ -87,12 +87,28 @@ def min_distance(shape_a: str, shape_b: str, object_scale: float) -> float:
     return object_scale * (FOOTPRINT_RADIUS[shape_a] + FOOTPRINT_RADIUS[shape_b])
 
 
+def _show(value, limit: int = 60) -> str:
+    """A JSON value for a one-line message, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SceneError(f"{where}: expected a number, got {json.dumps(value)}")
+        raise SceneError(f"{where}: expected a number, got {_show(value)}")
     if not math.isfinite(value):
         raise SceneError(f"{where}: expected a finite number, got {value}")
     return float(value)
+
+
+def reduce_degrees(angle: float) -> float:
+    """``angle`` brought into [-360, 360] by whole turns (exactly: ``math.fmod``), so that a
+    huge but finite yaw names the angle it means instead of overflowing the renderer's
+    float32; angles already in that range are kept as they are."""
+    return angle if -360.0 <= angle <= 360.0 else math.fmod(angle, 360.0)
 
 
 def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
@@ -123,20 +139,20 @@ def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
         if shape is None:
             raise SceneError(f"{where}: field 'shape' is missing")
         if shape not in SHAPES:
-            raise SceneError(f"{where}: field 'shape': unknown shape {json.dumps(shape)} "
+            raise SceneError(f"{where}: field 'shape': unknown shape {_show(shape)} "
                              f"(expected one of {', '.join(SHAPES)})")
         if "position" not in item:
             raise SceneError(f"{where}: field 'position' is missing")
         position = item["position"]
         if not isinstance(position, list) or len(position) != 2:
-            raise SceneError(f"{where}: field 'position': expected [x, z], got {json.dumps(position)}")
+            raise SceneError(f"{where}: field 'position': expected [x, z], got {_show(position)}")
         x = _number(position[0], f"{where}: field 'position'")
         z = _number(position[1], f"{where}: field 'position'")
         for name, v in (("x", x), ("z", z)):
             if not POSITION_MIN <= v <= POSITION_MAX:
                 raise SceneError(f"{where}: field 'position': {name} = {v:g} is outside the valid "
                                  f"region [{POSITION_MIN:g}, {POSITION_MAX:g}]")
-        yaw = _number(item.get("yaw_deg", 0.0), f"{where}: field 'yaw_deg'")
+        yaw = reduce_degrees(_number(item.get("yaw_deg", 0.0), f"{where}: field 'yaw_deg'"))
         objects.append(ObjectSpec(shape, (x, z), yaw))
     scene = Scene(tuple(objects))
     check_overlaps(scene, object_scale, source)
@@ -164,13 +180,9 @@ def load_scene(path: str | os.PathLike, object_scale: float) -> Scene:
     """
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise SceneError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SceneError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        data = read_json(path, "scene file")
+    except UserError as e:
+        raise SceneError(str(e)) from None
     return scene_from_dict(data, object_scale, str(path))
 
 
