@@ -1,5 +1,8 @@
 """Evaluate a checkpoint on a labelled dataset: the metrics of the model's kind
-(``Kind.metrics``, on top of :mod:`inverse_air.metrics`) and the speed of batched inference."""
+(``Kind.metrics``, on top of :mod:`inverse_air.metrics`) and the speed of batched inference.
+
+The dataset is read shard by shard: only one shard's images are in memory at a time (the
+ground truth and the predictions of every scene are small)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,20 @@ import torch
 
 from .checkpoint import load_model
 from .data import ShardDataset
+from .errors import UserError
 from .images import images_to_tensor
 from .kinds import KINDS
+from .limits import check_memory
+
+
+def check_batch(model, batch_size: int, images: int | None = None, at_once: int = 1) -> None:
+    """Refuse (``UserError``) an inference batch size that is not a positive integer or whose
+    batches (``at_once`` side by side; at most ``images`` images each) do not fit in memory."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size!r}")
+    batch = min(batch_size, images) if images is not None else batch_size
+    per_image = KINDS[model.config.kind].memory_per_image(model.config, "predict")
+    check_memory(per_image * batch * at_once, f"--batch-size {batch_size:,}", "use a smaller --batch-size")
 
 
 @torch.no_grad()
@@ -21,7 +36,12 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
     """Deterministic inference (most likely presence and identity, posterior-mean pose) on
     ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format (the kind's
     ``codec.to_arrays``) and the seconds spent in the model (conversion from uint8 included,
-    file reading not)."""
+    file reading not).
+
+    Raises:
+        UserError: a batch size below 1 or too large for this machine's memory.
+    """
+    check_batch(model, batch_size, len(images))
     to_arrays = KINDS[model.config.kind].codec.to_arrays
     parts, seconds = [], 0.0
     for start in range(0, len(images), batch_size):
@@ -45,12 +65,18 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     config = payload["config"]
     dataset = ShardDataset(data_dir)
     dataset.check_fits(config.air, str(checkpoint))
-    arrays = dataset.arrays()
-    pred, seconds = infer_arrays(model, arrays["images"], batch_size, precision)
-    metrics = KINDS[config.air.kind].metrics(arrays, pred)
+    check_batch(model, batch_size, min(len(dataset), dataset.config.shard_size))
+    truths, preds, seconds = [], [], 0.0
+    for shard in dataset.shards():
+        pred, spent = infer_arrays(model, shard.pop("images"), batch_size, precision)
+        truths.append(shard)
+        preds.append(pred)
+        seconds += spent
+    join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    metrics = KINDS[config.air.kind].metrics(join(truths), join(preds))
     metrics.update({
         "model": config.air.kind, "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
-        "images_per_s": len(arrays["images"]) / seconds if seconds > 0 else None,
+        "images_per_s": len(dataset) / seconds if seconds > 0 else None,
         "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(model.prior_pres.device),
         "precision": precision,
     })

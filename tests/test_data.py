@@ -91,13 +91,16 @@ def test_refuses_to_mix_settings(tmp_path):
         render_dataset(tmp_path / "junk", TINY_2D, progress=False)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(num=0), "--num"), (dict(counts=(-1, 2)), "--counts"), (dict(counts=(0, 9)), "--counts"),
-    (dict(split="val"), "--split"), (dict(shard_size=0), "shard size"),
+@pytest.mark.parametrize("change, field", [
+    (dict(num=0), "num"), (dict(counts=(-1, 2)), "counts[0]"), (dict(counts=(0, 9)), "counts"),
+    (dict(split="val"), "split"), (dict(shard_size=0), "shard_size"),
 ])
-def test_bad_settings(tmp_path, change, message):
-    with pytest.raises(UserError, match=message):
+def test_bad_settings(tmp_path, change, field):
+    from inverse_air.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
         render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, **change), progress=False)
+    assert e.value.path == field
     assert not (tmp_path / "d").exists()
 
 
