@@ -72,9 +72,9 @@ def test_render_dataset_3d(tmp_path):
     (["--counts", "a,b"], "--counts: expected comma-separated integers"),
     (["--counts", "0,12"], "--counts"),
     (["--image-size", "2"], "--image-size must be between"),
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--num", "0"], "--num must be at least 1"),
-    (["--model", "4d"], "--model must be one of"),
+    (["--workers", "0"], "--workers must be between 1 and this machine's"),
+    (["--workers", "1000"], "--workers must be between 1 and this machine's"),
+    (["--num", "0"], "--num must be between 1 and"),
 ])
 def test_render_dataset_bad_options(tmp_path, extra, expected):
     result = invoke("render-dataset", tmp_path / "ds", *extra)
@@ -85,6 +85,14 @@ def test_render_dataset_bad_options(tmp_path, extra, expected):
 
 def test_usage_error_is_exit_2():
     assert invoke("render-dataset").exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["render-dataset", "d", "--model", "4d"], ["render-dataset", "d", "--split", "val"],
+                                  ["train", "--out", "r", "--model", "4d"], ["evaluate", "c.pt", "--data", "d", "--precision", "fp8"],
+                                  ["decompose", "x.png", "--device", "tpu"], ["train", "--out", "r", "--count-prior", "flat"]])
+def test_a_value_outside_an_options_choices_is_a_usage_error(args, tmp_path):
+    result = invoke(*args)
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
 
 
 def test_interrupted_render_dataset_says_how_to_resume(tmp_path, monkeypatch):
@@ -125,7 +133,6 @@ def test_train_then_evaluate_json(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("model, data, expected", [
-    ("4d", None, "--model must be one of"),
     ("3d", "/nonexistent", "not a dataset"),
 ])
 def test_train_bad_input(tiny_data, tmp_path, model, data, expected):

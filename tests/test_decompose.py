@@ -167,7 +167,7 @@ def test_bf16_precision_agrees_and_bad_precision_is_refused():
     for oa, ob in zip(a["objects"], b["objects"]):
         assert np.abs(np.subtract(oa["position"], ob["position"])).max() < 0.05
     result = invoke("decompose", SCENES / "sphere.png", "--precision", "fp8")
-    assert result.exit_code == 1 and "--precision must be" in result.output
+    assert result.exit_code == 2 and "Invalid value" in result.output
 
 
 def test_batches_side_by_side_give_the_same_results_in_order(shipped, tmp_path):
