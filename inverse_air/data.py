@@ -226,9 +226,14 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
                 done(maker.ensure(out, i) if maker else _check_existing(out, config, i))
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_worker_init, initargs=(to_dict(config),)) as pool:
-                for result in pool.imap_unordered(_worker_ensure, ((str(out), i) for i in range(start, stop))):
-                    done(result)
+            try:
+                with ctx.Pool(workers, initializer=_worker_init, initargs=(to_dict(config),)) as pool:
+                    for result in pool.imap_unordered(_worker_ensure, ((str(out), i) for i in range(start, stop))):
+                        done(result)
+            except BaseException:  # the pool is stopped: its workers' unfinished files go too
+                for stale in out.glob("*" + TMP_SUFFIX):
+                    stale.unlink(missing_ok=True)
+                raise
     if not all((out / shard_name(i)).exists() for i in range(total)):
         return out
     if not ShardDataset.is_complete(out):

@@ -20,14 +20,21 @@ from .kinds import KINDS
 from .limits import check_memory
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Refuse (``UserError``) a batch size that is not a positive integer."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size!r}")
+
+
 def check_batch(model, batch_size: int, images: int | None = None, at_once: int = 1) -> None:
     """Refuse (``UserError``) an inference batch size that is not a positive integer or whose
     batches (``at_once`` side by side; at most ``images`` images each) do not fit in memory."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     batch = min(batch_size, images) if images is not None else batch_size
     per_image = KINDS[model.config.kind].memory_per_image(model.config, "predict")
-    check_memory(per_image * batch * at_once, f"--batch-size {batch_size:,}", "use a smaller --batch-size")
+    side = f", {at_once} batches side by side" if at_once > 1 else ""
+    check_memory(per_image * batch * at_once, f"--batch-size {batch_size:,} ({batch:,} images a batch{side})",
+                 "use a smaller --batch-size")
 
 
 @torch.no_grad()
@@ -61,6 +68,7 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     :meth:`AIR.predict`)."""
     from .distributed import resolve_device
 
+    check_batch_size(batch_size)
     model, payload = load_model(checkpoint, device=resolve_device(device))
     config = payload["config"]
     dataset = ShardDataset(data_dir)

@@ -127,8 +127,12 @@ def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None
     steps = wanted.pop("steps", saved.train.steps)
 
     def refuse(flag: str, given, kept) -> None:
-        raise UserError(f"{flag} {given}: the run in {out_dir} was trained with {kept}; --resume continues "
-                        f"it as it was (only --steps may change), or start a new run with another --out")
+        if isinstance(given, bool):  # a switch: --dair / --no-dair
+            switch = lambda on: flag if on else flag.replace("--", "--no-", 1)
+            flag, given, kept = switch(given), "", switch(kept)
+        raise UserError(f"{flag}{' ' + str(given) if given != '' else ''}: the run in {out_dir} was trained "
+                        f"with {kept}; --resume continues it as it was (only --steps may change), or start a "
+                        f"new run with another --out")
 
     for name, value in wanted.items():
         if getattr(saved.train, name) != value:
@@ -361,7 +365,7 @@ class Trainer:
             raise UserError(f"--out {self.out}: cannot create the run directory: {e.strerror or e}") from None
         write_json(self.out / "config.json", {"config": to_dict(self.config)})
         self._truncate_metrics()
-        return _tensorboard(self.out / "tb", self.step, self.progress)
+        return _tensorboard(self.out / "tb", self.step)
 
     # -------------------------------------------------------------- phases
     def phase(self, step: int) -> str:
@@ -546,16 +550,15 @@ def _step_seed(seed: int, step: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def _tensorboard(path: Path, step: int, say: bool = True):
+def _tensorboard(path: Path, step: int):
     """A TensorBoard writer of the run's scalars, or None (saying so once) when the optional
     ``tensorboard`` package is not installed (``pip install 'inverse-air[tensorboard]'``)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        if say:
-            print("notice: TensorBoard logs are off (the tensorboard package is not installed: "
-                  "pip install 'inverse-air[tensorboard]'); metrics.jsonl has the same scalars",
-                  file=sys.stderr)
+        print("notice: TensorBoard logs are off (the tensorboard package is not installed: "
+              "pip install 'inverse-air[tensorboard]'); metrics.jsonl has the same scalars",
+              file=sys.stderr)
         return None
     return SummaryWriter(str(path), purge_step=step if step > 0 else None)
 

@@ -194,3 +194,48 @@ def test_train_2d_bad_input(tiny_data_2d, tiny_data, tmp_path, extra, expected):
     result = invoke(*args, *extra)
     assert result.exit_code == 1, result.output
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- help, version, quiet, logs
+def test_help_shows_every_default():
+    wide = CliRunner(env={"COLUMNS": "300", "TERM": "dumb"})
+    for command in ("render-scene", "render-dataset", "train", "evaluate", "decompose"):
+        text = wide.invoke(app, [command, "--help"]).output
+        assert " ." not in text.replace("...", ""), text  # a bracketed default eaten by markup
+    train = wide.invoke(app, ["train", "--help"]).output
+    assert "the 3d preset's 5000, the 2d preset's 25000" in train and "<3d|2d>" in train
+    assert "<dataset|uniform>" in train and "<auto|cpu|cuda>" in train
+    dataset = wide.invoke(app, ["render-dataset", "--help"]).output
+    assert "the 3d preset's 64, the 2d preset's 50" in dataset and "<train|test>" in dataset
+    assert "the 5,000 embedded digits" in dataset and "--quiet" in dataset
+    assert "[default: 256]" in wide.invoke(app, ["evaluate", "--help"]).output
+
+
+def test_version():
+    from inverse_air import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"inverse-air {__version__}"
+
+
+def test_render_dataset_quiet_prints_nothing_and_logs_are_not_spammed(tmp_path):
+    result = invoke("render-dataset", tmp_path / "q", "--model", "2d", "--num", 40, "--shard-size", 2, "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+    result = invoke("render-dataset", tmp_path / "p", "--model", "2d", "--num", 40, "--shard-size", 2)
+    assert result.exit_code == 0
+    assert result.stderr.count("\r") <= 3, result.stderr  # not a redraw per shard: stderr is no terminal
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["evaluate", "CKPT", "--data", "DATA", "--batch-size", 0], "error: --batch-size must be at least 1, got 0"),
+    (["decompose", SCENES / "cube.png", "--batch-size", -2], "error: --batch-size must be at least 1, got -2"),
+    (["decompose", SCENES / "cube.png", "--refine", -1], "error: --refine must be between 0 and"),
+    (["train", "--out", "RUN"], "error: --data is required for a new run"),
+])
+def test_bad_sizes_are_one_line(tiny_data, tmp_path, args, expected):
+    from inverse_air.decompose import shipped_model
+
+    args = [{"CKPT": shipped_model("3d"), "DATA": tiny_data, "RUN": tmp_path / "run"}.get(a, a) for a in args]
+    result = invoke(*args)
+    assert result.exit_code == 1 and result.output.startswith(expected), result.output
+    assert len(result.output.strip().splitlines()) == 1

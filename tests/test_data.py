@@ -226,3 +226,120 @@ def test_making_2d_data_imports_no_torch(tmp_path):
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
     assert ShardDataset(tmp_path / "d").config.kind == "2d"
+
+
+# ---------------------------------------------------------------- failures and damage
+def test_a_failed_first_run_does_not_block_the_corrected_retry(tmp_path, monkeypatch):
+    """A run that fails before its first shard (a bad setting found late) leaves a manifest;
+    the corrected command takes the directory over instead of refusing it."""
+    import inverse_air.objects2d.kind as kind2d
+
+    def failing(self, rng, counts):
+        raise UserError("could not place 5 non-overlapping digits")
+
+    monkeypatch.setattr(kind2d.ShardMaker, "__call__", failing)
+    with pytest.raises(UserError, match="could not place"):
+        render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, counts=(5,)), progress=False)
+    assert (tmp_path / "d" / "manifest.json").exists() and not list((tmp_path / "d").glob("shard-*"))
+    monkeypatch.undo()
+    render_dataset(tmp_path / "d", TINY_2D, progress=False)
+    assert ShardDataset(tmp_path / "d").config == TINY_2D
+
+
+def test_a_damaged_shard_is_made_again_not_reported_ready(tmp_path):
+    render_dataset(tmp_path / "full", TINY_2D, progress=False)
+    render_dataset(tmp_path / "cut", TINY_2D, progress=False)
+    shard = tmp_path / "cut" / "shard-00001.npz"
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated
+    manifest = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+    (tmp_path / "cut" / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    notices = []
+    render_dataset(tmp_path / "cut", TINY_2D, progress=False, notice=notices.append)
+    assert len(notices) == 1 and "shard-00001.npz" in notices[0] and "made it again" in notices[0]
+    assert shard_bytes(tmp_path / "cut") == shard_bytes(tmp_path / "full")
+
+
+def _edited_copy(source, tmp_path, edit):
+    import shutil
+
+    from inverse_air.files import write_npz
+
+    copy = tmp_path / "edited"
+    shutil.copytree(source, copy)
+    with np.load(copy / "shard-00001.npz") as shard:
+        arrays = {k: shard[k].copy() for k in shard.files}
+    edit(arrays)
+    write_npz(copy / "shard-00001.npz", arrays)
+    return copy
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda a: a["box"].__setitem__((0, 0, 1), np.nan), "box holds NaN"),
+    (lambda a: a["count"].__setitem__(0, 7), "count 7 in scene 0 is not one of the dataset's counts"),
+    (lambda a: a["digit"].__setitem__((0, 0), 12), "digit holds labels outside"),
+    (lambda a: a.__setitem__("images", a["images"].astype(np.float32)), "float32 array"),
+    (lambda a: a.__setitem__("images", a["images"][:3]), "expected uint8 (24, 50, 50, 1)"),
+    (lambda a: a.pop("digit"), "holds box.npy, count.npy, images.npy"),
+])
+def test_hand_edited_shards_are_refused_naming_the_shard(tiny_data_2d, tmp_path, edit, fragment):
+    copy = _edited_copy(tiny_data_2d, tmp_path, edit)
+    with pytest.raises(UserError, match="shard-00001.npz") as e:
+        ShardDataset(copy).arrays()
+    assert fragment in str(e.value)
+
+
+def test_a_shard_header_claiming_huge_arrays_is_refused_before_allocating(tiny_data_2d, tmp_path):
+    """The header of a .npy member is checked before its data is read: a shard that says its
+    images are (10**9, 50, 50, 1) costs nothing."""
+    import zipfile
+
+    copy = _edited_copy(tiny_data_2d, tmp_path, lambda a: None)
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 50, 50, 1), np.uint8))
+    header["shape"] = (10**9, 50, 50, 1)
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    with zipfile.ZipFile(copy / "shard-00001.npz") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["images.npy"] = buffer.getvalue() + b"\0" * 100
+    with zipfile.ZipFile(copy / "shard-00001.npz", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(UserError, match=r"images: uint8 array of shape \(1000000000, 50, 50, 1\)"):
+        ShardDataset(copy).arrays()
+
+
+def test_a_manifest_whose_shard_list_was_edited_is_refused(tiny_data_2d, tmp_path):
+    import shutil
+
+    copy = tmp_path / "d"
+    shutil.copytree(tiny_data_2d, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"] = ["../../etc/passwd", "shard-00001.npz"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="its shards do not match its configuration"):
+        ShardDataset(copy)
+
+
+def test_ctrl_c_with_workers_is_one_line_and_keeps_whole_shards(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "inverse_air", "render-dataset", str(out), "--model", "2d", "--num", "400000",
+           "--shard-size", "2000", "--workers", "2"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("shard-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("interrupted:"), stderr
+    assert not list(out.glob("*.tmp"))
+    for shard in out.glob("shard-*.npz"):  # every shard left is whole
+        with np.load(shard) as data:
+            assert len(data["count"]) == 2000
