@@ -144,19 +144,24 @@ class _ShardMaker:
         return index, problem, path.stat().st_size
 
 
-_worker_maker: _ShardMaker | None = None
+_worker_maker: _ShardMaker | UserError | None = None
 
 
 def _worker_init(config_dict: dict) -> None:
     global _worker_maker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, quietly
-    _worker_maker = _ShardMaker(from_dict(DatasetConfig, config_dict))
+    try:
+        _worker_maker = _ShardMaker(from_dict(DatasetConfig, config_dict))
+    except UserError as e:  # reported by the first task: a failing initializer would respawn forever
+        _worker_maker = e
     if "torch" in sys.modules:  # a kind that renders with torch: the workers share the cores
         sys.modules["torch"].set_num_threads(1)
 
 
 def _worker_ensure(args: tuple[str, int]) -> tuple[int, str | None, int]:
     directory, index = args
+    if isinstance(_worker_maker, UserError):
+        raise _worker_maker
     return _worker_maker.ensure(Path(directory), index)
 
 
@@ -200,6 +205,9 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
                         f"(0:{total}; {config.shard_size} scenes each)")
     out = check_output(out_dir, "dataset directory", directory=True,
                        inputs=[p for p in [getattr(config.scenes, "mnist", None)] if p])
+    maker = None
+    if workers == 1 and not all((out / shard_name(i)).exists() for i in range(start, stop)):
+        maker = _ShardMaker(config)  # before anything is written: a bad digit source is refused here
     _claim(out, config)
     workers = min(workers, stop - start)
     in_range = min(config.num, stop * config.shard_size) - start * config.shard_size
@@ -219,7 +227,6 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
             bar.update(shard_length(config, index))
 
         if workers == 1:
-            maker = None
             for i in range(start, stop):
                 if maker is None and not (out / shard_name(i)).exists():
                     maker = _ShardMaker(config)
@@ -456,7 +463,12 @@ class ShardDataset:
                             f"{air.image_size}x{air.image_size}")
 
     def shards(self) -> Iterator[dict[str, np.ndarray]]:
-        """Each shard's arrays in order, checked (:func:`read_shard`)."""
+        """Each shard's arrays in order, checked (:func:`read_shard`).
+
+        Raises:
+            UserError: a shard does not fit in memory, or is damaged."""
+        shard = min(self.config.shard_size, self.config.num)
+        check_memory(2 * shard * scene_bytes(self.config), f"{self.directory}: reading a shard of {shard:,} scenes")
         for i in range(num_shards(self.config)):
             yield read_shard(self.directory / shard_name(i), self.config, i)
 

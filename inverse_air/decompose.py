@@ -95,6 +95,8 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
             raise UserError(f"no shipped {spec} model at {path} (train one with "
                             f"`inverse-air train --model {spec}` and pass --model CHECKPOINT)")
         return path
+    if not Path(spec).exists() and isinstance(spec, str) and os.sep not in spec and "." not in spec:
+        raise UserError(f"--model {spec}: neither a checkpoint file nor a kind ({', '.join(KINDS)})")
     return Path(spec)
 
 

@@ -343,3 +343,15 @@ def test_ctrl_c_with_workers_is_one_line_and_keeps_whole_shards(tmp_path):
     for shard in out.glob("shard-*.npz"):  # every shard left is whole
         with np.load(shard) as data:
             assert len(data["count"]) == 2000
+
+
+def test_a_bad_digit_source_is_one_error_whatever_the_workers(tmp_path):
+    """Refused before anything is written with one worker; with two, the workers' failure
+    comes back as the same error (a pool whose initializer fails would respawn forever)."""
+    config = dataclasses.replace(TINY_2D, scenes=Compose2DConfig(mnist=str(tmp_path / "none")))
+    with pytest.raises(UserError, match="not a directory"):
+        render_dataset(tmp_path / "one", config, progress=False)
+    assert not (tmp_path / "one").exists()
+    with pytest.raises(UserError, match="not a directory"):
+        render_dataset(tmp_path / "two", config, workers=2, progress=False)
+    assert not list((tmp_path / "two").glob("shard-*"))
