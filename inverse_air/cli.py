@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .config import ConfigError
+from .config import SPLITS, ConfigError
 from .errors import Terminated, UserError
 from .kinds import KINDS
 
@@ -43,35 +43,20 @@ def main_options(
 
 
 # ---------------------------------------------------------------------------- choices
-Model = Enum("Model", {name: name for name in KINDS}, type=str)
-"""The kinds (``--model``), from :data:`inverse_air.kinds.KINDS`."""
+def choices(name: str, values) -> type[Enum]:
+    """An enum of ``values`` (strings), so that typer checks an option's value and ``--help``
+    lists them."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class DecomposePrecision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class Split(str, Enum):
-    train = "train"
-    test = "test"
-
-
-class CountPrior(str, Enum):
-    dataset = "dataset"
-    uniform = "uniform"
+# The library's own tuples, written here too because those modules import torch (the CLI's help
+# must stay quick); tests/test_cli.py checks that they agree.
+Model = choices("Model", KINDS)
+Device = choices("Device", ("auto", "cpu", "cuda"))  # distributed.resolve_device
+Precision = choices("Precision", ("fp32", "bf16"))  # air.PRECISIONS
+DecomposePrecision = choices("DecomposePrecision", ("auto", "fp32", "bf16"))  # decompose.PRECISIONS
+Split = choices("Split", SPLITS)
+CountPrior = choices("CountPrior", ("dataset", "uniform"))  # train.COUNT_PRIORS
 
 
 def presets(value) -> str:

@@ -239,3 +239,14 @@ def test_bad_sizes_are_one_line(tiny_data, tmp_path, args, expected):
     result = invoke(*args)
     assert result.exit_code == 1 and result.output.startswith(expected), result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_clis_choices_are_the_librarys():
+    from inverse_air import cli
+    from inverse_air.air import PRECISIONS
+    from inverse_air.decompose import PRECISIONS as DECOMPOSE_PRECISIONS
+    from inverse_air.train import COUNT_PRIORS
+
+    values = lambda enum: tuple(member.value for member in enum)
+    assert values(cli.Precision) == PRECISIONS and values(cli.DecomposePrecision) == DECOMPOSE_PRECISIONS
+    assert values(cli.CountPrior) == COUNT_PRIORS and values(cli.Model) == tuple(cli.KINDS)
