@@ -4,7 +4,12 @@ the optimizer state and step.
 The file is ``torch.save`` of plain containers of tensors, numbers and strings; it is always
 loaded with ``weights_only=True``, so loading never runs code. The configuration is stored as
 JSON text, so the model can be rebuilt from the checkpoint alone (:func:`load_model`).
-Writes go to a temporary name and are renamed, so a killed run keeps its last good checkpoint.
+Writes go to a temporary name and are renamed, so a killed run keeps its last good checkpoint
+(the file is serialized in memory first, so a full disk is an ``OSError`` the writer reports in
+one line). Reading refuses with one line whatever is not a checkpoint of a known kind: any file
+``torch.load`` cannot read, a configuration that does not validate (every field's type and
+range, :mod:`inverse_air.config`) or does not match the recorded kind, a step outside the run,
+weights that are not finite.
 
 Format 2 stores the kind's settings in ``air.objects`` (``{"kind": ...}``); format-1 files
 (every kind's fields side by side in ``air``) are read and converted.

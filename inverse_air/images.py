@@ -1,5 +1,11 @@
-"""Images in and out: reading image files as a model's input, and converting between uint8
-arrays ``(..., H, W, C)`` and float tensors ``(..., C, H, W)`` in [0, 1]."""
+"""Images in and out: reading images as a model's input, and converting between uint8 arrays
+``(..., H, W, C)`` and float tensors ``(..., C, H, W)`` in [0, 1].
+
+Every image becomes input through one function, :func:`decode` (files through
+:func:`read_image`, PIL images and arrays through :func:`as_input`): 16-bit and float pixel
+values are scaled to 8 bits or refused, never clipped to white or black; colour modes,
+transparency and sizes are converted with a notice each; files of more than
+:data:`MAX_IMAGE_PIXELS` are refused before they are decoded."""
 
 from __future__ import annotations
 
