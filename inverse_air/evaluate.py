@@ -34,7 +34,7 @@ def check_batch(model, batch_size: int, images: int | None = None, at_once: int 
     per_image = KINDS[model.config.kind].memory_per_image(model.config, "predict")
     side = f", {at_once} batches side by side" if at_once > 1 else ""
     check_memory(per_image * batch * at_once, f"--batch-size {batch_size:,} ({batch:,} images a batch{side})",
-                 "use a smaller --batch-size")
+                 "use a smaller --batch-size", device=model.prior_pres.device)
 
 
 @torch.no_grad()

@@ -77,16 +77,28 @@ def size_text(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def check_memory(needed: float, what: str, hint: str = "") -> None:
+def device_memory(device) -> int:
+    """Free bytes of a CUDA device's memory (``torch.cuda.mem_get_info``); the machine's
+    available memory for the CPU."""
+    if getattr(device, "type", device) == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    return available_memory()
+
+
+def check_memory(needed: float, what: str, hint: str = "", device=None) -> None:
     """Refuse (``UserError``) a request that needs more than :data:`MEMORY_SHARE` of the
-    available memory.
+    available memory (of ``device`` when it is a CUDA device: :func:`device_memory`).
 
     Args:
         needed: the estimate, in bytes.
         what: the request, as the user made it (``--batch-size 100000``).
         hint: what to do instead (``use a smaller --batch-size``).
     """
-    room = MEMORY_SHARE * available_memory()
+    cuda = getattr(device, "type", device) == "cuda"
+    room = MEMORY_SHARE * (device_memory(device) if cuda else available_memory())
     if needed > room:
-        raise UserError(f"{what} needs about {size_text(needed)} of memory; this machine has "
+        where = f"{device} has" if cuda else "this machine has"
+        raise UserError(f"{what} needs about {size_text(needed)} of memory; {where} "
                         f"{size_text(room / MEMORY_SHARE)} available{'; ' + hint if hint else ''}")

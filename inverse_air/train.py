@@ -314,7 +314,7 @@ class Trainer:
         for phase in sorted(phases):
             flag, batch = ("--elbo-batch-size", tc.elbo_batch_size) if phase == "elbo" else ("--batch-size", tc.batch_size)
             check_memory(estimate(air, phase) * -(-batch // world), f"{flag} {batch:,} ({phase} steps)",
-                         f"use a smaller {flag}")
+                         f"use a smaller {flag}", device=self.context.device)
 
     def _build(self) -> tuple[AIR, torch.optim.Optimizer]:
         config = self.config
