@@ -366,7 +366,8 @@ def check_request(decomposer: Decomposer, batch_size: int, refine: int, images: 
     if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE:
         raise UserError(f"--refine must be between 0 and {MAX_REFINE:,}, got {refine!r}")
     batch = min(batch_size, images) if isinstance(batch_size, int) and batch_size > 0 else batch_size
-    at_once = min(cpu_count(), -(-images // batch)) if isinstance(batch, int) and batch > 0 and images else 1
+    on_cpu = decomposer.model.prior_pres.device.type == "cpu"  # batches run side by side there only
+    at_once = min(cpu_count(), -(-images // batch)) if on_cpu and isinstance(batch, int) and batch > 0 and images else 1
     check_batch(decomposer.model, batch_size, max(1, images), at_once)
 
 
