@@ -128,20 +128,23 @@ class _ShardMaker:
         counts = rng.choice(np.asarray(cfg.counts), size=shard_length(cfg, index))
         return self.make_scenes(rng, counts)
 
-    def ensure(self, directory: Path, index: int) -> tuple[int, str | None, int]:
-        """Shard ``index`` in ``directory``, checked if it is there, made if it is missing or
-        damaged. Returns ``(index, what was wrong with the one there or None, bytes written
-        or 0)``."""
-        path = directory / shard_name(index)
-        problem = None
-        if path.exists():
-            try:
-                read_shard(path, self.config, index)
-                return index, None, 0
-            except UserError as e:
-                problem = str(e)
-        write_npz(path, self.make(index))
-        return index, problem, path.stat().st_size
+
+
+def _ensure(maker: Callable[[], _ShardMaker], directory: Path, config: DatasetConfig,
+            index: int) -> tuple[int, str | None, int]:
+    """Shard ``index`` in ``directory``: checked if it is there, made (by ``maker()``) if it is
+    missing or damaged. Returns ``(index, what was wrong with the one there or None, bytes
+    written or 0)``."""
+    path = directory / shard_name(index)
+    problem = None
+    if path.exists():
+        try:
+            read_shard(path, config, index)
+            return index, None, 0
+        except UserError as e:
+            problem = str(e)
+    write_npz(path, maker().make(index))
+    return index, problem, path.stat().st_size
 
 
 _worker_maker: _ShardMaker | UserError | None = None
@@ -162,7 +165,7 @@ def _worker_ensure(args: tuple[str, int]) -> tuple[int, str | None, int]:
     directory, index = args
     if isinstance(_worker_maker, UserError):
         raise _worker_maker
-    return _worker_maker.ensure(Path(directory), index)
+    return _ensure(lambda: _worker_maker, Path(directory), _worker_maker.config, index)
 
 
 def _notice(text: str) -> None:
@@ -205,32 +208,36 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
                         f"(0:{total}; {config.shard_size} scenes each)")
     out = check_output(out_dir, "dataset directory", directory=True,
                        inputs=[p for p in [getattr(config.scenes, "mnist", None)] if p])
-    maker = None
+    makers: list[_ShardMaker] = []  # this process's, made when first needed
+
+    def maker() -> _ShardMaker:
+        if not makers:
+            makers.append(_ShardMaker(config))
+        return makers[0]
+
     if workers == 1 and not all((out / shard_name(i)).exists() for i in range(start, stop)):
-        maker = _ShardMaker(config)  # before anything is written: a bad digit source is refused here
+        maker()  # before anything is written: a bad digit source is refused here
     _claim(out, config)
     workers = min(workers, stop - start)
     in_range = min(config.num, stop * config.shard_size) - start * config.shard_size
     room = disk_free(out)
     bar = progress_bar(total=in_range, unit="scene", desc=f"render-dataset {config.kind}", disable=not progress)
     with bar, sigterm_interrupts():
-        made = []  # bytes of the shards made by this run (to check the disk once one is made)
+        disk_checked = False  # once the first shard is written, its size tells what the rest need
 
         def done(result: tuple[int, str | None, int]) -> None:
+            nonlocal disk_checked
             index, problem, written = result
             if problem is not None:
                 notice(f"{problem}; made it again")
-            if written:
-                made.append(written)
-                if len(made) == 1:
-                    _check_disk(out, config, written, stop - index - 1, room, in_range)
+            if written and not disk_checked:
+                disk_checked = True
+                _check_disk(out, written, stop - index - 1, room)
             bar.update(shard_length(config, index))
 
         if workers == 1:
             for i in range(start, stop):
-                if maker is None and not (out / shard_name(i)).exists():
-                    maker = _ShardMaker(config)
-                done(maker.ensure(out, i) if maker else _check_existing(out, config, i))
+                done(_ensure(maker, out, config, i))
         else:
             ctx = mp.get_context("spawn")
             try:
@@ -249,17 +256,7 @@ def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: i
     return out
 
 
-def _check_existing(out: Path, config: DatasetConfig, index: int) -> tuple[int, str | None, int]:
-    """:meth:`_ShardMaker.ensure` for a shard that is there (no maker built unless needed)."""
-    try:
-        read_shard(out / shard_name(index), config, index)
-        return index, None, 0
-    except UserError:
-        return _ShardMaker(config).ensure(out, index)
-
-
-def _check_disk(out: Path, config: DatasetConfig, shard_bytes: int, shards_left: int, room: int,
-                in_range: int) -> None:
+def _check_disk(out: Path, shard_bytes: int, shards_left: int, room: int) -> None:
     """Once the first shard is written: refuse to go on when the rest will not fit the disk."""
     needed = shard_bytes * shards_left
     if needed > 0.95 * room:
