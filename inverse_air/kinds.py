@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
@@ -71,7 +71,7 @@ class Kind:
     shard_arrays: Callable[[DatasetConfig], dict[str, tuple[str, tuple[int, ...]]]]
     """A shard's arrays besides ``count``: name -> (dtype, one scene's shape), ``images``
     included (reading checks every shard against it)."""
-    check_truth: Callable[[dict[str, np.ndarray], DatasetConfig], "str | None"]
+    check_truth: Callable[[dict[str, np.ndarray], DatasetConfig], str | None]
     """What is impossible in a shard's ground truth (one line), or None: values out of range,
     slots that disagree with ``count``."""
     memory_per_image: Callable[[AIRConfig, str], float]
@@ -84,7 +84,7 @@ class Kind:
     """The kind's part of ``evaluate``'s report for people."""
     step_text: Callable[[dict], str]
     """One present step of a ``decompose`` result for people."""
-    shipped_model: "Path | None" = None
+    shipped_model: Path | None = None
     """The model shipped with the package (``decompose --model NAME``, ``Decomposer(NAME)``),
     package data of the kind's package."""
     upgrade_v1: Callable[[dict, str], dict] | None = None
