@@ -153,13 +153,16 @@ def render_dataset(
     out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).")],
     model: Annotated[Model, typer.Option(help="The kind of scenes: " + "; ".join(
         f"{k}: {KINDS[k].summary}" for k in KINDS) + ".")] = "3d",
-    num: Annotated[int, typer.Option(help="Number of scenes.")] = 1000,
+    num: Annotated[Optional[int], typer.Option(
+        help="Number of scenes.", show_default=presets(lambda k: k.dataset.num))] = None,
     counts: Annotated[Optional[str], typer.Option(
         help="Object counts, e.g. 0,1,2,3.", show_default=presets(lambda k: ",".join(map(str, k.dataset.counts))))] = None,
     image_size: Annotated[Optional[int], typer.Option(
         help="Image side in pixels.", show_default=presets(lambda k: k.dataset.scenes.image_size))] = None,
-    seed: Annotated[int, typer.Option(help="Seed (0 to 2^63-1); the same seed gives the same bytes.")] = 0,
-    split: Annotated[Split, typer.Option(help="2D: disjoint digit pools; 3D: recorded only.")] = "train",
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed (0 to 2^63-1); the same seed gives the same bytes.", show_default=presets(lambda k: k.dataset.seed))] = None,
+    split: Annotated[Optional[Split], typer.Option(
+        help="2D: disjoint digit pools; 3D: recorded only.", show_default=presets(lambda k: k.dataset.split))] = None,
     mnist: Annotated[Optional[Path], typer.Option(
         help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits")] = None,
     shard_size: Annotated[Optional[int], typer.Option(
@@ -179,9 +182,9 @@ def render_dataset(
         if not hasattr(scenes, "mnist"):
             raise UserError(f"--mnist: a {Model(model).value} dataset draws no digits")
         scenes = dataclasses.replace(scenes, mnist=str(mnist))
-    config = dataclasses.replace(preset, scenes=scenes, num=num, seed=seed, split=Split(split).value,
-                                 **({} if counts is None else {"counts": parse_counts(counts)}),
-                                 **({} if shard_size is None else {"shard_size": shard_size}))
+    given = dict(num=num, seed=seed, split=None if split is None else Split(split).value, shard_size=shard_size,
+                 counts=None if counts is None else parse_counts(counts))
+    config = dataclasses.replace(preset, scenes=scenes, **{k: v for k, v in given.items() if v is not None})
     out = run(out_dir, config, workers=workers, progress=not quiet,
               shard_range=parse_range(shard_range) if shard_range else None)
     if quiet:
