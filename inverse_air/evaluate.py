@@ -60,6 +60,31 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
+def batches(dataset: ShardDataset, batch_size: int, truths: list[dict[str, np.ndarray]]):
+    """A dataset's images in batches of ``batch_size`` (the last one shorter) whatever the shard
+    boundaries, read shard by shard (one shard and one batch in memory); each shard's other
+    arrays are appended to ``truths``. The batches are those of the whole dataset at once, so
+    results do not depend on the shard size."""
+    pending: list[np.ndarray] = []  # the start of the next batch, from earlier shards
+    held = 0
+    for shard in dataset.shards():
+        images = shard.pop("images")
+        truths.append(shard)
+        at = 0
+        if pending and held + len(images) >= batch_size:  # a batch across shards
+            at = batch_size - held
+            yield np.concatenate([*pending, images[:at]])
+            pending, held = [], 0
+        while not pending and len(images) - at >= batch_size:
+            yield images[at:at + batch_size]
+            at += batch_size
+        if at < len(images):
+            pending.append(images[at:])
+            held += len(images) - at
+    if held:
+        yield np.concatenate(pending)
+
+
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
              device: str = "cpu", precision: str = "fp32") -> dict:
     """The metrics of a checkpoint's kind (``Kind.metrics``: count accuracy and confusion
@@ -73,11 +98,10 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     config = payload["config"]
     dataset = ShardDataset(data_dir)
     dataset.check_fits(config.air, str(checkpoint))
-    check_batch(model, batch_size, min(len(dataset), dataset.config.shard_size))
+    check_batch(model, batch_size, len(dataset))
     truths, preds, seconds = [], [], 0.0
-    for shard in dataset.shards():
-        pred, spent = infer_arrays(model, shard.pop("images"), batch_size, precision)
-        truths.append(shard)
+    for images in batches(dataset, batch_size, truths):
+        pred, spent = infer_arrays(model, images, batch_size, precision)
         preds.append(pred)
         seconds += spent
     join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
