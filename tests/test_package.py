@@ -1,13 +1,15 @@
 """What a non-editable install needs: every data file of the package declared as package
 data, the dependencies the README promises, the embedded digits exactly as before."""
 
-import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import inverse_air
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(inverse_air.__file__).resolve().parent
