@@ -12,9 +12,19 @@ then zeros, ``n`` the object count. Its prior comes from a prior over counts ``P
 absent step: later steps are computed (the batch is dense) but masked, so they contribute
 nothing to any term (``z_pres``, the KL, the discrete log-probabilities, the target loss).
 
+**Scene latents.** An object model may give each image latents of its own (3D: camera, light,
+ground colour; :class:`inverse_air.object_model.SceneModel`). They are inferred once per image,
+before the first step (the object model reads the image for them), and every step reads them.
+Their KL is charged once per image, whatever the count. The image encoder then reads the image
+and the image minus the empty scene the posterior-mean scene latents draw (the background
+explained away, as DAIR explains away the objects found so far; the mean, not the sample or
+the target, so that training sees what inference will), which is what lets the steps find
+objects on grounds of any colour seen from any camera.
+
 One step of inference reads the image features (with DAIR: of the image
-and of the image minus the reconstruction of the objects found so far) and the previous
-object's latents, updates the LSTM and draws ``z_pres`` and the object's latents.
+and of the image minus the reconstruction of the objects found so far), the previous
+object's latents and the scene latents, updates the LSTM and draws ``z_pres`` and the object's
+latents.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from torch import nn
 
 from .config import AIRConfig
 from .networks import Baseline, ImageEncoder
-from .object_model import ObjectModel
+from .object_model import ObjectModel, SceneModel
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -54,6 +64,12 @@ class Latents(NamedTuple):
     """``(B, N, H)`` the LSTM state after each step (the baseline reads it, detached)."""
     target_nll: torch.Tensor | None
     """``(B, N)`` -log q(target) per step when inference was given a target."""
+    scene: dict[str, torch.Tensor] = {}
+    """The image's scene latents, each ``(B, ...)`` (empty for a model without them)."""
+    scene_kl: torch.Tensor | None = None
+    """``(B,)`` log q - log p of the scene latents (None without them or without densities)."""
+    scene_target_nll: torch.Tensor | None = None
+    """``(B,)`` -log q(target scene latents) when inference was given a target."""
 
     @property
     def count(self) -> torch.Tensor:
@@ -97,9 +113,12 @@ class AIR(nn.Module):
         self.objects = objects
         S = config.image_size
         self.channels = channels = config.channels
-        in_channels = 2 * channels if config.dair else channels
+        self.scene_size = objects.scene_size if isinstance(objects, SceneModel) else 0
+        # DAIR reads the image and the image minus the reconstruction so far; a scene model
+        # the image minus the inferred empty scene (see the module docstring).
+        in_channels = 2 * channels if (config.dair or self.scene_size) else channels
         self.encoder = ImageEncoder(in_channels, S, config.encoder_channels, config.encoder_features)
-        self.core = nn.LSTMCell(config.encoder_features + objects.latent_size, config.lstm_size)
+        self.core = nn.LSTMCell(config.encoder_features + objects.latent_size + self.scene_size, config.lstm_size)
         self.pres_head = nn.Linear(config.lstm_size, 1)
         nn.init.zeros_(self.pres_head.weight)
         self.baseline = Baseline(channels, S, config.baseline_channels, config.lstm_size,
@@ -118,9 +137,10 @@ class AIR(nn.Module):
             x: ``(B, C, S, S)`` images in [0, 1].
             sample: draw latents from q (training); ``False`` takes the most likely presence
                 and identity and the posterior mean of continuous latents (evaluation).
-            target: teacher forcing (sleep and supervised phases): ``z_pres (B, N)`` and the
-                object model's latents ``(B, N, ...)``; each step then feeds the target's
-                latents forward and reports ``-log q(target)``.
+            target: teacher forcing (sleep and supervised phases): ``z_pres (B, N)``, the
+                object model's latents ``(B, N, ...)`` and its scene latents ``(B, ...)``
+                (``SceneModel.scene_keys``); each step then feeds the target's latents forward
+                and reports ``-log q(target)``.
             densities: compute the log-densities and KL terms the objectives need; ``False``
                 (prediction only, no target) leaves ``log_q_discrete`` and ``kl`` None.
 
@@ -133,16 +153,26 @@ class AIR(nn.Module):
         h = c = x.new_zeros(B, self.config.lstm_size)
         prev = x.new_zeros(B, self.objects.latent_size)
         alive = x.new_ones(B)
-        feats = None if self.config.dair else self.encoder(x)
+        target, scene_target = split_scene(target, self.objects)
+        scene = None
+        if self.scene_size:
+            scene = self.objects.infer_scene(x, sample, scene_target, densities)
+            with torch.no_grad():
+                background = self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x), scene.mean)
+            feats = None if self.config.dair else self.encoder(torch.cat([x, x - background], dim=1))
+        else:
+            feats = None if self.config.dair else self.encoder(x)
         out: dict[str, list] = {k: [] for k in ("z_pres", "prob", "logq", "kl", "hidden", "nll", "z")}
         for i in range(N):
             if self.config.dair:
-                done = self._reconstruct_prefix(out["z_pres"], out["z"], x)
+                done = self._reconstruct_prefix(out["z_pres"], out["z"], x, scene)
                 feats = self.encoder(torch.cat([x, x - done], dim=1))
-            h, c = self.core(torch.cat([feats, prev], dim=1), (h, c))
+            inputs = [feats, prev] if scene is None else [feats, prev, scene.vector]
+            h, c = self.core(torch.cat(inputs, dim=1), (h, c))
             logit = self.pres_head(h).squeeze(1)  # (B,)
             step_target = None if target is None else {k: v[:, i] for k, v in target.items()}
-            obj = self.objects.infer_step(h, x, sample, step_target, densities)
+            obj = self.objects.infer_step(h, x, sample, step_target, densities,
+                                          scene=None if scene is None else scene.z)
             if target is not None:
                 z_pres = step_target["z_pres"].to(x.dtype) * alive
             elif sample:
@@ -168,7 +198,9 @@ class AIR(nn.Module):
             objects=_stack_steps(out["z"]),
             log_q_discrete=torch.stack(out["logq"], 1) if densities else None,
             kl=torch.stack(out["kl"], 1) if densities else None, hidden=torch.stack(out["hidden"], 1),
-            target_nll=torch.stack(out["nll"], 1) if target is not None else None)
+            target_nll=torch.stack(out["nll"], 1) if target is not None else None,
+            scene={} if scene is None else scene.z, scene_kl=None if scene is None else scene.kl,
+            scene_target_nll=None if scene is None or target is None else scene.target_nll)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, precision: str = "fp32") -> Latents:
@@ -189,7 +221,8 @@ class AIR(nn.Module):
         as_float = lambda t: t.float() if t.is_floating_point() else t
         return latents._replace(**{f: as_float(getattr(latents, f)) for f in latents._fields
                                    if isinstance(getattr(latents, f), torch.Tensor)},
-                                objects={k: as_float(v) for k, v in latents.objects.items()})
+                                objects={k: as_float(v) for k, v in latents.objects.items()},
+                                scene={k: as_float(v) for k, v in latents.scene.items()})
 
     def sample_counts(self, batch: int, generator: np.random.Generator) -> np.ndarray:
         """``(B,)`` object counts drawn from the model's prior over counts (:func:`count_probs`)."""
@@ -200,7 +233,7 @@ class AIR(nn.Module):
     def reconstruct(self, latents: Latents, grad: bool = False) -> torch.Tensor:
         """Render the inferred latents with the generative model: ``(B, C, S, S)``;
         ``grad=True``: differentiable in the continuous latents (``ObjectModel.render``)."""
-        return self.objects.render(latents.z_pres, latents.objects, grad=grad)
+        return self.objects.render(latents.z_pres, latents.objects, latents.scene or None, grad=grad)
 
     def render_each(self, latents: Latents) -> torch.Tensor:
         """Each step's object rendered alone: ``(B, N, C, S, S)`` (background where absent)."""
@@ -209,16 +242,28 @@ class AIR(nn.Module):
         for i in range(N):
             only = torch.zeros_like(latents.z_pres)
             only[:, i] = latents.z_pres[:, i]
-            steps.append(self.objects.render(only, latents.objects))
+            steps.append(self.objects.render(only, latents.objects, latents.scene or None))
         return torch.stack(steps, 1)
 
-    def _reconstruct_prefix(self, z_pres: list, z: list, x: torch.Tensor) -> torch.Tensor:
-        """DAIR's reconstruction of the objects found in the steps so far (no gradient)."""
+    def _reconstruct_prefix(self, z_pres: list, z: list, x: torch.Tensor, scene=None) -> torch.Tensor:
+        """DAIR's reconstruction of the objects found in the steps so far (no gradient), in the
+        posterior-mean scene."""
         B = x.shape[0]
+        look = None if scene is None else scene.mean
         with torch.no_grad():
             if not z_pres:
-                return self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x))
-            return self.objects.render(torch.stack(z_pres, 1), _stack_steps(z))
+                return self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x), look)
+            return self.objects.render(torch.stack(z_pres, 1), _stack_steps(z), look)
+
+
+def split_scene(target: dict | None, objects) -> tuple[dict | None, dict | None]:
+    """A teacher-forcing target's per-step part (``z_pres`` and object latents, ``(B, N, ...)``)
+    and its scene part (the object model's ``scene_keys``, ``(B, ...)``)."""
+    if target is None:
+        return None, None
+    keys = set(getattr(objects, "scene_keys", ()))
+    return ({k: v for k, v in target.items() if k not in keys},
+            {k: v for k, v in target.items() if k in keys} or None)
 
 
 def _stack_steps(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -172,6 +172,11 @@ def render_dataset(
         help="Only shards START:STOP (half-open), one part of a dataset split over machines.",
         show_default="every shard")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no 'dataset ready' line.")] = False,
+    fix: Annotated[Optional[str], typer.Option(
+        help="3D: keep these at the render config's value instead of varying them per scene, e.g. camera,light "
+             "(of camera, light, ground, color, size).", show_default="none: the preset's look varies")] = None,
+    fixed_appearance: Annotated[bool, typer.Option(
+        "--fixed-appearance", help="3D: vary nothing of the look (today's fixed camera, light, ground, colour and size).")] = False,
 ):
     """Render (3D) or compose (2D) a dataset with full ground truth."""
     from .data import ShardDataset, render_dataset as run
@@ -182,6 +187,16 @@ def render_dataset(
         if not hasattr(scenes, "mnist"):
             raise UserError(f"--mnist: a {Model(model).value} dataset draws no digits")
         scenes = dataclasses.replace(scenes, mnist=str(mnist))
+    if fix is not None or fixed_appearance:
+        if not hasattr(scenes, "variation"):
+            raise UserError(f"--fix / --fixed-appearance: nothing of a {Model(model).value} scene's look varies")
+        variation = scenes.variation
+        try:
+            variation = variation.fixing(variation.varied if fixed_appearance else
+                                         [f.strip() for f in (fix or "").split(",") if f.strip()])
+        except ValueError as e:
+            raise UserError(f"--fix: {e}") from None
+        scenes = dataclasses.replace(scenes, variation=variation)
     given = dict(num=num, seed=seed, split=None if split is None else Split(split).value, shard_size=shard_size,
                  counts=None if counts is None else parse_counts(counts))
     config = dataclasses.replace(preset, scenes=scenes, **{k: v for k, v in given.items() if v is not None})
@@ -335,9 +350,10 @@ OVERLAY_MAX_IMAGES = 32
 
 def format_decomposition(path: str, result: dict) -> list[str]:
     """One image's decomposition for people (each present step as its kind writes it)."""
-    step_text = KINDS[result["model"]].step_text
+    kind = KINDS[result["model"]]
+    step_text = kind.step_text
     n = result["count"]
-    lines = [f"{path}: {n} object{'' if n == 1 else 's'}"]
+    lines = [f"{path}: {n} object{'' if n == 1 else 's'}", *kind.look_text(result)]
     for step in result["steps"]:
         head = f"  step {step['step']}  p(present) {step['presence_prob']:.2f}"
         lines.append(f"{head}  {step_text(step) if step['present'] else '(stop)'}")

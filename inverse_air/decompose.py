@@ -260,13 +260,14 @@ class Decomposer:
         z_pres = (latents.z_pres > 0.5).cpu().tolist()
         prob = np.round(latents.pres_prob.cpu().numpy().astype(np.float64), 4).tolist()
         details = self.model.objects.describe(latents.objects)
+        looks = self.model.objects.describe_scene(latents.scene) if latents.scene else [{}] * len(details)
         fields = self.model.objects.scene_fields
         results = []
         for b, steps in enumerate(details):
             count = sum(z_pres[b])
             reached = min(count + 1, len(steps))
             results.append({
-                "model": self.kind, "count": count,
+                "model": self.kind, "count": count, **looks[b],
                 "objects": [{k: steps[i][k] for k in fields} for i in range(count)],
                 "steps": [{"step": i + 1, "present": z_pres[b][i], "presence_prob": prob[b][i],
                            **(steps[i] if z_pres[b][i] else {})} for i in range(reached)],
@@ -279,12 +280,12 @@ class Decomposer:
         squared per pixel, hard render) before and after, as numpy arrays."""
         objects_model = self.model.objects
         objects = {k: v.detach().clone() for k, v in latents.objects.items()}
-        before = self.reconstruction_error(x, latents.z_pres, objects)
+        before = self.reconstruction_error(x, latents.z_pres, objects, latents.scene)
         params = [objects[k].requires_grad_() for k in objects_model.pose_keys]
         optimizer = torch.optim.Adam(params, lr=lr)
         with torch.enable_grad():
             for _ in range(steps if bool(latents.z_pres.any()) else 0):
-                recon = objects_model.render(latents.z_pres, objects, grad=True)
+                recon = objects_model.render(latents.z_pres, objects, latents.scene or None, grad=True)
                 loss = ((recon - x) ** 2).mean(dim=(1, 2, 3)).sum()
                 optimizer.zero_grad()
                 loss.backward()
@@ -292,7 +293,7 @@ class Decomposer:
                 with torch.no_grad():
                     objects_model.constrain_pose(objects)
         objects = {k: v.detach() for k, v in objects.items()}
-        after = self.reconstruction_error(x, latents.z_pres, objects)
+        after = self.reconstruction_error(x, latents.z_pres, objects, latents.scene)
         worse = torch.from_numpy(after >= before).to(x.device)  # keep the amortized guess there
         for k in objects_model.pose_keys:
             mask = worse.view(-1, *([1] * (objects[k].dim() - 1)))
@@ -301,8 +302,9 @@ class Decomposer:
         return latents._replace(objects=objects), before, after
 
     @torch.no_grad()
-    def reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict) -> np.ndarray:
-        recon = self.model.objects.render(z_pres, objects)
+    def reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict,
+                             scene: dict | None = None) -> np.ndarray:
+        recon = self.model.objects.render(z_pres, objects, scene or None)
         return ((recon - x) ** 2).mean(dim=(1, 2, 3)).cpu().numpy()
 
     def run(self, paths: list[Path], batch_size: int = 256, refine: int = 0,
@@ -353,7 +355,7 @@ class Decomposer:
         """What an overlay figure shows (:func:`inverse_air.viz.overlay_figure`): ``inputs`` and
         ``recons`` ``(B, S, S, C)`` uint8, each step's ``masks`` ``(B, N, S, S)`` (3D: where its
         object's silhouette; 2D: its window) and ``present`` ``(B, N)``."""
-        masks = self.model.objects.outline_masks(latents.z_pres, latents.objects)
+        masks = self.model.objects.outline_masks(latents.z_pres, latents.objects, latents.scene or None)
         return {"inputs": to_uint8(x), "recons": to_uint8(self.model.reconstruct(latents)),
                 "masks": masks.cpu().numpy(), "present": latents.z_pres.cpu().numpy() > 0.5}
 
@@ -375,4 +377,5 @@ def _first(latents, n: int):
     """The first ``n`` images' latents."""
     return latents._replace(**{f: getattr(latents, f)[:n] for f in latents._fields
                                if isinstance(getattr(latents, f), torch.Tensor)},
-                            objects={k: v[:n] for k, v in latents.objects.items()})
+                            objects={k: v[:n] for k, v in latents.objects.items()},
+                            scene={k: v[:n] for k, v in latents.scene.items()})

@@ -1,7 +1,9 @@
 """The ELBO and its gradient estimator, per example.
 
-``ELBO(x) = log p(x | z) - sum_i KL_i`` for one sample ``z ~ q(z | x)``, where ``KL_i`` is
-step ``i``'s ``log q - log p`` (:attr:`inverse_air.air.Latents.kl`).
+``ELBO(x) = log p(x | z) - KL_scene - sum_i KL_i`` for one sample ``z ~ q(z | x)``, where
+``KL_i`` is step ``i``'s ``log q - log p`` (:attr:`inverse_air.air.Latents.kl`) and
+``KL_scene`` the image's scene latents' (:attr:`inverse_air.air.Latents.scene_kl`; 0 for a
+model without them).
 
 **Gradients.** Continuous latents are reparameterized, so ``ELBO`` itself carries their
 gradient (through the soft renderer in 3D). Discrete latents (presence, 3D identity) get the
@@ -75,6 +77,8 @@ def elbo_terms(x: torch.Tensor, recon: torch.Tensor, latents: Latents, baseline:
     """
     log_lik = gaussian_log_likelihood(x, recon, sigma)
     kl = latents.kl.sum(1)
+    if latents.scene_kl is not None:  # charged once per image; no step's choice changes it
+        kl = kl + latents.scene_kl
     mean, std = signal_stats[0], signal_stats[1]
     signal = (learning_signals(log_lik, latents.kl).detach() - mean) / std  # (B, N) normalized
     advantage = signal - baseline.detach()

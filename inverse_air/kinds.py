@@ -84,6 +84,8 @@ class Kind:
     """The kind's part of ``evaluate``'s report for people."""
     step_text: Callable[[dict], str]
     """One present step of a ``decompose`` result for people."""
+    look_text: Callable[[dict], list[str]] = lambda result: []
+    """The lines a ``decompose`` result's scene latents (its look) read as, for people."""
     shipped_model: Path | None = None
     """The model shipped with the package (``decompose --model NAME``, ``Decomposer(NAME)``),
     package data of the kind's package."""

@@ -8,7 +8,9 @@ their posterior head (attend, then infer) and the generative model that draws th
 tensors, each ``(B, ...)`` for one step and ``(B, N, ...)`` stacked over the N steps.
 
 :class:`ObjectModel` is what every object model has; :class:`PriorSampler` is what a model
-whose generative model is fully specified has in addition (the sleep phase needs it).
+whose generative model is fully specified has in addition (the sleep phase needs it);
+:class:`SceneModel` is what a model whose images also have latents of their own (a camera, a
+light) has in addition. Scene latents travel as a dict of tensors ``(B, ...)``, ``scene``.
 """
 
 from __future__ import annotations
@@ -48,18 +50,20 @@ class ObjectModel(Protocol):
     """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
 
     def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
-                   target: dict[str, torch.Tensor] | None, densities: bool = True) -> ObjectStep:
-        """Posterior of one object given the core's state ``hidden (B, H)`` and the image
-        ``(B, C, S, S)`` (which the object model may attend to); ``sample=False`` takes the
-        most likely discrete values and the mean of continuous ones; ``target`` teacher-forces
-        the step's latents; ``densities=False`` skips the log-densities (``log_q_discrete``
-        and ``kl`` are None)."""
+                   target: dict[str, torch.Tensor] | None, densities: bool = True,
+                   scene: dict[str, torch.Tensor] | None = None) -> ObjectStep:
+        """Posterior of one object given the core's state ``hidden (B, H)``, the image
+        ``(B, C, S, S)`` (which the object model may attend to) and the image's scene latents
+        (a :class:`SceneModel`'s; else None); ``sample=False`` takes the most likely discrete
+        values and the mean of continuous ones; ``target`` teacher-forces the step's latents;
+        ``densities=False`` skips the log-densities (``log_q_discrete`` and ``kl`` are None)."""
 
     def render(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
-               grad: bool = False) -> torch.Tensor:
+               scene: dict[str, torch.Tensor] | None = None, grad: bool = False) -> torch.Tensor:
         """The generative model's mean image ``(B, C, S, S)`` of objects ``(B, N, ...)`` where
-        ``z_pres (B, N)`` is 1. ``grad=True`` makes it differentiable with respect to the
-        continuous latents (the ELBO and ``--refine`` need it); its value is the same image."""
+        ``z_pres (B, N)`` is 1, in each image's ``scene`` (None: a model without scene latents).
+        ``grad=True`` makes it differentiable with respect to the continuous latents (the ELBO
+        and ``--refine`` need it); its value is the same image."""
 
     def empty(self, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
         """Latents of zero objects, each ``(B, 0, ...)`` (DAIR's first step renders them)."""
@@ -68,7 +72,8 @@ class ObjectModel(Protocol):
         """Each image's steps ``(B, N, ...)`` as JSON-ready dicts (decompose's output; the keys
         :attr:`scene_fields` among them)."""
 
-    def outline_masks(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+    def outline_masks(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor],
+                      scene: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """``(B, N, S, S)`` bool: what overlays outline for each step (3D: the object's whole
         silhouette; 2D: its window)."""
 
@@ -82,6 +87,44 @@ class PriorSampler(Protocol):
     its prior and drawn as images, so the inference network can learn from the model itself
     (the sleep phase) and datasets are samples of the same prior."""
 
-    def sample_prior(self, counts: np.ndarray, generator: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample_prior(self, counts: np.ndarray, generator: np.random.Generator,
+                     max_objects: int | None = None) -> dict[str, np.ndarray]:
         """Scenes of ``counts (B,)`` objects from the prior, in the kind's ground-truth format
-        (a dataset shard's arrays, without ``images``)."""
+        (a dataset shard's arrays, without ``images``), with ``max_objects`` object slots
+        (default: the largest count)."""
+
+
+class SceneStep(NamedTuple):
+    """An image's scene latents, as :meth:`SceneModel.infer_scene` returns them."""
+
+    z: dict[str, torch.Tensor]
+    """The scene latents, each ``(B, ...)`` (the target's when one is given)."""
+    mean: dict[str, torch.Tensor]
+    """The posterior's mean of the scene latents (detached): the scene the core explains away."""
+    vector: torch.Tensor
+    """``(B, D_scene)`` the latents as the core's LSTM reads them at every step."""
+    kl: torch.Tensor | None
+    """``(B,)`` log q - log p of the scene latents; None without densities."""
+    target_nll: torch.Tensor | None
+    """``(B,)`` -log q(target scene latents) when a target was given."""
+
+
+@runtime_checkable
+class SceneModel(Protocol):
+    """An object model whose images also have latents of their own (3D: camera, light, ground
+    colour), inferred once per image before the first object (:meth:`inverse_air.air.AIR.infer`)."""
+
+    scene_size: int
+    """D_scene: size of :attr:`SceneStep.vector`; 0 when nothing of the scene is inferred."""
+    scene_keys: tuple[str, ...]
+    """The keys of the scene latents (in :attr:`SceneStep.z` and in teacher-forcing targets)."""
+
+    def infer_scene(self, image: torch.Tensor, sample: bool, target: dict[str, torch.Tensor] | None,
+                    densities: bool = True) -> SceneStep:
+        """Posterior of the scene latents given the image ``(B, C, S, S)`` (the object model
+        reads it with an encoder of its own); arguments as in :meth:`ObjectModel.infer_step`."""
+
+    def describe_scene(self, scene: dict[str, torch.Tensor]) -> list[dict]:
+        """Each image's scene latents as a JSON-ready dict (decompose merges it into each
+        image's result; 3D: a scene file's ``camera``, ``light``, ``ground_color``)."""
+

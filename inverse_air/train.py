@@ -40,7 +40,7 @@ import torch
 
 from torch import nn
 
-from .air import AIR, parameter_groups
+from .air import AIR, parameter_groups, split_scene
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AIRConfig, RunConfig, to_dict
 from .data import ShardDataset
@@ -48,7 +48,7 @@ from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
 from .errors import UserError, sigterm_interrupts
 from .files import check_output, write_json, write_text
-from .images import images_to_tensor
+from .images import images_to_tensor, to_uint8
 from .kinds import KINDS, get_kind
 from .limits import check_memory
 from .models import build_model
@@ -184,6 +184,9 @@ class Batches:
         self.model, self.config, self.arrays = model, config, arrays
         self.targets = KINDS[config.air.kind].codec.targets
         self.num = len(arrays["images"])
+        tc = config.train
+        size = min(tc.sleep_pool, max(tc.batch_size, tc.sleep_steps * tc.sleep_refresh))
+        self.pool = SleepPool(model, tc.seed, size, tc.sleep_refresh) if tc.sleep_pool > 0 and tc.sleep_steps else None
 
     @property
     def device(self) -> torch.device:
@@ -197,13 +200,72 @@ class Batches:
         return images_to_tensor(picked["images"]).to(self.device), _to(target, self.device)
 
     def sleep(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.pool is not None:
+            picked = self.pool.batch(step, size)
+            picked = {k: v[part] for k, v in picked.items()}
+            target = self.targets(picked, self.config.air.max_steps)
+            return images_to_tensor(picked["images"]).to(self.device), _to(target, self.device)
         rng = np.random.default_rng([self.config.train.seed, step, 2])
         arrays = self.model.objects.sample_prior(self.model.sample_counts(size, rng), rng)
         target = _to(self.targets({k: v[part] for k, v in arrays.items()}, self.config.air.max_steps),
                      self.device)
+        objects, scene = split_scene(target, self.model.objects)
         with torch.no_grad():
-            x = self.model.objects.render(target["z_pres"], target)
+            x = self.model.objects.render(target["z_pres"], objects, scene)
         return x, target
+
+
+class SleepPool:
+    """Scenes from the model's prior, rendered once and kept (as uint8, like a dataset's
+    images) for the sleep phase (``TrainConfig.sleep_pool``).
+
+    The pool is ``size / refresh`` blocks of ``refresh`` scenes; sleep step ``t`` replaces
+    block ``t mod blocks`` with scenes drawn from a generator seeded by ``(seed, t)``, then
+    picks its batch from the whole pool. So the pool at step ``t`` holds, in each block, the
+    scenes drawn at that block's last refresh (steps ``-blocks .. -1`` fill it before the first
+    step): any step's pool can be rebuilt from the seed alone, and a resumed run trains on the
+    batches an uninterrupted one would.
+    """
+
+    def __init__(self, model: AIR, seed: int, size: int, refresh: int):
+        self.model, self.seed, self.refresh = model, seed, max(1, min(refresh, size))
+        self.blocks = max(1, size // self.refresh)
+        self.step: int | None = None  # the step the pool holds the scenes of
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def _draw(self, step: int) -> dict[str, np.ndarray]:
+        """The block of scenes refreshed at ``step``, rendered."""
+        rng = np.random.default_rng([self.seed, step + self.blocks, 5])  # entropy must be >= 0
+        model = self.model
+        arrays = model.objects.sample_prior(model.sample_counts(self.refresh, rng), rng, model.config.max_steps)
+        target = _to(KINDS[model.config.kind].codec.targets(arrays, model.config.max_steps), model.prior_pres.device)
+        objects, scene = split_scene(target, model.objects)
+        with torch.no_grad():
+            images = to_uint8(model.objects.render(target["z_pres"], objects, scene))
+        return {"images": images, **arrays}
+
+    def _store(self, block: int, arrays: dict[str, np.ndarray]) -> None:
+        if not self.arrays:
+            self.arrays = {k: np.empty((self.blocks * self.refresh,) + v.shape[1:], v.dtype) for k, v in arrays.items()}
+        for k, v in arrays.items():
+            self.arrays[k][block * self.refresh:(block + 1) * self.refresh] = v
+
+    def at(self, step: int) -> None:
+        """Bring the pool to the scenes of ``step`` (one refresh after ``step - 1``, else rebuilt)."""
+        if self.step is not None and step == self.step + 1:
+            self._store(step % self.blocks, self._draw(step))
+        elif self.step != step:
+            for block in range(self.blocks):
+                last = step - ((step - block) % self.blocks)  # this block's last refresh <= step
+                self._store(block, self._draw(last))
+        self.step = step
+
+    def batch(self, step: int, size: int) -> dict[str, np.ndarray]:
+        """Step ``step``'s batch of ``size`` scenes from the pool, in a dataset's format."""
+        self.at(step)
+        rng = np.random.default_rng([self.seed, step, 6])
+        idx = np.sort(rng.integers(0, self.blocks * self.refresh, size=size))
+        return {k: v[idx] for k, v in self.arrays.items()}
 
 
 def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -214,7 +276,10 @@ def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
     """Sleep / supervised loss: mean over the batch of ``-log q(target | x)``."""
     latents = model.infer(x, target=target)
-    loss = latents.target_nll.sum(1).mean()
+    nll = latents.target_nll.sum(1)
+    if latents.scene_target_nll is not None:
+        nll = nll + latents.scene_target_nll
+    loss = nll.mean()
     return loss, {"nll": loss.item()}
 
 
@@ -315,6 +380,10 @@ class Trainer:
             flag, batch = ("--elbo-batch-size", tc.elbo_batch_size) if phase == "elbo" else ("--batch-size", tc.batch_size)
             check_memory(estimate(air, phase) * -(-batch // world), f"{flag} {batch:,} ({phase} steps)",
                          f"use a smaller {flag}", device=self.context.device)
+        if "sleep" in phases and tc.sleep_pool:  # the pool's uint8 images, on the host
+            scenes = min(tc.sleep_pool, max(tc.batch_size, tc.sleep_steps * tc.sleep_refresh))
+            check_memory(scenes * air.image_size ** 2 * air.channels, f"a sleep pool of {scenes:,} scenes",
+                         "use a smaller TrainConfig.sleep_pool")
 
     def _build(self) -> tuple[AIR, torch.optim.Optimizer]:
         config = self.config

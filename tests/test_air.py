@@ -14,11 +14,12 @@ from inverse_air.air import count_probs, log_count_prior, parameter_groups, pres
 from inverse_air.config import AIRConfig
 from inverse_air.models import build_model
 from inverse_air.networks import ImageEncoder
-from inverse_air.objects3d.config import Objects3DConfig, RenderConfig
+from inverse_air.objects3d.config import Objects3DConfig, RenderConfig, Variation
 
 from conftest import TINY_AIR
 
-TINY_3D = AIRConfig(objects=Objects3DConfig(render=RenderConfig(image_size=32)), **TINY_AIR)
+TINY_3D = AIRConfig(objects=Objects3DConfig(render=RenderConfig(image_size=32), variation=Variation.none()), **TINY_AIR)
+"""The core's tests run on the 3D object model with a fixed look (no scene latents)."""
 
 
 @pytest.fixture(scope="module")
@@ -190,4 +191,45 @@ def test_the_core_imports_no_kind():
         assert imported, name
         for module in imported:
             assert not any(k in module for k in ("objects3d", "objects2d", "kinds")), (name, module)
+
+
+# ---------------------------------------------------------------- scene latents
+@pytest.fixture(scope="module")
+def varied():
+    torch.manual_seed(0)
+    return build_model(dataclasses.replace(TINY_3D, objects=Objects3DConfig(render=RenderConfig(image_size=32))))
+
+
+def test_scene_latents_are_inferred_once_per_image_and_charged_once(varied):
+    """Camera, light and ground are the image's, not a step's: inferred before the first step,
+    read by every step, their KL counted once per image, even where no object is present."""
+    x = torch.rand(4, 3, 32, 32)
+    lat = varied.infer(x, sample=True)
+    assert varied.scene_size == 11 and set(lat.scene) == {"camera", "light_direction", "ambient", "diffuse",
+                                                          "ground_color"}
+    assert lat.scene["camera"].shape == (4, 3) and lat.scene_kl.shape == (4,)
+    assert lat.kl.shape == (4, 3)
+    # an empty image still pays for its scene latents in the ELBO
+    from inverse_air.elbo import elbo_terms
+
+    empty = lat._replace(z_pres=torch.zeros(4, 3), kl=torch.zeros(4, 3), log_q_discrete=torch.zeros(4, 3))
+    terms = elbo_terms(x, x, empty, torch.zeros(4, 3), torch.tensor([0.0, 1.0, 1.0]), 0.1)
+    assert torch.allclose(terms.kl, lat.scene_kl)
+    # and the scene head learns from it
+    varied.zero_grad()
+    lat.scene_kl.sum().backward()
+    assert varied.objects.scene_head[0].weight.grad.abs().sum() > 0
+
+
+def test_teacher_forced_scene_latents_are_the_targets(varied):
+    rng = np.random.default_rng(3)
+    from inverse_air.objects3d.model3d import targets_from_arrays
+
+    target = targets_from_arrays(varied.objects.sample_prior(np.array([0, 2, 3]), rng), 3)
+    lat = varied.infer(torch.rand(3, 3, 32, 32), target=target)
+    for key in ("camera", "ambient", "diffuse", "ground_color"):
+        assert torch.allclose(lat.scene[key], target[key], atol=1e-3), key
+    assert torch.allclose(lat.scene["light_direction"], target["light_direction"], atol=1e-3)
+    assert torch.allclose(lat.objects["color"][1, :2], target["color"][1, :2], atol=1e-3)
+    assert lat.scene_target_nll.shape == (3,) and bool(torch.isfinite(lat.scene_target_nll).all())
 

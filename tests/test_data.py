@@ -12,10 +12,11 @@ from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.errors import UserError
 from inverse_air.objects2d.config import Compose2DConfig
 from inverse_air.objects2d.multimnist import Composer, load_digits
-from inverse_air.objects3d.config import RenderConfig, Scenes3DConfig
+from inverse_air.objects3d.config import RenderConfig, Scenes3DConfig, Variation
 
-TINY_3D = DatasetConfig(scenes=Scenes3DConfig(render=RenderConfig(image_size=32)), num=25, counts=(0, 1, 2, 3),
-                        seed=5, shard_size=10)
+TINY_3D = DatasetConfig(scenes=Scenes3DConfig(render=RenderConfig(image_size=32), variation=Variation.none()),
+                        num=25, counts=(0, 1, 2, 3), seed=5, shard_size=10)
+"""Scenes of the fixed look (``--fixed-appearance``)."""
 TINY_2D = DatasetConfig(scenes=Compose2DConfig(), num=40, counts=(0, 1, 2), seed=5, shard_size=16)
 
 
@@ -355,3 +356,40 @@ def test_a_bad_digit_source_is_one_error_whatever_the_workers(tmp_path):
     with pytest.raises(UserError, match="not a directory"):
         render_dataset(tmp_path / "two", config, workers=2, progress=False)
     assert not list((tmp_path / "two").glob("shard-*"))
+
+
+def test_3d_datasets_vary_their_look_by_default(tmp_path):
+    """Each scene its own camera, light and ground, each object its own colour and size, all in
+    the shards; an empty scene shows just its own ground."""
+    import torch
+
+    from inverse_air.kinds import KINDS
+    from inverse_air.objects3d.render3d import SceneRenderer
+
+    config = dataclasses.replace(KINDS["3d"].dataset, num=12, seed=2, shard_size=12, counts=(0, 1, 2),
+                                 scenes=KINDS["3d"].dataset.scenes.with_image_size(32))
+    assert config.scenes.variation.varied == ("camera", "light", "ground", "color", "size")
+    render_dataset(tmp_path / "d", config, progress=False)
+    a = ShardDataset(tmp_path / "d").arrays()
+    assert a["camera"].shape == (12, 3) and a["color"].shape == (12, 2, 3) and a["size"].shape == (12, 2)
+    assert len(np.unique(a["ground_color"][:, 0])) == 12
+    renderer = SceneRenderer(config.scenes.render)
+    for i in np.flatnonzero(a["count"] == 0):
+        with torch.no_grad():
+            empty = renderer(torch.full((1, 0), -1), torch.zeros(1, 0, 2), torch.zeros(1, 0),
+                             camera=torch.from_numpy(a["camera"][i:i + 1]),
+                             ground_color=torch.from_numpy(a["ground_color"][i:i + 1]))
+        assert np.abs(a["images"][i].astype(int) - (empty[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(int)).max() <= 1
+
+
+def test_fixed_appearance_makes_todays_bytes():
+    """``--fixed-appearance`` data are the data of before the look could vary, byte for byte
+    (``tests/data/v1/data3d`` was made by that code)."""
+    import tempfile
+
+    ds = ShardDataset(V1 / "data3d")
+    assert ds.config.scenes.variation == Variation.none()
+    with tempfile.TemporaryDirectory() as tmp:
+        render_dataset(tmp, ds.config, progress=False)
+        assert shard_bytes(Path(tmp)) == shard_bytes(V1 / "data3d")
+

@@ -315,3 +315,31 @@ def test_evaluate_reads_shard_by_shard_in_the_batches_of_the_whole_dataset():
             assert np.array_equal(np.concatenate(got), np.arange(sum(sizes)))
             assert all(len(b) == size for b in got[:-1]) and 0 < len(got[-1]) <= size
             assert [len(t["count"]) for t in truths] == sizes
+
+
+def test_the_sleep_pool_rebuilt_at_any_step_is_the_pool_that_got_there(tiny_run_config, tmp_path):
+    """A resumed run rebuilds the pool of prior scenes from the seed: the same scenes an
+    uninterrupted run holds at that step, so it trains on the same batches."""
+    from inverse_air.train import SleepPool
+
+    trainer = Trainer(tiny_run_config(steps=40, sleep_fraction=1.0), tmp_path, progress=False)
+    pool = SleepPool(trainer.model, seed=3, size=24, refresh=8)  # 3 blocks
+    walked = [pool.batch(step, 10) for step in range(5)]
+    for step in (0, 2, 4):
+        fresh = SleepPool(trainer.model, seed=3, size=24, refresh=8)
+        rebuilt = fresh.batch(step, 10)
+        for key in rebuilt:
+            np.testing.assert_array_equal(rebuilt[key], walked[step][key], err_msg=f"{key} at step {step}")
+    assert not np.array_equal(walked[0]["images"], walked[4]["images"])
+    # every block changes once per len(blocks) steps; images are the renders of their scenes
+    assert pool.arrays["images"].dtype == np.uint8 and pool.arrays["shape"].shape == (24, 3)
+    assert ((pool.arrays["shape"] >= 0).sum(1) == pool.arrays["count"]).all()
+
+
+def test_a_short_run_keeps_no_more_scenes_than_it_draws(tiny_run_config, tmp_path):
+    trainer = Trainer(tiny_run_config(steps=5, sleep_fraction=1.0, sleep_refresh=4), tmp_path, progress=False)
+    assert trainer.batches.pool.blocks * trainer.batches.pool.refresh == 20
+    trainer = Trainer(tiny_run_config(steps=5, sleep_fraction=1.0, sleep_pool=0), tmp_path / "b", progress=False)
+    assert trainer.batches.pool is None
+    x, target = trainer.batches.sleep(0, 8)
+    assert x.shape == (8, 3, 32, 32)

@@ -76,7 +76,7 @@ class Objects2D(nn.Module):
         self.register_buffer("where_prior_mean", prior_mean, persistent=False)
         self.register_buffer("where_prior_log_sigma", prior_std.log(), persistent=False)
 
-    def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True) -> ObjectStep:
+    def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True, scene=None) -> ObjectStep:
         """Where from the core's state; what from the window there (see the module docstring)."""
         where_loc, where_log_sigma = self.where_head(hidden).split(WHERE_SIZE, dim=1)  # (B, 3) each
         where_loc = where_loc + self.where_prior_mean
@@ -105,7 +105,7 @@ class Objects2D(nn.Module):
         return ObjectStep(z={"where": where, "what": what}, vector=vector,
                           log_q_discrete=hidden.new_zeros(hidden.shape[0]), kl=kl, target_nll=nll)
 
-    def render(self, z_pres, objects, grad: bool = False):
+    def render(self, z_pres, objects, scene=None, grad: bool = False):
         """The sum of the decoded windows of the present objects: ``(B, 1, S, S)`` (the
         decoder and the transformer are differentiable as they are: ``grad`` changes nothing)."""
         B, N = z_pres.shape
@@ -140,7 +140,7 @@ class Objects2D(nn.Module):
             out.append(steps)
         return out
 
-    def outline_masks(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+    def outline_masks(self, z_pres: torch.Tensor, objects: dict[str, torch.Tensor], scene=None) -> torch.Tensor:
         """``(B, N, S, S)`` bool: the pixels inside each step's window (what overlays outline)."""
         S = self.canvas_size
         centres = (torch.arange(S, device=objects["where"].device, dtype=objects["where"].dtype) + 0.5) * 2 / S - 1

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Annotated
 
 from ..config import Checked, ConfigError, Fraction, Layer, ObjectsConfig, Pixels, Range, ScenesConfig
@@ -13,6 +13,9 @@ Unit = Fraction
 Coordinate = Annotated[float, Range(-100.0, 100.0)]
 """A world coordinate (the scene square is [-1, 1]^2)."""
 Degrees = Annotated[float, Range(-360.0, 360.0)]
+Scale = Annotated[float, Range(0.05, 0.9)]
+"""An object's size (unit mesh times this; the render config's ``object_scale`` and the
+varied sizes)."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class RenderConfig(Checked):
 
     image_size: Pixels = 64
     """Height and width of rendered images in pixels."""
-    object_scale: Annotated[float, Range(0.05, 0.9)] = 0.6
+    object_scale: Scale = 0.6
     """World size of every object: unit meshes are multiplied by this (cube side 0.6)."""
     camera_distance: Annotated[float, Range(1.5, 9.0)] = 5.8
     """Distance from the camera to its target (world units)."""
@@ -64,6 +67,80 @@ class RenderConfig(Checked):
             raise ConfigError("light_direction", "must not be (0, 0, 0)")
 
 
+FACTORS = ("camera", "light", "ground", "color", "size")
+"""What can vary from scene to scene: camera pose; light direction and intensities; ground
+colour; each object's colour; each object's size."""
+
+
+Elevation = Annotated[float, Range(1.0, 90.0)]
+Azimuth = Annotated[float, Range(-180.0, 180.0)]
+DistanceFactor = Annotated[float, Range(0.3, 1.5)]
+
+
+@dataclass(frozen=True)
+class Variation(Checked):
+    """What varies from one scene to the next, and over which ranges: the prior of a scene's
+    look (:mod:`inverse_air.objects3d.prior` samples it and gives its densities). A factor that
+    does not vary takes :class:`RenderConfig`'s value, so today's fixed look is the point of this
+    prior where nothing varies (``Variation.none()``; ``render-dataset --fixed-appearance``).
+
+    Every range is sampled uniformly; the light direction is uniform over the upper hemisphere
+    (the sine of its elevation uniform in [0, 1], its azimuth uniform on the circle).
+    """
+
+    camera: bool = True
+    """The camera's elevation, azimuth and distance vary (``*_range`` below)."""
+    light: bool = True
+    """The light's direction, ambient and diffuse intensities vary."""
+    ground: bool = True
+    """The ground's colour varies (the valid square stays a shade lighter)."""
+    color: bool = True
+    """Each object's colour (albedo) varies; otherwise all share ``RenderConfig.object_color``."""
+    size: bool = True
+    """Each object's size (the scale of its unit mesh) varies; otherwise all are
+    ``RenderConfig.object_scale``."""
+    elevation_range_deg: tuple[Elevation, Elevation] = (40.0, 70.0)
+    """Camera elevation above the ground, degrees."""
+    azimuth_range_deg: tuple[Azimuth, Azimuth] = (-30.0, 30.0)
+    """Camera azimuth about +Y, degrees (0: on the +Z side)."""
+    distance_range: tuple[DistanceFactor, DistanceFactor] = (0.85, 1.15)
+    """Camera distance as a factor of ``RenderConfig.camera_distance`` (+-15%)."""
+    ambient_range: tuple[Unit, Unit] = (0.2, 0.5)
+    """Ambient light intensity."""
+    diffuse_range: tuple[Unit, Unit] = (0.4, 0.9)
+    """Diffuse (Lambertian) light intensity."""
+    ground_color_range: tuple[Unit, Unit] = (0.05, 0.7)
+    """Each RGB channel of the ground's colour."""
+    color_range: tuple[Unit, Unit] = (0.15, 1.0)
+    """Each RGB channel of an object's albedo."""
+    size_range: tuple[Scale, Scale] = (0.4, 0.8)
+    """An object's scale (cube side, sphere and cylinder diameter); interpenetration is
+    checked with each object's own size."""
+
+    def check(self) -> None:
+        for f in fields(self):
+            if f.name.endswith("_range") or f.name.endswith("_range_deg"):
+                low, high = getattr(self, f.name)
+                if low > high:
+                    raise ConfigError(f.name, f"must be [low, high] with low <= high, got [{low:g}, {high:g}]")
+
+    @classmethod
+    def none(cls) -> "Variation":
+        """Nothing varies: every scene has :class:`RenderConfig`'s look."""
+        return cls(**{name: False for name in FACTORS})
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        """The factors that vary, in :data:`FACTORS` order."""
+        return tuple(name for name in FACTORS if getattr(self, name))
+
+    def fixing(self, factors) -> "Variation":
+        """The same prior with ``factors`` (names from :data:`FACTORS`) fixed."""
+        unknown = set(factors) - set(FACTORS)
+        if unknown:
+            raise ValueError(f"unknown factor(s) {', '.join(sorted(unknown))} (known: {', '.join(FACTORS)})")
+        return replace(self, **{name: False for name in factors})
+
 
 @dataclass(frozen=True)
 class Objects3DConfig(ObjectsConfig):
@@ -78,8 +155,16 @@ class Objects3DConfig(ObjectsConfig):
     """Channels of the stride-2 convolutions of the glimpse encoder (none: one linear layer)."""
     glimpse_features: Layer = 128
     """Size of the glimpse encoder's output vector."""
+    scene_channels: tuple[int, ...] = (16, 32, 64, 64)
+    """Channels of the stride-2 convolutions of the scene encoder, which reads the camera,
+    light and ground colour off the whole image (only where they vary)."""
+    scene_features: int = 256
+    """Size of the scene encoder's output vector."""
     render: RenderConfig = field(default_factory=RenderConfig)
     """The renderer of the generative model (training takes it from the dataset's manifest)."""
+    variation: Variation = field(default_factory=Variation)
+    """What varies from scene to scene (the prior over camera, light, ground and object looks;
+    training takes it from the dataset's manifest). The inference network infers what varies."""
 
     @property
     def image_size(self) -> int:
@@ -98,7 +183,10 @@ class Scenes3DConfig(ScenesConfig):
     kind = "3d"
     max_objects = 6  # what fits the scene square without interpenetration, reliably
     render: RenderConfig = field(default_factory=RenderConfig)
-    """Renderer settings."""
+    """Renderer settings (and the look of every factor that does not vary)."""
+    variation: Variation = field(default_factory=Variation)
+    """What varies from scene to scene, over which ranges (``render-dataset --fix``,
+    ``--fixed-appearance``)."""
 
     @property
     def image_size(self) -> int:

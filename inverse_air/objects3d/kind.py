@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import AIRConfig, DatasetConfig, TrainConfig
+from ..config import AIRConfig, DatasetConfig, TrainConfig, to_dict
 from ..kinds import Codec, Kind, lazy
-from .config import Objects3DConfig, Scenes3DConfig
+from .config import Objects3DConfig, Scenes3DConfig, Variation
 from .metrics import scene_metrics_3d
 
 RENDER_BATCH = 64
@@ -22,13 +22,14 @@ MODELS = Path(__file__).resolve().parent / "models"
 
 
 def fit_to_data(air: AIRConfig, data: DatasetConfig) -> AIRConfig:
-    """The model draws with the dataset's renderer."""
-    return replace(air, objects=replace(air.objects, render=data.scenes.render))
+    """The model draws with the dataset's renderer and infers what the dataset varies (its
+    prior is the dataset's)."""
+    return replace(air, objects=replace(air.objects, render=data.scenes.render, variation=data.scenes.variation))
 
 
 class ShardMaker:
-    """Makes 3D shards: scenes from the prior (:func:`~inverse_air.objects3d.prior.sample_prior`),
-    hard-rendered."""
+    """Makes 3D shards: scenes from the prior (:func:`~inverse_air.objects3d.prior.sample_prior`:
+    what the dataset's ``variation`` varies, per scene), hard-rendered."""
 
     def __init__(self, config: DatasetConfig):
         from .render3d import SceneRenderer
@@ -42,20 +43,38 @@ class ShardMaker:
         from ..images import to_uint8
         from .prior import sample_prior
 
-        arrays = sample_prior(counts, rng, self.config.scenes.render.object_scale, self.config.max_count)
-        tensors = {k: torch.from_numpy(arrays[k]) for k in ("shape", "position", "yaw")}
+        from .render3d import LOOK
+
+        scenes = self.config.scenes
+        arrays = sample_prior(counts, rng, scenes.render, scenes.variation, self.config.max_count)
+        tensors = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "count"}
         images = []
         with torch.no_grad():
             for b in range(0, len(counts), RENDER_BATCH):
                 part = {k: v[b:b + RENDER_BATCH] for k, v in tensors.items()}
-                images.append(to_uint8(self.renderer(part["shape"], part["position"], torch.deg2rad(part["yaw"]))))
+                look = {k: v for k, v in part.items() if k in LOOK}
+                images.append(to_uint8(self.renderer(part["shape"], part["position"], torch.deg2rad(part["yaw"]),
+                                                     **look)))
         return {"images": np.concatenate(images), **arrays}
 
 
 def shard_arrays(config: DatasetConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
-    S, K = config.scenes.image_size, config.max_count
-    return {"images": ("uint8", (S, S, 3)), "shape": ("int64", (K,)), "position": ("float32", (K, 2)),
-            "yaw": ("float32", (K,))}
+    """The pose arrays, and the look arrays of what the dataset's ``variation`` varies
+    (:func:`~inverse_air.objects3d.prior.sample_prior`)."""
+    S, K, variation = config.scenes.image_size, config.max_count, config.scenes.variation
+    arrays = {"images": ("uint8", (S, S, 3)), "shape": ("int64", (K,)), "position": ("float32", (K, 2)),
+              "yaw": ("float32", (K,))}
+    if variation.size:
+        arrays["size"] = ("float32", (K,))
+    if variation.color:
+        arrays["color"] = ("float32", (K, 3))
+    if variation.camera:
+        arrays["camera"] = ("float32", (3,))
+    if variation.light:
+        arrays.update(light_direction=("float32", (3,)), ambient=("float32", ()), diffuse=("float32", ()))
+    if variation.ground:
+        arrays["ground_color"] = ("float32", (3,))
+    return arrays
 
 
 def check_truth(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str | None:
@@ -72,14 +91,22 @@ def check_truth(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str | N
     position = arrays["position"][present]
     if ((position < POSITION_MIN) | (position > POSITION_MAX)).any():
         return f"position outside the scene square [{POSITION_MIN:g}, {POSITION_MAX:g}]"
+    for name in ("color", "ground_color", "ambient", "diffuse"):
+        if name in arrays and ((arrays[name] < 0) | (arrays[name] > 1)).any():
+            return f"{name} outside [0, 1]"
+    if "size" in arrays and ((arrays["size"] <= 0) | (arrays["size"] > 2)).any():
+        return "size outside (0, 2]"
+    if "light_direction" in arrays and (np.linalg.norm(arrays["light_direction"], axis=-1) < 1e-6).any():
+        return "light_direction of length 0"
     return None
 
 
-# Measured peak memory of one step of the preset (64x64 images, 2 cores, torch 2.11), per
-# image: sleep 1.38 MB, ELBO 5.75 MB (soft rendering, 16 faces per pixel), predict 0.22 MB; as
-# bytes per pixel below (the ELBO's per face per pixel), with half as much again to spare.
-_BYTES_PER_PIXEL = {"sleep": 337, "supervised": 337, "predict": 53}
-_ELBO_BYTES_PER_PIXEL_FACE = 88
+# Measured growth of the peak memory of one training step (or one inference batch) of the
+# preset with the batch (64x64 images whose look varies, torch 2.11), per image: sleep
+# 1.40 MB, ELBO 8.0 MB (soft rendering, 16 faces per pixel), predict 0.45 MB; as bytes per
+# pixel below (the ELBO's per face per pixel), with half as much again to spare.
+_BYTES_PER_PIXEL = {"sleep": 341, "supervised": 341, "predict": 111}
+_ELBO_BYTES_PER_PIXEL_FACE = 123
 
 
 def memory_per_image(air: AIRConfig, phase: str) -> float:
@@ -91,26 +118,60 @@ def memory_per_image(air: AIRConfig, phase: str) -> float:
     return 1.5 * per_pixel * pixels * max(1.0, air.max_steps / 3)
 
 
+LOOK_LINES = (("size_error", "size error", ".4f", ""), ("color_error", "colour error", ".4f", " (mean |RGB| difference)"),
+              ("camera_elevation_error_deg", "camera elevation", ".2f", " degrees"),
+              ("camera_azimuth_error_deg", "camera azimuth", ".2f", " degrees"),
+              ("camera_distance_error", "camera distance", ".4f", " world units"),
+              ("light_direction_error_deg", "light direction", ".2f", " degrees"),
+              ("light_ambient_error", "light ambient", ".4f", ""), ("light_diffuse_error", "light diffuse", ".4f", ""),
+              ("ground_color_error", "ground colour", ".4f", " (mean |RGB| difference)"))
+"""Evaluate's lines for the errors of the inferred look: key, label, format, unit."""
+
+
 def metric_lines(m: dict) -> list[str]:
     median = lambda key, fmt: "n/a" if m[key] is None else format(m[key]["median"], fmt)
     identity = "n/a" if m["identity_accuracy"] is None else format(m["identity_accuracy"], ".2%")
-    return [f"identity accuracy  {identity}",
-            f"position error     median {median('position_error', '.4f')} world units",
-            f"cube yaw error     median {median('cube_yaw_error_deg', '.2f')} degrees"]
+    lines = [f"identity accuracy  {identity}",
+             f"position error     median {median('position_error', '.4f')} world units",
+             f"cube yaw error     median {median('cube_yaw_error_deg', '.2f')} degrees"]
+    return lines + [f"{label:<18s} median {median(key, fmt)}{unit}" for key, label, fmt, unit in LOOK_LINES if key in m]
 
 
 def step_text(step: dict) -> str:
     probs = " ".join(f"{k} {v:.2f}" for k, v in step["shape_probs"].items())
     x, z = step["position"]
-    return f"{step['shape']:<8s} position ({x:+.3f}, {z:+.3f})  yaw {step['yaw_deg']:+6.1f} deg  [{probs}]"
+    look = ""
+    if "size" in step:
+        look += f"  size {step['size']:.2f}"
+    if "color" in step:
+        look += "  colour (" + ", ".join(f"{c:.2f}" for c in step["color"]) + ")"
+    return f"{step['shape']:<8s} position ({x:+.3f}, {z:+.3f})  yaw {step['yaw_deg']:+6.1f} deg{look}  [{probs}]"
+
+
+def look_text(result: dict) -> list[str]:
+    """The inferred look of a decompose result, for people (nothing when it does not vary)."""
+    lines = []
+    if "camera" in result:
+        c = result["camera"]
+        lines.append(f"  camera  elevation {c['elevation_deg']:.1f} deg  azimuth {c['azimuth_deg']:+.1f} deg  "
+                     f"distance {c['distance']:.2f}")
+    if "light" in result:
+        l = result["light"]
+        lines.append("  light   direction (" + ", ".join(f"{v:+.2f}" for v in l["direction"]) +
+                     f")  ambient {l['ambient']:.2f}  diffuse {l['diffuse']:.2f}")
+    if "ground_color" in result:
+        lines.append("  ground  colour (" + ", ".join(f"{v:.2f}" for v in result["ground_color"]) + ")")
+    return lines
 
 
 def upgrade_v1(old: dict, which: str) -> dict:
     """Format 1 kept the 3D model's glimpse and renderer in ``AIRConfig`` and the renderer in
-    ``DatasetConfig``."""
+    ``DatasetConfig``; nothing of the look varied."""
+    fixed = to_dict(Variation.none())
     if which == "air":
-        return {k: old[k] for k in ("glimpse_size", "glimpse_channels", "glimpse_features", "render") if k in old}
-    return {"render": old["render"]} if "render" in old else {}
+        return {**{k: old[k] for k in ("glimpse_size", "glimpse_channels", "glimpse_features", "render") if k in old},
+                "variation": fixed}
+    return {**({"render": old["render"]} if "render" in old else {}), "variation": fixed}
 
 
 KIND = Kind(
@@ -132,6 +193,7 @@ KIND = Kind(
     metrics=scene_metrics_3d,
     metric_lines=metric_lines,
     step_text=step_text,
+    look_text=look_text,
     shipped_model=MODELS / "air3d.pt",
     upgrade_v1=upgrade_v1,
 )

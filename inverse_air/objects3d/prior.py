@@ -1,41 +1,62 @@
 """The 3D scene prior, written once: how scenes are drawn (``render-dataset`` and the sleep
 phase draw them with :func:`sample_prior`) and the densities the ELBO charges for them.
 
+Per image, for each factor that varies (:class:`~inverse_air.objects3d.config.Variation`;
+the others take the render config's value):
+
+- ``camera``: elevation, azimuth and distance, each uniform over its range;
+- ``light``: the direction towards it uniform over the upper hemisphere (the sine of its
+  elevation, ``light_height``, uniform in [0, 1]; its azimuth uniform on the circle); the
+  ambient and diffuse intensities uniform over their ranges;
+- ``ground``: each RGB channel of the ground's colour uniform over its range.
+
 Per object, independently but for the placement constraint:
 
 - ``identity`` uniform over :data:`~inverse_air.objects3d.scene.SHAPES`:
   :func:`log_prior_identity`;
+- ``size`` (if it varies) uniform over its range;
 - ``position = (x, z)`` uniform over the valid square ``[POSITION_MIN, POSITION_MAX]^2`` =
   ``[-1, 1]^2``. The posterior works in unconstrained coordinates ``u`` with ``position =
   tanh(u / 2)``, under which the uniform square is a standard logistic density per coordinate
   (:func:`logistic_log_prob`);
 - ``yaw`` uniform over [0, 360) degrees. A cube looks the same after a quarter turn, so its
   latent is ``psi = 4 yaw``, uniform on the circle (:data:`LOG_PRIOR_PSI`); spheres and
-  cylinders do not show their yaw, so for them it is no latent at all.
+  cylinders do not show their yaw, so for them it is no latent at all;
+- ``color`` (if it varies): each RGB channel uniform over its range.
+
+Every bounded uniform latent is an :class:`Interval`: the posterior works on ``u`` with
+``value = low + (high - low) * sigmoid(u)``, under which the uniform prior is the standard
+logistic density of ``u``, as for positions.
 
 Objects are placed one after another; a placement that would interpenetrate an earlier object
-is re-drawn (:func:`~inverse_air.objects3d.scene.min_distance`). The ELBO ignores this
-constraint's normalizer. The object count is the AIR core's (:meth:`inverse_air.air.AIR.
-sample_counts` for the sleep phase; ``--counts`` for datasets).
+(with both objects' sizes) is re-drawn (:func:`~inverse_air.objects3d.scene.min_distance`). The
+ELBO ignores this constraint's normalizer. The object count is the AIR core's
+(:meth:`inverse_air.air.AIR.sample_counts` for the sleep phase; ``--counts`` for datasets).
 
-Draws come from a numpy ``Generator`` in a fixed order (per object: shape, position
-re-drawn until it fits, yaw), so a seed gives the same scenes anywhere.
+Draws come from a numpy ``Generator`` in a fixed order (per image: camera, light, ground; then
+per object: shape, size, position re-drawn until it fits, yaw, colour; each only where it
+varies), so a seed gives the same scenes anywhere, and with nothing varying exactly the scenes
+of the fixed-look prior before the look could vary.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .scene import (POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError, min_distance,
-                    scenes_to_arrays)
+from .config import RenderConfig, Variation
+from .scene import POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError, min_distance
 
 LOG_2PI = math.log(2 * math.pi)
 LOG_PRIOR_PSI = -LOG_2PI
-"""``log p(psi)`` of a cube's quarter-turn angle ``psi = 4 yaw``: uniform on the circle."""
+"""``log p`` of an angle uniform on the circle: a cube's quarter-turn angle ``psi = 4 yaw``,
+the light's azimuth."""
+
+_U_EDGE = 1e-4  # teacher-forced values are kept this far inside an interval's open ends
 
 
 def log_prior_identity() -> float:
@@ -45,39 +66,159 @@ def log_prior_identity() -> float:
 
 def logistic_log_prob(u: torch.Tensor) -> torch.Tensor:
     """Standard logistic log-density, elementwise: the prior on ``u`` that makes ``position =
-    tanh(u / 2)`` uniform on (-1, 1)."""
+    tanh(u / 2)`` uniform on (-1, 1), and every :class:`Interval` uniform."""
     return -u - 2 * F.softplus(-u)
+
+
+class Interval(NamedTuple):
+    """A latent uniform on ``[low, high]``, inferred through ``u``: ``value = low + (high -
+    low) * sigmoid(u)``, ``u ~ Logistic(0, 1)`` under the prior."""
+
+    low: float
+    high: float
+
+    def value(self, u: torch.Tensor) -> torch.Tensor:
+        return self.low + (self.high - self.low) * torch.sigmoid(u)
+
+    def to_u(self, value: torch.Tensor) -> torch.Tensor:
+        """The ``u`` of a value (kept just inside the interval)."""
+        t = ((value - self.low) / (self.high - self.low)).clamp(_U_EDGE, 1 - _U_EDGE)
+        return torch.log(t) - torch.log1p(-t)
+
+    def normalized(self, value: torch.Tensor) -> torch.Tensor:
+        """The value rescaled to [0, 1] (what the network reads back)."""
+        return (value - self.low) / (self.high - self.low)
+
+    def sample(self, rng: np.random.Generator, size=None):
+        return rng.uniform(self.low, self.high, size=size)
+
+
+def intervals(variation: Variation, render: RenderConfig) -> dict[str, Interval]:
+    """The bounded latents of the prior that ``variation`` varies, by name: ``elevation``,
+    ``azimuth`` (degrees), ``distance`` (world units); ``light_height`` (sine of the light's
+    elevation), ``ambient``, ``diffuse``; ``ground_color`` and ``color`` (each channel);
+    ``size``."""
+    v = variation
+    out = {}
+    if v.camera:
+        out["elevation"] = Interval(*v.elevation_range_deg)
+        out["azimuth"] = Interval(*v.azimuth_range_deg)
+        out["distance"] = Interval(*(f * render.camera_distance for f in v.distance_range))
+    if v.light:
+        out["light_height"] = Interval(0.0, 1.0)
+        out["ambient"] = Interval(*v.ambient_range)
+        out["diffuse"] = Interval(*v.diffuse_range)
+    if v.ground:
+        out["ground_color"] = Interval(*v.ground_color_range)
+    if v.color:
+        out["color"] = Interval(*v.color_range)
+    if v.size:
+        out["size"] = Interval(*v.size_range)
+    return out
+
+
+def light_direction(height, azimuth):
+    """Unit direction towards the light ``(..., 3)`` from the sine of its elevation and its
+    azimuth (radians; 0 towards +X, pi/2 towards +Z); tensors or numpy arrays."""
+    if torch.is_tensor(height):
+        flat = torch.sqrt((1 - height * height).clamp_min(1e-12))
+        return torch.stack([flat * torch.cos(azimuth), height, flat * torch.sin(azimuth)], -1)
+    flat = np.sqrt(np.clip(1 - height * height, 0.0, None))
+    return np.stack([flat * np.cos(azimuth), height, flat * np.sin(azimuth)], -1)
 
 
 def sample_scene(rng: np.random.Generator, count: int, object_scale: float,
                  max_tries: int = 1000) -> Scene:
-    """A scene of ``count`` objects from the prior (see the module docstring).
+    """A scene of ``count`` objects of the fixed look (nothing varies; see the module
+    docstring).
 
     Raises:
         SceneError: ``count`` objects of this scale could not be placed.
     """
+    render = RenderConfig(object_scale=object_scale)
+    return Scene(tuple(_sample_objects(rng, count, render, Variation.none(), {}, max_tries)))
+
+
+def _sample_objects(rng, count: int, render: RenderConfig, variation: Variation,
+                    latents: dict[str, Interval], max_tries: int = 1000) -> list[ObjectSpec]:
     objects: list[ObjectSpec] = []
     for _ in range(count):
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        size = float(latents["size"].sample(rng)) if variation.size else None
         for _ in range(max_tries):
             x, z = rng.uniform(POSITION_MIN, POSITION_MAX, size=2)
-            if all(math.dist((x, z), o.position) >= min_distance(shape, o.shape, object_scale)
-                   for o in objects):
+            if size is None:
+                fits = all(math.dist((x, z), o.position) >= min_distance(shape, o.shape, render.object_scale)
+                           for o in objects)
+            else:
+                fits = all(math.dist((x, z), o.position) >= min_distance(shape, o.shape, size, o.size)
+                           for o in objects)
+            if fits:
                 break
         else:
-            raise SceneError(f"could not place {count} objects of scale {object_scale} "
+            raise SceneError(f"could not place {count} objects of scale {size or render.object_scale} "
                              f"without interpenetration")
         yaw = float(rng.uniform(0.0, 360.0))
-        objects.append(ObjectSpec(shape, (float(x), float(z)), yaw))
-    return Scene(tuple(objects))
+        color = tuple(float(c) for c in latents["color"].sample(rng, 3)) if variation.color else None
+        objects.append(ObjectSpec(shape, (float(x), float(z)), yaw, color, size))
+    return objects
 
 
-def sample_prior(counts: np.ndarray, rng: np.random.Generator, object_scale: float,
-                 max_objects: int | None = None) -> dict[str, np.ndarray]:
-    """Scenes of ``counts (B,)`` objects from the prior, in a 3D dataset's ground-truth format:
-    ``count (B,)``, ``shape (B, K)`` (-1 = empty slot), ``position (B, K, 2)``, ``yaw (B, K)``
-    degrees, with ``K = max_objects`` or the largest count; objects in the order drawn."""
+def sample_prior(counts: np.ndarray, rng: np.random.Generator, render: RenderConfig | float,
+                 variation: Variation | None = None, max_objects: int | None = None) -> dict[str, np.ndarray]:
+    """Scenes of ``counts (B,)`` objects from the prior, in a 3D dataset's ground-truth format.
+
+    Args:
+        counts: objects per scene.
+        rng: the generator every draw comes from.
+        render: the render config (the look of what does not vary; a number: the object scale
+            of the default config).
+        variation: what varies (None: nothing).
+        max_objects: object slots ``K`` (default: the largest count).
+
+    Returns:
+        ``count (B,)``, ``shape (B, K)`` (-1 = empty slot), ``position (B, K, 2)``, ``yaw (B, K)``
+        degrees; and for what varies: ``size (B, K)``, ``color (B, K, 3)``, ``camera (B, 3)``
+        (elevation and azimuth in degrees, distance), ``light_direction (B, 3)`` (unit),
+        ``ambient (B,)``, ``diffuse (B,)``, ``ground_color (B, 3)``. Objects in the order drawn;
+        empty slots hold the render config's size and colour.
+    """
+    if not isinstance(render, RenderConfig):
+        render = RenderConfig(object_scale=float(render))
+    variation = Variation.none() if variation is None else variation
+    latents = intervals(variation, render)
     counts = np.asarray(counts, dtype=np.int64)
-    scenes = [sample_scene(rng, int(n), object_scale) for n in counts]
+    B = len(counts)
     K = max_objects if max_objects is not None else int(counts.max(initial=0))
-    return {"count": counts, **scenes_to_arrays(scenes, K)}
+    out: dict[str, np.ndarray] = {"count": counts, "shape": np.full((B, K), -1, np.int64),
+                                  "position": np.zeros((B, K, 2), np.float32), "yaw": np.zeros((B, K), np.float32)}
+    if variation.size:
+        out["size"] = np.full((B, K), render.object_scale, np.float32)
+    if variation.color:
+        out["color"] = np.tile(np.asarray(render.object_color, np.float32), (B, K, 1))
+    if variation.camera:
+        out["camera"] = np.zeros((B, 3), np.float32)
+    if variation.light:
+        out.update(light_direction=np.zeros((B, 3), np.float32), ambient=np.zeros(B, np.float32),
+                   diffuse=np.zeros(B, np.float32))
+    if variation.ground:
+        out["ground_color"] = np.zeros((B, 3), np.float32)
+    for i, n in enumerate(counts):
+        if variation.camera:
+            out["camera"][i] = [latents["elevation"].sample(rng), latents["azimuth"].sample(rng),
+                                latents["distance"].sample(rng)]
+        if variation.light:
+            height, azimuth = latents["light_height"].sample(rng), rng.uniform(-math.pi, math.pi)
+            out["light_direction"][i] = light_direction(np.float64(height), np.float64(azimuth))
+            out["ambient"][i], out["diffuse"][i] = latents["ambient"].sample(rng), latents["diffuse"].sample(rng)
+        if variation.ground:
+            out["ground_color"][i] = latents["ground_color"].sample(rng, 3)
+        if n > K:
+            raise ValueError(f"scene {i} has {n} objects, more than {K} slots")
+        for k, obj in enumerate(_sample_objects(rng, int(n), render, variation, latents)):
+            out["shape"][i, k], out["position"][i, k], out["yaw"][i, k] = obj.label, obj.position, obj.yaw_deg
+            if obj.size is not None:
+                out["size"][i, k] = obj.size
+            if obj.color is not None:
+                out["color"][i, k] = obj.color
+    return out
