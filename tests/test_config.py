@@ -13,7 +13,7 @@ from inverse_air.config import ConfigError, DatasetConfig, RunConfig, TrainConfi
 from inverse_air.data import ShardDataset
 from inverse_air.errors import UserError
 from inverse_air.kinds import KINDS
-from inverse_air.objects3d.config import RenderConfig
+from inverse_air.objects3d.config import RenderConfig, Variation
 
 runner = CliRunner()
 
@@ -43,6 +43,9 @@ def invoke(*args):
     (lambda: dataclasses.replace(KINDS["2d"].dataset, scenes=KINDS["2d"].dataset.scenes.with_image_size(8)),
      "canvas_size", "must be at least the smallest digit window"),
     (lambda: dataclasses.replace(KINDS["3d"].air, count_prior=(1.0,)), "count_prior", "needs 4 entries"),
+    (lambda: Variation(size_range=(0.8, 0.4)), "size_range", "low <= high"),
+    (lambda: Variation(ambient_range=(0.2, 1.5)), "ambient_range[1]", "must be between 0 and 1"),
+    (lambda: Variation(camera="yes"), "camera", "must be true or false"),
 ])
 def test_bad_values_are_refused_when_made(make, path, problem):
     with pytest.raises(ConfigError) as e:

@@ -289,6 +289,23 @@ def test_hand_edited_shards_are_refused_naming_the_shard(tiny_data_2d, tmp_path,
     assert fragment in str(e.value)
 
 
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda a, i: a["color"].__setitem__((i, 0, 0), 1.5), "color outside [0, 1]"),
+    (lambda a, i: a["shape"].__setitem__((i, 0), 7), "shape holds labels outside"),
+    (lambda a, i: a["position"].__setitem__((i, 0, 0), 3.0), "position outside the scene square"),
+    (lambda a, i: a["count"].__setitem__(i, 0), "shape's filled slots do not match count"),
+    (lambda a, i: a.pop("camera"), "a 3d shard holds"),
+])
+def test_hand_edited_3d_shards_are_refused_naming_the_shard(tiny_data, tmp_path, edit, fragment):
+    def edit_a_scene_with_objects(arrays):
+        edit(arrays, int(np.flatnonzero(arrays["count"] > 0)[0]))
+
+    copy = _edited_copy(tiny_data, tmp_path, edit_a_scene_with_objects)
+    with pytest.raises(UserError, match="shard-00001.npz") as e:
+        ShardDataset(copy).arrays()
+    assert fragment in str(e.value)
+
+
 def test_a_shard_header_claiming_huge_arrays_is_refused_before_allocating(tiny_data_2d, tmp_path):
     """The header of a .npy member is checked before its data is read: a shard that says its
     images are (10**9, 50, 50, 1) costs nothing."""
