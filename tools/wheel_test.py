@@ -13,7 +13,8 @@
 4. prints the wheel's size, the installed package's size and the installed size of the
    package with all its dependencies.
 
-Exit status 0 when everything worked; the first failure is printed with its output.
+Exit status 0 when everything worked (``WORK`` is then removed); the first failure is printed
+with its output (and ``WORK`` kept to look at).
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def main() -> None:
           f"  wheel {wheel.name}: {wheel.stat().st_size / 1e6:.2f} MB\n"
           f"  installed package (site-packages/inverse_air): {tree_size(package) / 1e6:.2f} MB\n"
           f"  installed with its dependencies: {int(closure[0]) / 1e9:.2f} GB ({closure[1]})")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
