@@ -200,7 +200,7 @@ def test_sigterm_to_train_exits_143_with_a_checkpoint(tiny_data, tmp_path):
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "inverse_air", "train", "--data", str(tiny_data), "--out", str(run), "--steps", "100000",
-           "--batch-size", "4", "--quiet"]
+           "--batch-size", "4", "--supervised", "--quiet"]  # supervised: no sleep pool to render first
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
