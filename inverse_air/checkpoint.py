@@ -4,7 +4,12 @@ the optimizer state and step.
 The file is ``torch.save`` of plain containers of tensors, numbers and strings; it is always
 loaded with ``weights_only=True``, so loading never runs code. The configuration is stored as
 JSON text, so the model can be rebuilt from the checkpoint alone (:func:`load_model`).
-Writes go to a temporary name and are renamed, so a killed run keeps its last good checkpoint.
+Writes go to a temporary name and are renamed, so a killed run keeps its last good checkpoint
+(the file is serialized in memory first, so a full disk is an ``OSError`` the writer reports in
+one line). Reading refuses with one line whatever is not a checkpoint of a known kind: any file
+``torch.load`` cannot read, a configuration that does not validate (every field's type and
+range, :mod:`inverse_air.config`) or does not match the recorded kind, a step outside the run,
+weights that are not finite.
 
 Format 2 stores the kind's settings in ``air.objects`` (``{"kind": ...}``); format-1 files
 (every kind's fields side by side in ``air``) are read and converted.
@@ -12,19 +17,19 @@ Format 2 stores the kind's settings in ``air.objects`` (``{"kind": ...}``); form
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
 from .air import AIR
-from .config import RunConfig, from_dict, to_dict, upgrade_v1
+from .config import ConfigError, RunConfig, from_dict, to_dict, upgrade_v1
 from .errors import UserError
-from .files import atomic_path
+from .files import parse_json, write_bytes
 from .kinds import KINDS
+from .limits import check_memory
 from .models import build_model
 
 FORMAT = "inverse-air-checkpoint"
@@ -40,8 +45,11 @@ def _payload(config: RunConfig, step: int, weights: dict, optimizer: dict | None
 
 
 def _write(path: str | os.PathLike, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Serialized in memory first: torch's file writer reports a full disk as a RuntimeError
+    # mid-file, the byte writer as the OSError that files.atomic_path turns into one line.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def save_checkpoint(path: str | os.PathLike, model: AIR, config: RunConfig, step: int,
@@ -65,12 +73,19 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file")
+        raise UserError(f"{path}: no such checkpoint file" if not path.exists()
+                        else f"{path}: not a checkpoint file (a directory?)")
+    check_memory(2 * path.stat().st_size, f"{path}: loading this {path.stat().st_size:,}-byte checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable checkpoint (corrupted or truncated?): {first}") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # pickle, zip and torch errors alike: whatever it is, it is not ours
+        text = str(e).strip()
+        first = text.splitlines()[0][:200] if text else ""
+        first = first if len(first) > 20 else f"{type(e).__name__} {first}".strip()
+        raise UserError(f"{path}: not a readable checkpoint (corrupted, truncated or not a checkpoint?): "
+                        f"{first}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not an inverse-air checkpoint")
     version = payload.get("format_version")
@@ -84,13 +99,32 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
     if expect_kind is not None and kind != expect_kind:
         raise UserError(f"{path}: this is a {kind} model checkpoint, expected a {expect_kind} model")
     try:
-        config = json.loads(payload["config"])
+        if not isinstance(payload.get("config"), str) or not isinstance(payload.get("extra") or "{}", str):
+            raise ValueError("configuration is not JSON text")
+        config = parse_json(payload["config"], "configuration")
         if version == 1:
             config = {**config, "air": upgrade_v1(config["air"], "air")}
         payload["config"] = from_dict(RunConfig, config)
-        payload["extra"] = json.loads(payload.get("extra") or "{}")
-    except (ValueError, TypeError, KeyError) as e:
+        payload["extra"] = parse_json(payload.get("extra") or "{}", "extra")
+        if not isinstance(payload["extra"], dict):
+            raise ValueError("extra is not a JSON object")
+    except ConfigError as e:
+        raise UserError(f"{path}: checkpoint configuration: {e}") from None
+    except (UserError, ValueError, TypeError, KeyError) as e:
         raise UserError(f"{path}: checkpoint configuration unreadable ({e})") from None
+    if payload["config"].air.kind != kind:
+        raise UserError(f"{path}: says it is a {kind} model but its configuration is of a "
+                        f"{payload['config'].air.kind} model")
+    step = payload.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= payload["config"].train.steps:
+        raise UserError(f"{path}: checkpoint step {step!r} is not a step of its run "
+                        f"(0..{payload['config'].train.steps})")
+    weights = payload.get("weights")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise UserError(f"{path}: checkpoint holds no weights")
+    for name, value in weights.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values")
     return payload
 
 

@@ -1,38 +1,106 @@
 """The ``inverse-air`` command line: parse, build a config, call one library function, print.
 
 Exit status: 0 on success, 1 on a user error (one line on stderr naming the bad input),
-2 on a usage error (typer's own).
+2 on a usage error (typer's own: an unknown option, a value not among an option's choices),
+130 on Ctrl-C and 143 on SIGTERM (work finished so far is kept).
+
+Option defaults that come from a kind's presets are shown as the presets' values; every
+other default is typer's, shown by ``--help``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .errors import UserError
+from . import __version__
+from .config import SPLITS, ConfigError
+from .errors import Terminated, UserError
+from .kinds import KINDS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Inverse graphics with Attend, Infer, Repeat (AIR).")
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inverse-air {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+):
+    """Inverse graphics with Attend, Infer, Repeat (AIR)."""
+
+
+# ---------------------------------------------------------------------------- choices
+def choices(name: str, values) -> type[Enum]:
+    """An enum of ``values`` (strings), so that typer checks an option's value and ``--help``
+    lists them."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+# The library's own tuples, written here too because those modules import torch (the CLI's help
+# must stay quick); tests/test_cli.py checks that they agree.
+Model = choices("Model", KINDS)
+Device = choices("Device", ("auto", "cpu", "cuda"))  # distributed.resolve_device
+Precision = choices("Precision", ("fp32", "bf16"))  # air.PRECISIONS
+DecomposePrecision = choices("DecomposePrecision", ("auto", "fp32", "bf16"))  # decompose.PRECISIONS
+Split = choices("Split", SPLITS)
+CountPrior = choices("CountPrior", ("dataset", "uniform"))  # train.COUNT_PRIORS
+
+
+def presets(value) -> str:
+    """``[default: ...]`` text of a setting the kind's presets give, e.g. "the 3d preset's
+    5000, the 2d preset's 25000"."""
+    values = {name: value(KINDS[name]) for name in KINDS}
+    if len(set(map(str, values.values()))) == 1:
+        return f"{next(iter(values.values()))}, every kind's preset"
+    return ", ".join(f"the {name} preset's {v}" for name, v in values.items())
+
+
+DeviceOption = Annotated[Device, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
+PrecisionOption = Annotated[Precision, typer.Option(
+    help="fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 BF16 or AMX; slightly less precise poses).")]
+DecomposePrecisionOption = Annotated[DecomposePrecision, typer.Option(
+    help="auto (bf16 for batches of 16 or more on CPUs with native bf16, fp32 otherwise), fp32 or bf16.")]
+
+
+# ---------------------------------------------------------------------------- errors
+FLAG_ALIASES = {"canvas_size": "image_size"}
+"""Config fields set by a flag of another name."""
+
+
 def user_errors(fn):
-    """Turn :class:`UserError` into one line on stderr and exit status 1 (Ctrl-C: 130)."""
+    """Turn :class:`UserError` into one line on stderr and exit status 1 (a config value out of
+    range is named by the command's flag that set it); Ctrl-C: 130, SIGTERM: 143."""
+    flags = set(inspect.signature(fn).parameters)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except ConfigError as e:
+            name = FLAG_ALIASES.get(e.field, e.field)
+            where = f"--{name.replace('_', '-')}" if name in flags else e.path
+            typer.echo(f"error: {where} {e.problem}", err=True)
+            raise typer.Exit(1) from None
         except UserError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished files are kept; run the same command again to resume",
-                       err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            typer.echo(f"{what}: finished files are kept; run the same command again to resume", err=True)
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
 
     return wrapper
 
@@ -47,18 +115,6 @@ def parse_counts(text: str) -> tuple[int, ...]:
     return tuple(counts)
 
 
-DeviceOption = Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
-PrecisionOption = Annotated[str, typer.Option(
-    help="fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 BF16 or AMX; slightly less precise poses).")]
-DecomposePrecisionOption = Annotated[str, typer.Option(
-    help="auto (bf16 for batches of 16 or more on CPUs with native bf16, fp32 otherwise), fp32 or bf16.")]
-
-
-def check_precision(precision: str) -> None:
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
-
-
 def parse_range(text: str) -> tuple[int, int]:
     try:
         start, stop = (int(part) for part in text.split(":"))
@@ -67,23 +123,22 @@ def parse_range(text: str) -> tuple[int, int]:
     return start, stop
 
 
+# ---------------------------------------------------------------------------- commands
 @app.command("render-scene")
 @user_errors
 def render_scene(
     scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
-    image_size: Annotated[Optional[int], typer.Option(help="Image size in pixels [default: the render config's].")] = None,
+    image_size: Annotated[Optional[int], typer.Option(
+        help="Image size in pixels, 8 to 1024.", show_default="the render config's 64")] = None,
 ):
     """Render one scene file to a PNG."""
-    from .data import check_image_size
-    from .files import write_png
+    from .files import check_output, write_png
     from .objects3d.config import RenderConfig
     from .objects3d.scene import load_scene
 
-    config = RenderConfig()
-    if image_size is not None:
-        check_image_size(image_size)
-        config = dataclasses.replace(config, image_size=image_size)
+    config = RenderConfig() if image_size is None else RenderConfig(image_size=image_size)
+    check_output(out, "-o", inputs=[scene])
     parsed = load_scene(scene, config.object_scale)
     from .objects3d.render3d import SceneRenderer
 
@@ -96,45 +151,59 @@ def render_scene(
 @user_errors
 def render_dataset(
     out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).")],
-    model: Annotated[str, typer.Option(help="'3d' (rendered scenes) or '2d' (multi-MNIST).")] = "3d",
-    num: Annotated[int, typer.Option(help="Number of scenes.")] = 1000,
-    counts: Annotated[Optional[str], typer.Option(help="Object counts, e.g. 0,1,2,3 [default: 3d 0-3, 2d 0-2].")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: 3d 64, 2d 50].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same bytes.")] = 0,
-    split: Annotated[str, typer.Option(help="'train' or 'test' (2D: disjoint digit pools).")] = "train",
-    mnist: Annotated[Optional[Path], typer.Option(help="Directory of MNIST IDX files (2D) [default: embedded digits].")] = None,
-    shard_size: Annotated[Optional[int], typer.Option(help="Scenes per shard file [default: 1000].")] = None,
-    workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel.")] = 1,
-    shard_range: Annotated[Optional[str], typer.Option(help="Only shards START:STOP (half-open), one part of a dataset split over machines.")] = None,
-    fix: Annotated[Optional[str], typer.Option(help="3D: keep these at the render config's value instead of varying them per scene, e.g. camera,light (of camera, light, ground, color, size).")] = None,
-    fixed_appearance: Annotated[bool, typer.Option("--fixed-appearance", help="3D: vary nothing of the look (today's fixed camera, light, ground, colour and size).")] = False,
+    model: Annotated[Model, typer.Option(help="The kind of scenes: " + "; ".join(
+        f"{k}: {KINDS[k].summary}" for k in KINDS) + ".")] = "3d",
+    num: Annotated[Optional[int], typer.Option(
+        help="Number of scenes.", show_default=presets(lambda k: k.dataset.num))] = None,
+    counts: Annotated[Optional[str], typer.Option(
+        help="Object counts, e.g. 0,1,2,3.", show_default=presets(lambda k: ",".join(map(str, k.dataset.counts))))] = None,
+    image_size: Annotated[Optional[int], typer.Option(
+        help="Image side in pixels.", show_default=presets(lambda k: k.dataset.scenes.image_size))] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed (0 to 2^63-1); the same seed gives the same bytes.", show_default=presets(lambda k: k.dataset.seed))] = None,
+    split: Annotated[Optional[Split], typer.Option(
+        help="2D: disjoint digit pools; 3D: recorded only.", show_default=presets(lambda k: k.dataset.split))] = None,
+    mnist: Annotated[Optional[Path], typer.Option(
+        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(
+        help="Scenes per shard file.", show_default=presets(lambda k: k.dataset.shard_size))] = None,
+    workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel (at most the CPU cores).")] = 1,
+    shard_range: Annotated[Optional[str], typer.Option(
+        help="Only shards START:STOP (half-open), one part of a dataset split over machines.",
+        show_default="every shard")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no 'dataset ready' line.")] = False,
+    fix: Annotated[Optional[str], typer.Option(
+        help="3D: keep these at the render config's value instead of varying them per scene, e.g. camera,light "
+             "(of camera, light, ground, color, size).", show_default="none: the preset's look varies")] = None,
+    fixed_appearance: Annotated[bool, typer.Option(
+        "--fixed-appearance", help="3D: vary nothing of the look (today's fixed camera, light, ground, colour and size).")] = False,
 ):
     """Render (3D) or compose (2D) a dataset with full ground truth."""
     from .data import ShardDataset, render_dataset as run
-    from .kinds import get_kind
 
-    config = dataclasses.replace(get_kind(model).dataset, num=num, seed=seed, split=split)
-    if counts is not None:
-        config = dataclasses.replace(config, counts=parse_counts(counts))
-    if shard_size is not None:
-        config = dataclasses.replace(config, shard_size=shard_size)
-    if image_size is not None:
-        config = dataclasses.replace(config, scenes=config.scenes.with_image_size(image_size))
+    preset = KINDS[Model(model).value].dataset
+    scenes = preset.scenes if image_size is None else preset.scenes.with_image_size(image_size)
     if mnist is not None:
-        if not hasattr(config.scenes, "mnist"):
-            raise UserError(f"--mnist: a {model} dataset draws no digits")
-        config = dataclasses.replace(config, scenes=dataclasses.replace(config.scenes, mnist=str(mnist)))
+        if not hasattr(scenes, "mnist"):
+            raise UserError(f"--mnist: a {Model(model).value} dataset draws no digits")
+        scenes = dataclasses.replace(scenes, mnist=str(mnist))
     if fix is not None or fixed_appearance:
-        if not hasattr(config.scenes, "variation"):
-            raise UserError(f"--fix / --fixed-appearance: nothing of a {model} scene's look varies")
-        variation = config.scenes.variation
+        if not hasattr(scenes, "variation"):
+            raise UserError(f"--fix / --fixed-appearance: nothing of a {Model(model).value} scene's look varies")
+        variation = scenes.variation
         try:
             variation = variation.fixing(variation.varied if fixed_appearance else
                                          [f.strip() for f in (fix or "").split(",") if f.strip()])
         except ValueError as e:
             raise UserError(f"--fix: {e}") from None
-        config = dataclasses.replace(config, scenes=dataclasses.replace(config.scenes, variation=variation))
-    out = run(out_dir, config, workers=workers, shard_range=parse_range(shard_range) if shard_range else None)
+        scenes = dataclasses.replace(scenes, variation=variation)
+    given = dict(num=num, seed=seed, split=None if split is None else Split(split).value, shard_size=shard_size,
+                 counts=None if counts is None else parse_counts(counts))
+    config = dataclasses.replace(preset, scenes=scenes, **{k: v for k, v in given.items() if v is not None})
+    out = run(out_dir, config, workers=workers, progress=not quiet,
+              shard_range=parse_range(shard_range) if shard_range else None)
+    if quiet:
+        return
     if ShardDataset.is_complete(out):
         typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
     else:
@@ -145,36 +214,59 @@ def render_dataset(
 @app.command("train")
 @user_errors
 def train(
-    data: Annotated[Path, typer.Option(help="Training dataset directory (from render-dataset).")],
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
-    model: Annotated[str, typer.Option(help="'3d' (PyTorch3D renderer) or '2d' (multi-MNIST, learned decoder); picks the presets.")] = "3d",
-    steps: Annotated[Optional[int], typer.Option(help="Total optimizer steps [default: the model's preset].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per sleep/supervised step.")] = None,
-    elbo_batch_size: Annotated[Optional[int], typer.Option(help="Images per ELBO step.")] = None,
-    sleep_fraction: Annotated[Optional[float], typer.Option(help="Fraction of steps in the sleep phase (3D only).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of initialization, batches and samples.")] = None,
-    dair: Annotated[Optional[bool], typer.Option("--dair/--no-dair", help="DAIR: steps also see the image minus the reconstruction so far [default: the model's preset].")] = None,
-    count_prior: Annotated[str, typer.Option(help="Prior over object counts: 'dataset' (uniform over the counts the training set holds) or 'uniform' (over every count the model can infer, 0-3).")] = "dataset",
+    data: Annotated[Optional[Path], typer.Option(
+        help="Training dataset directory (from render-dataset); required for a new run.",
+        show_default="with --resume, the run's")] = None,
+    model: Annotated[Optional[Model], typer.Option(
+        help="The kind of model; picks the presets.", show_default="3d; with --resume, the run's")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Total optimizer steps (all phases).", show_default=presets(lambda k: k.train.steps))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Images per sleep/supervised step.", show_default=presets(lambda k: k.train.batch_size))] = None,
+    elbo_batch_size: Annotated[Optional[int], typer.Option(
+        help="Images per ELBO step.", show_default=presets(lambda k: k.train.elbo_batch_size))] = None,
+    sleep_fraction: Annotated[Optional[float], typer.Option(
+        help="Fraction of steps in the sleep phase (3D only), 0 to 1.",
+        show_default=presets(lambda k: k.train.sleep_fraction))] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of initialization, batches and samples.", show_default=presets(lambda k: k.train.seed))] = None,
+    dair: Annotated[Optional[bool], typer.Option(
+        "--dair/--no-dair", help="DAIR: steps also see the image minus the reconstruction so far.",
+        show_default=presets(lambda k: "--dair" if k.air.dair else "--no-dair"))] = None,
+    count_prior: Annotated[Optional[CountPrior], typer.Option(
+        help="Prior over object counts: 'dataset' (uniform over the counts the training set holds) or "
+             "'uniform' (over every count the model can infer, 0-3).", show_default="dataset")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out where it stopped (every setting but --steps is the run's).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     device: DeviceOption = "auto",
 ):
     """Train AIR on a dataset (unsupervised by default)."""
-    from .train import run_config_for, train as run
+    import os
+
+    from .train import resume_config, run_config_for, train as run
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, elbo_batch_size=elbo_batch_size,
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
     if supervised:
         overrides["supervised"] = True
-    config = run_config_for(data, model, overrides, {} if dair is None else {"dair": dair}, count_prior)
-    last = run(config, out, resume=resume, progress=not quiet, device=device)
-    import os
-
+    air = {} if dair is None else {"dair": dair}
+    prior = None if count_prior is None else CountPrior(count_prior).value
+    kind = None if model is None else Model(model).value
+    if resume:
+        config = resume_config(out, data, kind, overrides, air, prior)
+    else:
+        if data is None:
+            raise UserError("--data is required for a new run (with --resume, the run's dataset is used)")
+        config = run_config_for(data, kind or "3d", overrides, air, prior or "dataset")
+    last = run(config, out, resume=resume, progress=not quiet, device=Device(device).value)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
-    typer.echo(f"trained to step {last.get('step')}: {summary}; checkpoint {out / 'checkpoint.pt'}", err=True)
+    typer.echo(f"trained to step {last['step']}{': ' + summary if summary else ''}; "
+               f"checkpoint {out / 'checkpoint.pt'}", err=True)
 
 
 @app.command("evaluate")
@@ -193,8 +285,8 @@ def evaluate(
 
     from .evaluate import evaluate as run
 
-    check_precision(precision)
-    metrics = run(checkpoint, data, batch_size=batch_size, device=device, precision=precision)
+    metrics = run(checkpoint, data, batch_size=batch_size, device=Device(device).value,
+                  precision=Precision(precision).value)
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
         return
@@ -206,9 +298,11 @@ def evaluate(
 @user_errors
 def decompose(
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).")],
-    model: Annotated[Optional[str], typer.Option(help="A checkpoint, or '3d' / '2d' for the shipped models [default: 3d].")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help=f"A checkpoint, or a kind's name ({', '.join(KINDS)}) for its shipped model.", show_default="3d")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout (JSON Lines).")] = False,
-    overlay: Annotated[Optional[Path], typer.Option(help="PNG: input, reconstruction and outlined objects per image.")] = None,
+    overlay: Annotated[Optional[Path], typer.Option(
+        help="PNG: input, reconstruction and outlined objects per image.", show_default="none")] = None,
     refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     precision: DecomposePrecisionOption = "auto",
@@ -217,15 +311,13 @@ def decompose(
     """Count, identify and locate the objects in images with a trained AIR model."""
     import json
 
-    from .decompose import Decomposer, expand_inputs, resolve_model
-    from .distributed import resolve_device
+    from .decompose import Decomposer, expand_inputs
+    from .files import check_output
 
-    if refine < 0 or batch_size < 1:
-        raise UserError("--refine must be >= 0 and --batch-size >= 1")
-    if overlay is not None and not overlay.resolve().parent.is_dir():
-        raise UserError(f"--overlay {overlay}: directory {overlay.parent} does not exist")
-    decomposer = Decomposer(resolve_model(model), device=resolve_device(device), precision=precision)
     paths = expand_inputs(images)
+    if overlay is not None:
+        check_output(overlay, "--overlay", inputs=paths)
+    decomposer = Decomposer(model, device=Device(device).value, precision=DecomposePrecision(precision).value)
     if not paths:
         raise UserError("no image files in the given directories")
     keep = OVERLAY_MAX_IMAGES if overlay else 0
@@ -258,8 +350,6 @@ OVERLAY_MAX_IMAGES = 32
 
 def format_decomposition(path: str, result: dict) -> list[str]:
     """One image's decomposition for people (each present step as its kind writes it)."""
-    from .kinds import KINDS
-
     kind = KINDS[result["model"]]
     step_text = kind.step_text
     n = result["count"]
@@ -276,7 +366,6 @@ def format_decomposition(path: str, result: dict) -> list[str]:
 
 def format_metrics(m: dict) -> list[str]:
     """Evaluate's metrics for people (the kind's own lines from ``Kind.metric_lines``)."""
-    from .kinds import KINDS
 
     def num(value, fmt):
         return "n/a" if value is None else format(value, fmt)

@@ -16,18 +16,203 @@ tree is read back (:func:`from_dict`).
 
 Configs are plain data (no torch) so that they can be written into dataset manifests and
 checkpoints as JSON and rebuilt from them.
+
+**Validation.** Every config is checked when it is made, whoever makes it (a preset, a flag
+through ``dataclasses.replace``, a manifest or a checkpoint through :func:`from_dict`): each
+field's type from its annotation (``bool`` is not an ``int``; an ``int`` is accepted for a
+``float`` and stored as one; floats must be finite; tuples element by element) and its range
+where the annotation says one (``Annotated[int, Range(1)]``, the aliases below), then each
+class's own cross-field rules (:meth:`Checked.check`). A bad value raises :class:`ConfigError`
+naming the field; :func:`from_dict` prefixes the dotted path (``scenes.render.image_size``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+from .errors import UserError
 
 
-class KindConfig:
+# ---------------------------------------------------------------------------- validation
+class ConfigError(UserError, ValueError):
+    """A configuration value of the wrong type or out of range.
+
+    ``path`` is the dotted name of the field (``train.steps``), ``problem`` what is wrong with
+    it (``must be at least 1, got 0``); the message is both."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path} {problem}")
+        self.path, self.problem = path, problem
+
+    @property
+    def field(self) -> str:
+        """The field's own name (the last part of :attr:`path`)."""
+        return self.path.rsplit(".", 1)[-1]
+
+    def inside(self, name: str) -> "ConfigError":
+        """The same error seen from the config holding this one as field ``name``."""
+        return ConfigError(f"{name}.{self.path}", self.problem)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The closed interval a number must lie in (``None``: unbounded on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def problem(self, value) -> str | None:
+        if self.low is not None and value < self.low:
+            return f"must be {self._text()}, got {value!r}"
+        if self.high is not None and value > self.high:
+            return f"must be {self._text()}, got {value!r}"
+        return None
+
+    def _text(self) -> str:
+        if self.high is None:
+            return f"at least {_number(self.low)}"
+        if self.low is None:
+            return f"at most {_number(self.high)}"
+        return f"between {_number(self.low)} and {_number(self.high)}"
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 10_000 else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The values a string may take."""
+
+    choices: tuple[str, ...]
+
+    def problem(self, value) -> str | None:
+        return None if value in self.choices else f"must be one of {', '.join(self.choices)}, got {value!r}"
+
+
+@dataclass(frozen=True)
+class NonEmpty:
+    """A tuple that must hold at least one element."""
+
+    def problem(self, value) -> str | None:
+        return None if len(value) else "must not be empty"
+
+
+MAX_SEED = 2**63 - 1
+"""Seeds are non-negative and fit a signed 64-bit integer (numpy's and torch's generators)."""
+
+Positive = Annotated[int, Range(1)]
+"""A count of things: 1 or more."""
+Layer = Annotated[int, Range(1, 65536)]
+"""A layer's width (units, channels, features)."""
+Seed = Annotated[int, Range(0, MAX_SEED)]
+Fraction = Annotated[float, Range(0.0, 1.0)]
+"""A number in [0, 1]."""
+Rate = Annotated[float, Range(0.0, 10.0)]
+"""A learning rate."""
+Pixels = Annotated[int, Range(8, 1024)]
+"""An image side in pixels."""
+
+
+class Checked:
+    """Base of the config dataclasses: fields are validated when an instance is made (see the
+    module docstring); subclasses add cross-field rules in :meth:`check`."""
+
+    def __post_init__(self):
+        validate(self)
+
+    def check(self) -> None:
+        """Cross-field rules; raise :class:`ConfigError` naming a field."""
+
+
+def validate(config) -> None:
+    """Check every field of a config dataclass (and of the plain dataclasses it holds) against
+    its annotation, then the class's :meth:`Checked.check`.
+
+    Raises:
+        ConfigError: naming the field.
+    """
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        fixed = _checked(hints[f.name], value, f.name)
+        if fixed is not value:  # an int given for a float, a list for a tuple
+            object.__setattr__(config, f.name, fixed)
+    if isinstance(config, Checked):
+        config.check()
+
+
+def _checked(hint, value, path: str):
+    """``value`` checked against ``hint`` (and converted where lossless); raises ConfigError."""
+    rules = ()
+    if typing.get_origin(hint) is Annotated:
+        hint, *rules = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        problems = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                value = _checked(option, value, path)
+                break
+            except ConfigError as e:
+                problems.append(e.problem)
+        else:
+            raise ConfigError(path, problems[0] if problems else f"got {value!r}")
+    elif origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(path, f"must be a list, got {_show(value)}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        elif len(args) != len(value):
+            raise ConfigError(path, f"must hold {len(args)} values, got {len(value)}")
+        value = tuple(_checked(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    elif hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"must be true or false, got {_show(value)}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"must be an integer, got {_show(value)}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(path, f"must be a finite number, got {value}")
+        value = float(value) if isinstance(value, int) else value
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"must be a string, got {_show(value)}")
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise ConfigError(path, f"must be a {hint.__name__}, got {_show(value)}")
+        if not isinstance(value, Checked):  # a Checked one was validated when it was made
+            try:
+                validate(value)
+            except ConfigError as e:
+                raise e.inside(path) from None
+    for rule in rules:
+        problem = rule.problem(value)
+        if problem:
+            raise ConfigError(path, problem)
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+class KindConfig(Checked):
     """A kind-specific branch of the tree; subclasses set :attr:`kind`."""
 
     kind: ClassVar[str] = ""
@@ -66,23 +251,33 @@ class ScenesConfig(KindConfig):
         raise NotImplementedError
 
 
+SPLITS = ("train", "test")
+"""Dataset splits (``render-dataset --split``)."""
+
+
 @dataclass(frozen=True)
-class DatasetConfig:
+class DatasetConfig(Checked):
     """What ``render-dataset`` makes. Saved in the dataset manifest; a directory holds one."""
 
     scenes: ScenesConfig
     """The kind's settings (3D: the renderer; 2D: the digits' composition)."""
-    num: int = 1000
-    """Number of scenes."""
-    counts: tuple[int, ...] = (0, 1, 2, 3)
+    num: Annotated[int, Range(1, 10**12)] = 1000
+    """Number of scenes (how many a machine can hold is checked when rendering)."""
+    counts: Annotated[tuple[Annotated[int, Range(0)], ...], NonEmpty()] = (0, 1, 2, 3)
     """Object counts to draw from, uniformly."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the whole dataset; each shard derives its own generator from it."""
-    shard_size: int = 1000
+    shard_size: Annotated[int, Range(1, 10**6)] = 1000
     """Scenes per shard file; with the seed it fixes every byte, whatever the worker count."""
-    split: str = "train"
+    split: Annotated[str, OneOf(SPLITS)] = "train"
     """"train" or "test": kinds with a pool of real objects (2D digits) draw them from disjoint
     pools; others record it only."""
+
+    def check(self) -> None:
+        limit = self.scenes.max_objects
+        if self.max_count > limit:
+            raise ConfigError("counts", f"must be at most {limit} (what fits a {self.kind} scene), "
+                                        f"got {self.max_count}")
 
     @property
     def kind(self) -> str:
@@ -94,7 +289,7 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
-class AIRConfig:
+class AIRConfig(Checked):
     """The AIR model: the generative model's priors and likelihood and the inference network.
 
     The inference network is recurrent: at each of ``max_steps`` steps an LSTM core reads image
@@ -105,28 +300,35 @@ class AIRConfig:
 
     objects: ObjectsConfig
     """The kind's object model: its latents, priors, glimpse and generative model."""
-    max_steps: int = 3
+    max_steps: Annotated[int, Range(1, 16)] = 3
     """N: the most objects one image may hold (length of the z_pres chain)."""
-    count_prior: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    count_prior: tuple[Fraction, ...] = (0.25, 0.25, 0.25, 0.25)
     """Prior probability of each object count 0..max_steps; the z_pres chain's per-step
     probabilities follow from it. Training sets it uniform over the dataset's counts
     (``train --count-prior dataset``) or over 0..max_steps (``--count-prior uniform``), floored
     at ``count_prior_floor``."""
-    count_prior_floor: float = 0.01
+    count_prior_floor: Annotated[float, Range(0.0, 0.5)] = 0.01
     """Smallest prior probability of any count 0..max_steps (keeps every count possible)."""
     dair: bool = False
     """DAIR: each step also sees the image minus the reconstruction of the objects found so far."""
-    pixel_sigma: float = 0.1
+    pixel_sigma: Annotated[float, Range(1e-4, 10.0)] = 0.1
     """Standard deviation of the Gaussian pixel likelihood (images in [0, 1])."""
-    encoder_channels: tuple[int, ...] = (16, 32, 64, 64)
+    encoder_channels: tuple[Layer, ...] = (16, 32, 64, 64)
     """Channels of the stride-2 convolutions of the image encoder (none: one linear layer
     on the pixels)."""
-    encoder_features: int = 256
+    encoder_features: Layer = 256
     """Size of the image encoder's output vector."""
-    lstm_size: int = 256
+    lstm_size: Layer = 256
     """Hidden size of the LSTM core."""
-    baseline_channels: tuple[int, ...] = (16, 32, 32)
+    baseline_channels: tuple[Layer, ...] = (16, 32, 32)
     """Channels of the score-function baseline's own (smaller) image encoder."""
+
+    def check(self) -> None:
+        if len(self.count_prior) != self.max_steps + 1:
+            raise ConfigError("count_prior", f"needs {self.max_steps + 1} entries (counts 0..{self.max_steps}), "
+                                             f"got {len(self.count_prior)}")
+        if sum(self.count_prior) <= 0 and self.count_prior_floor <= 0:
+            raise ConfigError("count_prior", "must give some count a positive probability")
 
     @property
     def kind(self) -> str:
@@ -144,7 +346,7 @@ class AIRConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """How ``train`` optimizes an AIR model.
 
     Phases (unsupervised): the first ``sleep_fraction`` of the steps fit the inference network
@@ -156,44 +358,44 @@ class TrainConfig:
     log q(labels | image) on the dataset's ground truth.
     """
 
-    steps: int = 5000
+    steps: Annotated[int, Range(1, 10**9)] = 5000
     """Total optimizer steps (all phases). 3D: 5,000 steps take about 23 minutes on one CPU
     core (two seeds side by side on 2 cores) and reach the benchmark's targets on every seed
     tried (README, "3D AIR")."""
-    batch_size: int = 64
+    batch_size: Positive = 64
     """Images per step in the sleep and supervised phases."""
-    elbo_batch_size: int = 16
+    elbo_batch_size: Positive = 16
     """Images per step in the ELBO phase (soft rendering is the cost)."""
-    sleep_fraction: float = 0.98
+    sleep_fraction: Fraction = 0.98
     """Fraction of ``steps`` spent in the sleep phase before the ELBO phase (0 = ELBO only)."""
-    sleep_pool: int = 32768
+    sleep_pool: Annotated[int, Range(0, 10**7)] = 32768
     """Sleep scenes kept rendered (0: every sleep step renders a fresh batch). Each step replaces
     ``sleep_refresh`` of them with fresh draws from the prior and trains on a batch picked
     from the pool, so rendering, most of a sleep step's cost, is spent on fewer scenes
     (3D, batch 64: about 1.9x the steps per hour); each scene is used about
     ``sleep_pool / sleep_refresh * batch_size / sleep_pool`` times. A run never keeps more
     scenes than it would draw fresh."""
-    sleep_refresh: int = 16
+    sleep_refresh: Positive = 16
     """Fresh prior scenes rendered into the pool at each sleep step."""
-    lr: float = 1e-3
+    lr: Rate = 1e-3
     """Adam learning rate of the inference network in the sleep and supervised phases."""
-    elbo_lr: float = 1e-4
+    elbo_lr: Rate = 1e-4
     """Adam learning rate of the inference network in the ELBO phase."""
-    baseline_lr: float = 1e-2
+    baseline_lr: Rate = 1e-2
     """Adam learning rate of the score-function baseline (its own parameter group)."""
-    lr_decay_to: float = 0.1
+    lr_decay_to: Fraction = 0.1
     """Each phase's learning rate decays linearly to this fraction of its start."""
-    clip_norm: float = 10.0
+    clip_norm: Annotated[float, Range(1e-6, 1e6)] = 10.0
     """Gradient-norm clipping of the inference network (and, separately, of the baseline)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of everything random in training (initialization, batches, samples)."""
     supervised: bool = False
     """Train on the dataset's ground-truth labels instead (the paper's supervised comparison)."""
-    log_every: int = 50
+    log_every: Positive = 50
     """Steps between lines of metrics.jsonl / TensorBoard points."""
-    checkpoint_every: int = 500
+    checkpoint_every: Positive = 500
     """Steps between checkpoints (also written at the end and on Ctrl-C)."""
-    image_every: int = 1000
+    image_every: Positive = 1000
     """Steps between PNG snapshots of inputs, reconstructions and inferred objects."""
 
     @property
@@ -202,13 +404,13 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Checked):
     """Everything a training run (and its checkpoints) needs to rebuild the model."""
 
     air: AIRConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     data: str = ""
-    """Training dataset directory."""
+    """Training dataset directory (absolute: a run resumes from any working directory)."""
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -230,20 +432,32 @@ def _plain(value):
 
 
 def from_dict(cls, data: dict):
-    """Rebuild a config dataclass (and its nested configs) from :func:`to_dict` output.
+    """Rebuild a config dataclass (and its nested configs) from :func:`to_dict` output,
+    validating every value (see the module docstring).
 
     Raises:
-        ValueError: unknown keys (a file from another version is reported rather than
-            half-read) or an unknown kind.
+        ConfigError: unknown or missing keys (a file from another version is reported rather
+            than half-read), an unknown kind, or a value of the wrong type or out of range;
+            its ``path`` is the dotted name of the field.
     """
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        raise ConfigError(cls.__name__, f"must be a JSON object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names - ({"kind"} if issubclass(cls, KindConfig) else set())
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
-    kwargs = {name: _coerce(hints[name], value) for name, value in data.items() if name in names}
+        raise ConfigError(sorted(map(str, unknown))[0], f"is an unknown {cls.__name__} field")
+    kwargs = {}
+    for name, value in data.items():
+        if name in names:
+            try:
+                kwargs[name] = _coerce(hints[name], value)
+            except ConfigError as e:
+                raise e.inside(name) from None
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(missing[0], "is missing")
     return cls(**kwargs)
 
 
@@ -266,13 +480,13 @@ def _kind_class(base: type, name) -> type:
     """The subclass of ``base`` that kind ``name`` defines."""
     from .kinds import KINDS
 
-    if name not in KINDS:
-        raise ValueError(f"unknown kind {name!r} (known: {', '.join(KINDS)})")
+    if not isinstance(name, str) or name not in KINDS:
+        raise ConfigError("kind", f"is an unknown kind {name!r} (known: {', '.join(KINDS)})")
     kind = KINDS[name]
     for cls in (kind.objects_config, kind.scenes_config):
         if issubclass(cls, base):
             return cls
-    raise ValueError(f"kind {name!r} has no {base.__name__}")
+    raise ConfigError("kind", f"{name!r} has no {base.__name__}")
 
 
 # ---------------------------------------------------------------------------- format 1

@@ -14,8 +14,16 @@ soft renderer's gradients), keeping identities and count: analysis by synthesis 
 only where it lowers the (hard-rendered) reconstruction error, which is reported before and
 after.
 
-A bad input (missing, not an image, truncated) gives an error for that image only; the others
-are still processed.
+A bad input (missing, not an image, truncated, a decompression bomb) gives an error for that
+image only; the others are still processed.
+
+From Python::
+
+    from inverse_air import Decomposer
+
+    decomposer = Decomposer("3d")                    # the shipped 3D model ("2d": multi-MNIST)
+    result = decomposer("scenes/two_objects.png")    # or a PIL image, an (H, W, C) array
+    results = decomposer(batch)                      # (B, H, W, C) array or a list: one each
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .images import IMAGE_SUFFIXES, images_to_tensor, read_image, to_uint8
+from .images import IMAGE_SUFFIXES, as_input, images_to_tensor, read_image, to_uint8
 from .kinds import KINDS
+from .limits import cpu_count
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,14 +60,14 @@ def native_bf16() -> bool:
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
-ASSET_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
-"""Where the models shipped with the project lie (each with a model card beside it)."""
+MAX_REFINE = 10_000
+"""The most ``refine`` steps (each is one differentiable render of the batch)."""
 
 
 def shipped_model(kind: str) -> Path | None:
-    """The shipped model of a kind (``Kind.shipped_model``), or None if the kind ships none."""
-    name = KINDS[kind].shipped_model
-    return ASSET_MODELS / name if name else None
+    """The shipped model of a kind (``Kind.shipped_model``: package data, with its model card
+    beside it), or None if the kind ships none."""
+    return KINDS[kind].shipped_model
 
 
 @dataclass
@@ -76,16 +85,18 @@ class ImageResult:
         return {"image": self.path, **self.result, **({"notices": self.notices} if self.notices else {})}
 
 
-def resolve_model(spec: str | None) -> Path:
+def resolve_model(spec: str | os.PathLike | None) -> Path:
     """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; anything else is a
     checkpoint path."""
     spec = spec or "3d"
-    if spec in KINDS:
+    if isinstance(spec, str) and spec in KINDS:
         path = shipped_model(spec)
         if path is None or not path.is_file():
             raise UserError(f"no shipped {spec} model at {path} (train one with "
                             f"`inverse-air train --model {spec}` and pass --model CHECKPOINT)")
         return path
+    if not Path(spec).exists() and isinstance(spec, str) and os.sep not in spec and "." not in spec:
+        raise UserError(f"--model {spec}: neither a checkpoint file nor a kind ({', '.join(KINDS)})")
     return Path(spec)
 
 
@@ -101,17 +112,33 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
 
 
 class Decomposer:
-    """A trained AIR model and what decompose does with it (see the module docstring)."""
+    """A trained AIR model and what decompose does with it (see the module docstring).
 
-    def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
+    Args:
+        model: a kind's name (``"3d"``, ``"2d"``: its shipped model) or a checkpoint path
+            (``str`` or ``Path``).
+        device: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA if available) or a ``torch.device``.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:meth:`precision_for`).
+
+    Call it on images (:meth:`__call__`); :meth:`run` decomposes image files as the command
+    line does, with an error record for each unreadable one.
+
+    Raises:
+        UserError: an unknown precision or device, or a missing or broken checkpoint.
+    """
+
+    def __init__(self, model: str | os.PathLike = "3d", device: str | torch.device = "cpu",
                  precision: str = "auto"):
         from .checkpoint import load_model
+        from .distributed import resolve_device
 
         if precision not in PRECISIONS:
             raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.checkpoint = Path(checkpoint)
+        if isinstance(device, str):
+            device = resolve_device(device)
+        self.checkpoint = resolve_model(model)
         self.precision = precision
-        self.model, payload = load_model(checkpoint, device=device)
+        self.model, payload = load_model(self.checkpoint, device=device)
         # channels-last convolutions on the CPU: the same values, faster (3D model, batches of
         # 256, 2 cores: 1,767 -> 2,214 images/s in float32, 3,724 -> 4,697 in bfloat16)
         self.memory_format = torch.channels_last if self.model.prior_pres.device.type == "cpu" \
@@ -163,8 +190,67 @@ class Decomposer:
         finally:
             torch.set_num_threads(threads)
 
+    def __call__(self, images, batch_size: int = 256, refine: int = 0):
+        """Decompose one image or a batch: the Python API.
+
+        Args:
+            images: one image (a path as ``str`` or ``Path``, a PIL image, or an ``(H, W)`` /
+                ``(H, W, C)`` array of uint8, uint16 or floats in [0, 1]), or a batch (a
+                ``(B, H, W, C)`` array, or a list of single images). Images of another size or
+                channel count are converted as ``decompose`` converts files (notices in the
+                result's ``notices``).
+            batch_size: images per inference batch.
+            refine: gradient steps on the poses after inference (:meth:`refine`).
+
+        Returns:
+            for one image, its result dict (``count``, ``objects``, ``steps``, as one line of
+            ``decompose --json``); for a batch, a list of them, in order.
+
+        Raises:
+            UserError: an unreadable image or an unusable array (naming it).
+        """
+        single = not isinstance(images, (list, tuple)) and not (isinstance(images, np.ndarray) and images.ndim == 4)
+        items = [images] if single else list(images)
+        arrays, notices = [], []
+        for i, item in enumerate(items):
+            source = str(item) if isinstance(item, (str, os.PathLike)) else f"image {i}"
+            if isinstance(item, (str, os.PathLike)):
+                array, notes = read_image(item, self.size, self.channels)
+            else:
+                array, notes = as_input(item, self.size, self.channels, source)
+            arrays.append(array)
+            notices.append(notes)
+        results = self._results(np.stack(arrays), batch_size, refine) if arrays else []
+        for result, notes in zip(results, notices):
+            if notes:
+                result["notices"] = notes
+        return results[0] if single else results
+
+    def _results(self, images: np.ndarray, batch_size: int, refine: int) -> list[dict]:
+        """Results of ``(B, S, S, C)`` uint8 images, in batches side by side (:meth:`map_batches`)."""
+        check_request(self, batch_size, refine, len(images))
+
+        def work(start: int) -> list[dict]:
+            x, latents = self.infer(images[start:start + batch_size])
+            return self._described(x, latents, refine)[0]
+
+        return [r for batch in self.map_batches(work, list(range(0, len(images), batch_size))) for r in batch]
+
+    def _described(self, x: torch.Tensor, latents, refine: int) -> tuple[list[dict], object]:
+        """One batch's results (refined first if ``refine``) and its (refined) latents."""
+        errors = None
+        if refine > 0:
+            latents, *errors = self.refine(x, latents, refine)
+        results = self.describe(latents)
+        if errors is not None:
+            for j, result in enumerate(results):
+                result["reconstruction_error"] = {"before": round(float(errors[0][j]), 6),
+                                                  "after": round(float(errors[1][j]), 6)}
+        return results, latents
+
     def decompose(self, images: np.ndarray, batch_size: int = 256) -> list[dict]:
         """:meth:`describe` of :meth:`infer` for ``(B, S, S, C)`` uint8 images, in batches."""
+        check_request(self, batch_size, 0, len(images))
         starts = range(0, len(images), batch_size)
         described = self.map_batches(lambda i: self.describe(self.infer(images[i:i + batch_size])[1]), list(starts))
         return [result for batch in described for result in batch]
@@ -227,7 +313,13 @@ class Decomposer:
         the first ``keep`` readable images, :meth:`pictures` (empty when there are none).
 
         Each batch of paths is read, inferred (and refined) and described as one piece of
-        work, so that batches can run side by side (:meth:`map_batches`)."""
+        work, so that batches can run side by side (:meth:`map_batches`).
+
+        Raises:
+            UserError: a batch size below 1, too many refine steps, or batches that do not
+                fit in memory (before any image is read).
+        """
+        check_request(self, batch_size, refine, len(paths))
         results = [ImageResult(str(p)) for p in paths]
 
         def work(start: int):
@@ -243,14 +335,9 @@ class Decomposer:
             if not arrays:
                 return None
             x, latents = self.infer(np.stack(arrays))
-            errors = None
-            if refine > 0:
-                latents, *errors = self.refine(x, latents, refine)
-            for j, result in enumerate(self.describe(latents)):
-                if errors is not None:
-                    result["reconstruction_error"] = {"before": round(float(errors[0][j]), 6),
-                                                      "after": round(float(errors[1][j]), 6)}
-                good[j].result = result
+            described, latents = self._described(x, latents, refine)
+            for r, result in zip(good, described):
+                r.result = result
             return (x[:keep], _first(latents, min(keep, len(x)))) if keep else None
 
         pictures: list[dict[str, np.ndarray]] = []
@@ -271,6 +358,19 @@ class Decomposer:
         masks = self.model.objects.outline_masks(latents.z_pres, latents.objects, latents.scene or None)
         return {"inputs": to_uint8(x), "recons": to_uint8(self.model.reconstruct(latents)),
                 "masks": masks.cpu().numpy(), "present": latents.z_pres.cpu().numpy() > 0.5}
+
+
+def check_request(decomposer: Decomposer, batch_size: int, refine: int, images: int) -> None:
+    """Refuse (``UserError``) a batch size below 1, a negative or huge ``refine``, or batches
+    (side by side, one per core) that do not fit in memory."""
+    from .evaluate import check_batch
+
+    if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE:
+        raise UserError(f"--refine must be between 0 and {MAX_REFINE:,}, got {refine!r}")
+    batch = min(batch_size, images) if isinstance(batch_size, int) and batch_size > 0 else batch_size
+    on_cpu = decomposer.model.prior_pres.device.type == "cpu"  # batches run side by side there only
+    at_once = min(cpu_count(), -(-images // batch)) if on_cpu and isinstance(batch, int) and batch > 0 and images else 1
+    check_batch(decomposer.model, batch_size, max(1, images), at_once)
 
 
 def _first(latents, n: int):

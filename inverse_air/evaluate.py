@@ -1,5 +1,8 @@
 """Evaluate a checkpoint on a labelled dataset: the metrics of the model's kind
-(``Kind.metrics``, on top of :mod:`inverse_air.metrics`) and the speed of batched inference."""
+(``Kind.metrics``, on top of :mod:`inverse_air.metrics`) and the speed of batched inference.
+
+The dataset is read shard by shard: only one shard's images are in memory at a time (the
+ground truth and the predictions of every scene are small)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,27 @@ import torch
 
 from .checkpoint import load_model
 from .data import ShardDataset
+from .errors import UserError
 from .images import images_to_tensor
 from .kinds import KINDS
+from .limits import check_memory
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse (``UserError``) a batch size that is not a positive integer."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size!r}")
+
+
+def check_batch(model, batch_size: int, images: int | None = None, at_once: int = 1) -> None:
+    """Refuse (``UserError``) an inference batch size that is not a positive integer or whose
+    batches (``at_once`` side by side; at most ``images`` images each) do not fit in memory."""
+    check_batch_size(batch_size)
+    batch = min(batch_size, images) if images is not None else batch_size
+    per_image = KINDS[model.config.kind].memory_per_image(model.config, "predict")
+    side = f", {at_once} batches side by side" if at_once > 1 else ""
+    check_memory(per_image * batch * at_once, f"--batch-size {batch_size:,} ({batch:,} images a batch{side})",
+                 "use a smaller --batch-size", device=model.prior_pres.device)
 
 
 @torch.no_grad()
@@ -21,7 +43,12 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
     """Deterministic inference (most likely presence and identity, posterior-mean pose) on
     ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format (the kind's
     ``codec.to_arrays``) and the seconds spent in the model (conversion from uint8 included,
-    file reading not)."""
+    file reading not).
+
+    Raises:
+        UserError: a batch size below 1 or too large for this machine's memory.
+    """
+    check_batch(model, batch_size, len(images))
     to_arrays = KINDS[model.config.kind].codec.to_arrays
     parts, seconds = [], 0.0
     for start in range(0, len(images), batch_size):
@@ -33,6 +60,31 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
+def batches(dataset: ShardDataset, batch_size: int, truths: list[dict[str, np.ndarray]]):
+    """A dataset's images in batches of ``batch_size`` (the last one shorter) whatever the shard
+    boundaries, read shard by shard (one shard and one batch in memory); each shard's other
+    arrays are appended to ``truths``. The batches are those of the whole dataset at once, so
+    results do not depend on the shard size."""
+    pending: list[np.ndarray] = []  # the start of the next batch, from earlier shards
+    held = 0
+    for shard in dataset.shards():
+        images = shard.pop("images")
+        truths.append(shard)
+        at = 0
+        if pending and held + len(images) >= batch_size:  # a batch across shards
+            at = batch_size - held
+            yield np.concatenate([*pending, images[:at]])
+            pending, held = [], 0
+        while not pending and len(images) - at >= batch_size:
+            yield images[at:at + batch_size]
+            at += batch_size
+        if at < len(images):
+            pending.append(images[at:])
+            held += len(images) - at
+    if held:
+        yield np.concatenate(pending)
+
+
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
              device: str = "cpu", precision: str = "fp32") -> dict:
     """The metrics of a checkpoint's kind (``Kind.metrics``: count accuracy and confusion
@@ -41,16 +93,22 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     :meth:`AIR.predict`)."""
     from .distributed import resolve_device
 
+    check_batch_size(batch_size)
     model, payload = load_model(checkpoint, device=resolve_device(device))
     config = payload["config"]
     dataset = ShardDataset(data_dir)
     dataset.check_fits(config.air, str(checkpoint))
-    arrays = dataset.arrays()
-    pred, seconds = infer_arrays(model, arrays["images"], batch_size, precision)
-    metrics = KINDS[config.air.kind].metrics(arrays, pred)
+    check_batch(model, batch_size, len(dataset))
+    truths, preds, seconds = [], [], 0.0
+    for images in batches(dataset, batch_size, truths):
+        pred, spent = infer_arrays(model, images, batch_size, precision)
+        preds.append(pred)
+        seconds += spent
+    join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    metrics = KINDS[config.air.kind].metrics(join(truths), join(preds))
     metrics.update({
         "model": config.air.kind, "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
-        "images_per_s": len(arrays["images"]) / seconds if seconds > 0 else None,
+        "images_per_s": len(dataset) / seconds if seconds > 0 else None,
         "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(model.prior_pres.device),
         "precision": precision,
     })

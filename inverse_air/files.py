@@ -1,7 +1,15 @@
-"""Writing files so that nothing is ever half-written: every writer here writes to a temporary
-name beside the target and renames it over the target only once the file is complete (a
-rename within a directory is atomic), so a killed process, a full disk or an error leaves the
-old file (or none), never a broken one.
+"""Files in and out, safely.
+
+**Writing.** Nothing is ever half-written: every writer here writes to a temporary name beside
+the target and renames it over the target only once the file is complete (a rename within a
+directory is atomic), so a killed process, a full disk or an error leaves the old file (or
+none), never a broken one. Before a command does any work, :func:`check_output` refuses an
+output that cannot be written (a directory, a missing or unwritable folder) or that is one of
+the command's inputs (it would be overwritten).
+
+**Reading JSON.** :func:`read_json` reads a bounded amount of UTF-8 text and turns every way
+the file can be wrong (missing, not a regular file, too large, not text, not JSON, nested too
+deeply) into one :class:`~inverse_air.errors.UserError` line naming it.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +54,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes atomically (e.g. a ``torch.save`` made in memory, so that a full disk
+    raises the ``OSError`` this module reports, not the serializer's own error)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
@@ -77,3 +93,107 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
         image = image[..., 0]
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, image, extension=".png")
+
+
+# ---------------------------------------------------------------------------- checks
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (hard and symbolic links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output(path: str | os.PathLike, option: str, inputs=(), directory: bool = False) -> Path:
+    """Refuse, before any work, an output that cannot be written or that is an input.
+
+    Args:
+        path: the output file (or, with ``directory``, the folder a command creates or fills).
+        option: how the user named it (``-o``, ``--overlay``, ``--out``), for the message.
+        inputs: the command's input files and folders. A file output may not be one of them;
+            a folder output may not be one of them, nor inside one.
+        directory: ``path`` is a folder (created with its parents if missing).
+
+    Raises:
+        UserError: one line naming ``option`` and ``path``.
+    """
+    path = Path(path)
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{option} {path}: exists and is not a directory")
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"{option} {path}: {parent} is not a directory")
+    else:
+        if path.is_dir():
+            raise UserError(f"{option} {path}: is a directory; give a file name")
+        parent = path.absolute().parent
+        if not parent.is_dir():
+            raise UserError(f"{option} {path}: directory {path.parent} does not exist")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserError(f"{option} {path}: file is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: cannot write in {parent}")
+    for item in inputs:
+        item = Path(item)
+        if not item.exists():
+            continue
+        clash = same_file(path, item) if path.exists() else False
+        if directory and not clash:
+            out, inp = path.resolve(), item.resolve()
+            clash = out == inp or inp in out.parents
+        if clash:
+            raise UserError(f"{option} {path}: is also an input ({item}); writing there would "
+                            f"overwrite it, choose another path")
+    return path
+
+
+MAX_JSON_BYTES = 64 * 2**20
+"""The largest JSON file read (scene files, manifests and configs are a few KB)."""
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """Parse a JSON file, refusing with one line whatever is wrong with it.
+
+    Args:
+        what: what the file should be, for the message (``scene file``, ``manifest``).
+
+    Raises:
+        UserError: the file is missing, not a regular file, larger than
+            :data:`MAX_JSON_BYTES`, not UTF-8 text, not JSON, or nested too deeply.
+    """
+    path = Path(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: not a regular file (a {what} is expected)")
+        if info.st_size > MAX_JSON_BYTES:
+            raise UserError(f"{path}: {info.st_size:,} bytes is too large for a {what} "
+                            f"(at most {MAX_JSON_BYTES:,})")
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise UserError(f"{path}: too large for a {what} (at most {MAX_JSON_BYTES:,} bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        kind = " (it looks like a PNG image)" if data.startswith(b"\x89PNG") else ""
+        raise UserError(f"{path}: not UTF-8 text{kind}, so not a {what}: byte {e.start} is "
+                        f"0x{data[e.start]:02x}") from None
+    return parse_json(text, str(path), what)
+
+
+def parse_json(text: str, source: str, what: str = "JSON") -> object:
+    """``json.loads(text)``, with every failure one :class:`UserError` line naming ``source``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise UserError(f"{source}: JSON nested too deeply to be a {what}") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{source}: unreadable JSON: {e}") from None

@@ -1,5 +1,11 @@
-"""Images in and out: reading image files as a model's input, and converting between uint8
-arrays ``(..., H, W, C)`` and float tensors ``(..., C, H, W)`` in [0, 1]."""
+"""Images in and out: reading images as a model's input, and converting between uint8 arrays
+``(..., H, W, C)`` and float tensors ``(..., C, H, W)`` in [0, 1].
+
+Every image becomes input through one function, :func:`decode` (files through
+:func:`read_image`, PIL images and arrays through :func:`as_input`): 16-bit and float pixel
+values are scaled to 8 bits or refused, never clipped to white or black; colour modes,
+transparency and sizes are converted with a notice each; files of more than
+:data:`MAX_IMAGE_PIXELS` are refused before they are decoded."""
 
 from __future__ import annotations
 
@@ -29,41 +35,137 @@ def to_uint8(images) -> np.ndarray:
     return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def read_image(path: str | os.PathLike, size: int, channels: int) -> tuple[np.ndarray, list[str]]:
-    """Read an image as the model's input ``(size, size, channels)`` uint8.
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""The largest image read (width x height); larger ones are refused before they are decoded,
+so a decompression bomb (a small file that decodes to gigabytes) costs nothing."""
 
-    Grey, palette and RGBA images are converted (transparent pixels composited on black) and
-    other sizes resized (bilinear), each with a notice.
+
+def read_image(path: str | os.PathLike, size: int, channels: int) -> tuple[np.ndarray, list[str]]:
+    """Read an image file as the model's input ``(size, size, channels)`` uint8
+    (:func:`decode`).
 
     Raises:
-        UserError: the file is missing, unreadable, not an image or truncated.
+        UserError: the file is missing, not a regular file, unreadable, not an image,
+            truncated, too large (:data:`MAX_IMAGE_PIXELS`) or of values that do not map to
+            [0, 1] (:func:`decode`).
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    notices = []
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file")
     try:
-        with Image.open(path) as image:
-            image.load()
-            mode, (width, height) = image.mode, image.size
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-                notices.append(f"{mode} image: transparent pixels composited on black")
-                rgba = image.convert("RGBA")
-                image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-                image.alpha_composite(rgba)
-            target = "RGB" if channels == 3 else "L"
-            if image.mode != target:
-                if mode not in ("RGBA", "LA", "PA", "P", target):
-                    notices.append(f"{mode} image converted to {target}")
-                image = image.convert(target)
-            if (width, height) != (size, size):
-                notices.append(f"{width}x{height} image resized to the model's {size}x{size}")
-                image = image.resize((size, size), Image.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise UserError(f"{path}: {width}x{height} pixels is more than this reads "
+                                    f"({MAX_IMAGE_PIXELS:,} pixels; a decompression bomb?)")
+                image.load()
+                return decode(image, size, channels, str(path))
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: too many pixels (a decompression bomb?)") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
-    return array.reshape(size, size, channels), notices
+
+
+def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.ndarray, list[str]]:
+    """A PIL image as the model's input ``(size, size, channels)`` uint8, with a notice for
+    each conversion: the one way every image (a file, a PIL image, an array) becomes input.
+
+    - 16-bit grey (``I;16``, and ``I`` with values in 0..65535) is scaled to 8 bits
+      (65535 -> 255); float images (``F``) must hold finite values in [0, 1] (scaled by 255).
+      Anything else of more than 8 bits is refused rather than clipped to white or black.
+    - Grey, palette and other colour modes are converted (transparent pixels composited on
+      black), other sizes resized (bilinear).
+
+    Raises:
+        UserError: values that do not map to [0, 1] (naming ``source``).
+    """
+    from PIL import Image
+
+    notices = []
+    mode, (width, height) = image.mode, image.size
+    if mode.startswith("I") or mode == "F":
+        image = Image.fromarray(_high_depth_to_uint8(np.asarray(image), mode, source, notices))
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        notices.append(f"{mode} image: transparent pixels composited on black")
+        rgba = image.convert("RGBA")
+        image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image.alpha_composite(rgba)
+    target = "RGB" if channels == 3 else "L"
+    if image.mode != target:
+        if mode not in ("RGBA", "LA", "PA", "RGBa", "La", "P", target):
+            notices.append(f"{mode} image converted to {target}")
+        image = image.convert(target)
+    if (width, height) != (size, size):
+        notices.append(f"{width}x{height} image resized to the model's {size}x{size}")
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).reshape(size, size, channels), notices
+
+
+def _high_depth_to_uint8(array: np.ndarray, mode: str, source: str, notices: list[str]) -> np.ndarray:
+    """16-bit and float pixel values -> uint8 (see :func:`decode`)."""
+    array = np.asarray(array)
+    if mode == "F" or array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise UserError(f"{source}: float image holds NaN or infinite values")
+        low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+        if low < 0.0 or high > 1.0:
+            raise UserError(f"{source}: float image with values in [{low:g}, {high:g}]; expected "
+                            f"[0, 1] (save it as an 8-bit image instead)")
+        notices.append(f"{mode} (float) image scaled from [0, 1] to 8 bits")
+        return np.round(array.astype(np.float64) * 255.0).astype(np.uint8)
+    low, high = int(array.min(initial=0)), int(array.max(initial=0))
+    if low < 0 or high > 65535:
+        raise UserError(f"{source}: {mode} image with values in [{low}, {high}]; expected 16-bit "
+                        f"values in [0, 65535]")
+    notices.append(f"{mode} (16-bit) image scaled to 8 bits")
+    return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def as_input(image, size: int, channels: int, source: str = "image") -> tuple[np.ndarray, list[str]]:
+    """One image in any form the Python API takes as the model's input ``(size, size,
+    channels)`` uint8 (:func:`decode`): a PIL image, or an ``(H, W)`` / ``(H, W, C)`` array
+    (C = 1, 3 or 4) of uint8, uint16 (16 bits) or floats in [0, 1].
+
+    Raises:
+        UserError: another shape or dtype, or values out of range.
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return decode(image, size, channels, source)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise UserError(f"{source}: expected an (H, W) or (H, W, C) image with C = 1, 3 or 4, got shape {array.shape}")
+    if array.dtype == np.uint8 and array.shape[:2] == (size, size) and (array.ndim == 3) == (channels == 3) \
+            and (array.ndim == 2 or array.shape[2] == channels):
+        return array.reshape(size, size, channels), []  # already the model's input
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    notices: list[str] = []
+    if array.dtype.kind == "f" or array.dtype == np.uint16 or (array.dtype.kind in "iu" and array.dtype != np.uint8):
+        if array.dtype.kind in "iu" and array.dtype != np.uint16:
+            high = int(array.max(initial=0)) if array.size else 0
+            if array.min(initial=0) < 0 or high > 255:
+                raise UserError(f"{source}: {array.dtype} image with values outside [0, 255]")
+            array = array.astype(np.uint8)
+        else:
+            planes = array if array.ndim == 2 else np.moveaxis(array, -1, 0)
+            label = "F" if array.dtype.kind == "f" else "I;16"
+            array = _high_depth_to_uint8(planes, label, source, notices)
+            array = array if array.ndim == 2 else np.moveaxis(array, 0, -1)
+    elif array.dtype != np.uint8:
+        raise UserError(f"{source}: unsupported image dtype {array.dtype}")
+    decoded, more = decode(Image.fromarray(np.ascontiguousarray(array)), size, channels, source)
+    return decoded, notices + more

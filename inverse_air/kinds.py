@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
@@ -67,6 +68,16 @@ class Kind:
     truth."""
     codec: Codec
     """Ground truth <-> latents."""
+    shard_arrays: Callable[[DatasetConfig], dict[str, tuple[str, tuple[int, ...]]]]
+    """A shard's arrays besides ``count``: name -> (dtype, one scene's shape), ``images``
+    included (reading checks every shard against it)."""
+    check_truth: Callable[[dict[str, np.ndarray], DatasetConfig], str | None]
+    """What is impossible in a shard's ground truth (one line), or None: values out of range,
+    slots that disagree with ``count``."""
+    memory_per_image: Callable[[AIRConfig, str], float]
+    """Bytes one image takes in a step of ``phase`` (``"sleep"``, ``"supervised"``,
+    ``"elbo"`` or ``"predict"``): the measured cost of the step's tensors, so that a batch
+    that cannot fit the machine is refused before it is tried."""
     metrics: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict]
     """``(true, predicted) -> JSON-ready metrics`` (both in the ground-truth format)."""
     metric_lines: Callable[[dict], list[str]]
@@ -75,8 +86,9 @@ class Kind:
     """One present step of a ``decompose`` result for people."""
     look_text: Callable[[dict], list[str]] = lambda result: []
     """The lines a ``decompose`` result's scene latents (its look) read as, for people."""
-    shipped_model: str | None = None
-    """File name of the model shipped with the project (``decompose --model NAME``)."""
+    shipped_model: Path | None = None
+    """The model shipped with the package (``decompose --model NAME``, ``Decomposer(NAME)``),
+    package data of the kind's package."""
     upgrade_v1: Callable[[dict, str], dict] | None = None
     """Format-1 files: ``(old, "air" | "dataset") -> the kind's branch`` (``objects`` or
     ``scenes`` dict) from a format-1 ``AIRConfig`` or ``DatasetConfig`` dict."""

@@ -16,7 +16,10 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
   ground truth: the paper's supervised comparison.
 
 Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``, so a run
-resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken.
+resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken; a
+resumed run keeps every setting of the checkpoint but its length (:func:`resume_config`
+refuses a flag that asks for another). Ctrl-C and SIGTERM save a checkpoint of the last
+finished step. A step whose batch cannot fit in memory is refused before training starts.
 Dataset labels are used by the unsupervised phases only to *report* count accuracy on a fixed
 monitoring batch; they never reach a loss. Nothing here is specific to a kind of object: the
 kind (:mod:`inverse_air.kinds`) turns ground truth into targets, the object model samples sleep
@@ -28,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -42,12 +46,14 @@ from .config import AIRConfig, RunConfig, to_dict
 from .data import ShardDataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
-from .errors import UserError
-from .files import write_json, write_text
+from .errors import UserError, sigterm_interrupts
+from .files import check_output, write_json, write_text
 from .images import images_to_tensor, to_uint8
 from .kinds import KINDS, get_kind
+from .limits import check_memory
 from .models import build_model
 from .object_model import PriorSampler
+from .progress import progress_bar
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -96,7 +102,57 @@ def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dic
     air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps,
                                                                   count_prior))
     train = dataclasses.replace(kind.train, **train_overrides)
-    return RunConfig(air=air, train=train, data=str(data_dir))
+    return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute()))
+
+
+def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                  model: str | None = None, train_overrides: dict | None = None,
+                  air_overrides: dict | None = None, count_prior: str | None = None) -> RunConfig:
+    """The configuration to continue the run in ``out_dir`` with: its checkpoint's, with
+    ``steps`` (the only setting a resumed run may change) from ``train_overrides``.
+
+    Every other setting given (``data_dir``, ``model``, the overrides, ``count_prior``) must
+    agree with the checkpoint's, so that none is silently ignored; ``data_dir`` may name the
+    run's dataset moved elsewhere (when the stored path no longer holds one).
+
+    Raises:
+        UserError: no checkpoint to resume, or a setting that differs from the run's, named
+            as its flag.
+    """
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        raise UserError(f"{out_dir}: nothing to resume (no {CHECKPOINT})")
+    saved: RunConfig = load_checkpoint(path, expect_kind=model)["config"]
+    wanted = dict(train_overrides or {})
+    steps = wanted.pop("steps", saved.train.steps)
+
+    def refuse(flag: str, given, kept) -> None:
+        if isinstance(given, bool):  # a switch: --dair / --no-dair
+            switch = lambda on: flag if on else flag.replace("--", "--no-", 1)
+            flag, given, kept = switch(given), "", switch(kept)
+        raise UserError(f"{flag}{' ' + str(given) if given != '' else ''}: the run in {out_dir} was trained "
+                        f"with {kept}; --resume continues it as it was (only --steps may change), or start a "
+                        f"new run with another --out")
+
+    for name, value in wanted.items():
+        if getattr(saved.train, name) != value:
+            refuse("--" + name.replace("_", "-"), value, getattr(saved.train, name))
+    for name, value in (air_overrides or {}).items():
+        kept = getattr(saved.air, name) if hasattr(saved.air, name) else getattr(saved.air.objects, name)
+        if kept != value:
+            refuse("--" + name.replace("_", "-"), value, kept)
+    data = saved.data
+    if data_dir is not None and Path(data_dir).resolve() != Path(saved.data).resolve():
+        if (Path(saved.data) / "manifest.json").exists():
+            refuse("--data", data_dir, saved.data)
+        ShardDataset(data_dir).check_fits(saved.air, str(path))  # the run's dataset, moved
+        data = str(Path(data_dir).absolute())
+    if count_prior is not None:
+        dataset = ShardDataset(data)
+        prior = count_prior_for(dataset.config.counts, saved.air.max_steps, count_prior)
+        if not np.allclose(prior, saved.air.count_prior):
+            refuse("--count-prior", count_prior, f"the prior {list(saved.air.count_prior)}")
+    return dataclasses.replace(saved, data=data, train=dataclasses.replace(saved.train, steps=steps))
 
 
 def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
@@ -266,11 +322,12 @@ class Trainer:
 
     def __init__(self, config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
                  progress: bool = True, context: Context = Context()):
-        self.out = Path(out_dir)
+        self.out = check_output(out_dir, "--out", inputs=[config.data], directory=True)
         self.context = context
         self.progress = progress and context.is_main
         payload = self._previous_run(config, resume)
         self.config = config if payload is None else self._resumed_config(payload, config)
+        self._check_memory()
         self.model, self.optimizer = self._build()
         self.step = 0
         self.window: list[dict] = []  # per-step stats since the last metrics line
@@ -298,11 +355,35 @@ class Trainer:
                             f"it or choose another --out")
         return None
 
-    @staticmethod
-    def _resumed_config(payload: dict, config: RunConfig) -> RunConfig:
-        """The saved run's configuration; only the length of the run may change on resume."""
+    def _resumed_config(self, payload: dict, config: RunConfig) -> RunConfig:
+        """The saved run's configuration; only the length of the run may change on resume
+        (:func:`resume_config` refuses flags that ask for more)."""
         saved: RunConfig = payload["config"]
-        return dataclasses.replace(saved, train=dataclasses.replace(saved.train, steps=config.train.steps))
+        if payload.get("optimizer") is None:
+            raise UserError(f"{self.out / CHECKPOINT}: holds no optimizer state (an exported model?); "
+                            f"it cannot be resumed")
+        if config.train.steps < payload["step"]:
+            raise UserError(f"--steps {config.train.steps}: the run in {self.out} is at step "
+                            f"{payload['step']} already")
+        return dataclasses.replace(saved, data=config.data or saved.data,
+                                   train=dataclasses.replace(saved.train, steps=config.train.steps))
+
+    def _check_memory(self) -> None:
+        """Refuse batches whose steps cannot fit in this machine's memory (before any is tried)."""
+        tc, air = self.config.train, self.config.air
+        estimate = KINDS[air.kind].memory_per_image
+        phases = {"supervised"} if tc.supervised else ({"elbo"} | ({"sleep"} if tc.sleep_steps else set()))
+        if tc.sleep_steps >= tc.steps:
+            phases.discard("elbo")
+        world = self.context.world
+        for phase in sorted(phases):
+            flag, batch = ("--elbo-batch-size", tc.elbo_batch_size) if phase == "elbo" else ("--batch-size", tc.batch_size)
+            check_memory(estimate(air, phase) * -(-batch // world), f"{flag} {batch:,} ({phase} steps)",
+                         f"use a smaller {flag}", device=self.context.device)
+        if "sleep" in phases and tc.sleep_pool:  # the pool's uint8 images, on the host
+            scenes = min(tc.sleep_pool, max(tc.batch_size, tc.sleep_steps * tc.sleep_refresh))
+            check_memory(scenes * air.image_size ** 2 * air.channels, f"a sleep pool of {scenes:,} scenes",
+                         "use a smaller TrainConfig.sleep_pool")
 
     def _build(self) -> tuple[AIR, torch.optim.Optimizer]:
         config = self.config
@@ -316,8 +397,12 @@ class Trainer:
         return model, torch.optim.Adam(parameter_groups(model, tc.lr, tc.baseline_lr))
 
     def _restore(self, payload: dict) -> None:
-        self.model.load_state_dict(payload["weights"])
-        self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
+        try:
+            self.model.load_state_dict(payload["weights"])
+            self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{self.out / CHECKPOINT}: weights or optimizer state do not fit the run's "
+                            f"model ({str(e).splitlines()[0][:200]})") from None
         self.step = payload["step"]
         self.window = payload["extra"].get("window", [])
         self.elapsed = payload["extra"].get("time_s", 0.0)
@@ -342,8 +427,11 @@ class Trainer:
         step) and the TensorBoard writer."""
         if not self.context.is_main:
             return None
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "images").mkdir(exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "images").mkdir(exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot create the run directory: {e.strerror or e}") from None
         write_json(self.out / "config.json", {"config": to_dict(self.config)})
         self._truncate_metrics()
         return _tensorboard(self.out / "tb", self.step)
@@ -376,7 +464,12 @@ class Trainer:
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
         else:
             x, target = self.batches.data(step, tc.batch_size, context.part(tc.batch_size))
-        loss, stats = self.loss(phase, x, target)
+        try:
+            loss, stats = self.loss(phase, x, target)
+        except RuntimeError as e:  # e.g. sampling from NaN probabilities
+            if all(torch.isfinite(p).all() for p in self.model.parameters()) and torch.isfinite(x).all():
+                raise
+            raise TrainingDiverged(self._diverged(step, f"non-finite values ({str(e).splitlines()[0][:120]})")) from None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # with several processes, gradients are averaged over them here
         stats = {"loss": loss.item(), **stats}
@@ -394,12 +487,17 @@ class Trainer:
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
-        from tqdm.auto import tqdm
+        """Train to ``steps``; returns the last logged metrics (with ``step`` always).
 
+        Ctrl-C and SIGTERM save a checkpoint of the last finished step, then raise
+        ``KeyboardInterrupt`` (:class:`~inverse_air.errors.Terminated` for SIGTERM)."""
+        with sigterm_interrupts():
+            return self._run()
+
+    def _run(self) -> dict:
         tc = self.config.train
-        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True)
-        last = {}
+        bar = progress_bar(total=tc.steps, initial=self.step, disable=not self.progress, unit="step")
+        last = {"step": self.step}
         self._start = time.perf_counter() - self.elapsed
         try:
             while self.step < tc.steps:
@@ -448,12 +546,16 @@ class Trainer:
         if not self.context.is_main:
             return record
         record["monitor_count_accuracy"] = self.monitor_count_accuracy()
-        with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key not in ("step", "phase"):
-                self.writer.add_scalar(key, value, self.step)
-        self.writer.flush()
+        try:
+            with open(self.out / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise UserError(f"{self.out / METRICS}: cannot write: {e.strerror or e}") from None
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "phase"):
+                    self.writer.add_scalar(key, value, self.step)
+            self.writer.flush()
         return record
 
     @torch.no_grad()
@@ -487,8 +589,13 @@ class Trainer:
         path = self.out / METRICS
         if not path.exists():
             return
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= self.step]
+        keep = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut short by a kill, or junk
+                continue
         write_text(path, "".join(line + "\n" for line in keep))
 
 
@@ -513,7 +620,14 @@ def _step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 def _tensorboard(path: Path, step: int):
-    from torch.utils.tensorboard import SummaryWriter
-
+    """A TensorBoard writer of the run's scalars, or None (saying so once) when the optional
+    ``tensorboard`` package is not installed (``pip install 'inverse-air[tensorboard]'``)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("notice: TensorBoard logs are off (the tensorboard package is not installed: "
+              "pip install 'inverse-air[tensorboard]'); metrics.jsonl has the same scalars",
+              file=sys.stderr)
+        return None
     return SummaryWriter(str(path), purge_step=step if step > 0 else None)
 

@@ -72,9 +72,9 @@ def test_render_dataset_3d(tmp_path):
     (["--counts", "a,b"], "--counts: expected comma-separated integers"),
     (["--counts", "0,12"], "--counts"),
     (["--image-size", "2"], "--image-size must be between"),
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--num", "0"], "--num must be at least 1"),
-    (["--model", "4d"], "--model must be one of"),
+    (["--workers", "0"], "--workers must be between 1 and this machine's"),
+    (["--workers", "1000"], "--workers must be between 1 and this machine's"),
+    (["--num", "0"], "--num must be between 1 and"),
 ])
 def test_render_dataset_bad_options(tmp_path, extra, expected):
     result = invoke("render-dataset", tmp_path / "ds", *extra)
@@ -85,6 +85,14 @@ def test_render_dataset_bad_options(tmp_path, extra, expected):
 
 def test_usage_error_is_exit_2():
     assert invoke("render-dataset").exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["render-dataset", "d", "--model", "4d"], ["render-dataset", "d", "--split", "val"],
+                                  ["train", "--out", "r", "--model", "4d"], ["evaluate", "c.pt", "--data", "d", "--precision", "fp8"],
+                                  ["decompose", "x.png", "--device", "tpu"], ["train", "--out", "r", "--count-prior", "flat"]])
+def test_a_value_outside_an_options_choices_is_a_usage_error(args, tmp_path):
+    result = invoke(*args)
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
 
 
 def test_interrupted_render_dataset_says_how_to_resume(tmp_path, monkeypatch):
@@ -125,7 +133,6 @@ def test_train_then_evaluate_json(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("model, data, expected", [
-    ("4d", None, "--model must be one of"),
     ("3d", "/nonexistent", "not a dataset"),
 ])
 def test_train_bad_input(tiny_data, tmp_path, model, data, expected):
@@ -187,3 +194,59 @@ def test_train_2d_bad_input(tiny_data_2d, tiny_data, tmp_path, extra, expected):
     result = invoke(*args, *extra)
     assert result.exit_code == 1, result.output
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- help, version, quiet, logs
+def test_help_shows_every_default():
+    wide = CliRunner(env={"COLUMNS": "300", "TERM": "dumb"})
+    for command in ("render-scene", "render-dataset", "train", "evaluate", "decompose"):
+        text = wide.invoke(app, [command, "--help"]).output
+        assert " ." not in text.replace("...", ""), text  # a bracketed default eaten by markup
+    train = wide.invoke(app, ["train", "--help"]).output
+    assert "the 3d preset's 5000, the 2d preset's 25000" in train and "<3d|2d>" in train
+    assert "<dataset|uniform>" in train and "<auto|cpu|cuda>" in train
+    dataset = wide.invoke(app, ["render-dataset", "--help"]).output
+    assert "the 3d preset's 64, the 2d preset's 50" in dataset and "<train|test>" in dataset
+    assert "the 5,000 embedded digits" in dataset and "--quiet" in dataset
+    assert "[default: 256]" in wide.invoke(app, ["evaluate", "--help"]).output
+
+
+def test_version():
+    from inverse_air import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"inverse-air {__version__}"
+
+
+def test_render_dataset_quiet_prints_nothing_and_logs_are_not_spammed(tmp_path):
+    result = invoke("render-dataset", tmp_path / "q", "--model", "2d", "--num", 40, "--shard-size", 2, "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+    result = invoke("render-dataset", tmp_path / "p", "--model", "2d", "--num", 40, "--shard-size", 2)
+    assert result.exit_code == 0
+    assert result.stderr.count("\r") <= 3, result.stderr  # not a redraw per shard: stderr is no terminal
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["evaluate", "CKPT", "--data", "DATA", "--batch-size", 0], "error: --batch-size must be at least 1, got 0"),
+    (["decompose", SCENES / "cube.png", "--batch-size", -2], "error: --batch-size must be at least 1, got -2"),
+    (["decompose", SCENES / "cube.png", "--refine", -1], "error: --refine must be between 0 and"),
+    (["train", "--out", "RUN"], "error: --data is required for a new run"),
+])
+def test_bad_sizes_are_one_line(tiny_data, tmp_path, args, expected):
+    from inverse_air.decompose import shipped_model
+
+    args = [{"CKPT": shipped_model("3d"), "DATA": tiny_data, "RUN": tmp_path / "run"}.get(a, a) for a in args]
+    result = invoke(*args)
+    assert result.exit_code == 1 and result.output.startswith(expected), result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_clis_choices_are_the_librarys():
+    from inverse_air import cli
+    from inverse_air.air import PRECISIONS
+    from inverse_air.decompose import PRECISIONS as DECOMPOSE_PRECISIONS
+    from inverse_air.train import COUNT_PRIORS
+
+    values = lambda enum: tuple(member.value for member in enum)
+    assert values(cli.Precision) == PRECISIONS and values(cli.DecomposePrecision) == DECOMPOSE_PRECISIONS
+    assert values(cli.CountPrior) == COUNT_PRIORS and values(cli.Model) == tuple(cli.KINDS)

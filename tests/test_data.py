@@ -92,13 +92,16 @@ def test_refuses_to_mix_settings(tmp_path):
         render_dataset(tmp_path / "junk", TINY_2D, progress=False)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(num=0), "--num"), (dict(counts=(-1, 2)), "--counts"), (dict(counts=(0, 9)), "--counts"),
-    (dict(split="val"), "--split"), (dict(shard_size=0), "shard size"),
+@pytest.mark.parametrize("change, field", [
+    (dict(num=0), "num"), (dict(counts=(-1, 2)), "counts[0]"), (dict(counts=(0, 9)), "counts"),
+    (dict(split="val"), "split"), (dict(shard_size=0), "shard_size"),
 ])
-def test_bad_settings(tmp_path, change, message):
-    with pytest.raises(UserError, match=message):
+def test_bad_settings(tmp_path, change, field):
+    from inverse_air.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
         render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, **change), progress=False)
+    assert e.value.path == field
     assert not (tmp_path / "d").exists()
 
 
@@ -224,6 +227,152 @@ def test_making_2d_data_imports_no_torch(tmp_path):
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
     assert ShardDataset(tmp_path / "d").config.kind == "2d"
+
+
+# ---------------------------------------------------------------- failures and damage
+def test_a_failed_first_run_does_not_block_the_corrected_retry(tmp_path, monkeypatch):
+    """A run that fails before its first shard (a bad setting found late) leaves a manifest;
+    the corrected command takes the directory over instead of refusing it."""
+    import inverse_air.objects2d.kind as kind2d
+
+    def failing(self, rng, counts):
+        raise UserError("could not place 5 non-overlapping digits")
+
+    monkeypatch.setattr(kind2d.ShardMaker, "__call__", failing)
+    with pytest.raises(UserError, match="could not place"):
+        render_dataset(tmp_path / "d", dataclasses.replace(TINY_2D, counts=(5,)), progress=False)
+    assert (tmp_path / "d" / "manifest.json").exists() and not list((tmp_path / "d").glob("shard-*"))
+    monkeypatch.undo()
+    render_dataset(tmp_path / "d", TINY_2D, progress=False)
+    assert ShardDataset(tmp_path / "d").config == TINY_2D
+
+
+def test_a_damaged_shard_is_made_again_not_reported_ready(tmp_path):
+    render_dataset(tmp_path / "full", TINY_2D, progress=False)
+    render_dataset(tmp_path / "cut", TINY_2D, progress=False)
+    shard = tmp_path / "cut" / "shard-00001.npz"
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated
+    manifest = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+    (tmp_path / "cut" / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    notices = []
+    render_dataset(tmp_path / "cut", TINY_2D, progress=False, notice=notices.append)
+    assert len(notices) == 1 and "shard-00001.npz" in notices[0] and "made it again" in notices[0]
+    assert shard_bytes(tmp_path / "cut") == shard_bytes(tmp_path / "full")
+
+
+def _edited_copy(source, tmp_path, edit):
+    import shutil
+
+    from inverse_air.files import write_npz
+
+    copy = tmp_path / "edited"
+    shutil.copytree(source, copy)
+    with np.load(copy / "shard-00001.npz") as shard:
+        arrays = {k: shard[k].copy() for k in shard.files}
+    edit(arrays)
+    write_npz(copy / "shard-00001.npz", arrays)
+    return copy
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda a: a["box"].__setitem__((0, 0, 1), np.nan), "box holds NaN"),
+    (lambda a: a["count"].__setitem__(0, 7), "count 7 in scene 0 is not one of the dataset's counts"),
+    (lambda a: a["digit"].__setitem__((0, 0), 12), "digit holds labels outside"),
+    (lambda a: a.__setitem__("images", a["images"].astype(np.float32)), "float32 array"),
+    (lambda a: a.__setitem__("images", a["images"][:3]), "expected uint8 (24, 50, 50, 1)"),
+    (lambda a: a.pop("digit"), "holds box.npy, count.npy, images.npy"),
+])
+def test_hand_edited_shards_are_refused_naming_the_shard(tiny_data_2d, tmp_path, edit, fragment):
+    copy = _edited_copy(tiny_data_2d, tmp_path, edit)
+    with pytest.raises(UserError, match="shard-00001.npz") as e:
+        ShardDataset(copy).arrays()
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda a, i: a["color"].__setitem__((i, 0, 0), 1.5), "color outside [0, 1]"),
+    (lambda a, i: a["shape"].__setitem__((i, 0), 7), "shape holds labels outside"),
+    (lambda a, i: a["position"].__setitem__((i, 0, 0), 3.0), "position outside the scene square"),
+    (lambda a, i: a["count"].__setitem__(i, 0), "shape's filled slots do not match count"),
+    (lambda a, i: a.pop("camera"), "a 3d shard holds"),
+])
+def test_hand_edited_3d_shards_are_refused_naming_the_shard(tiny_data, tmp_path, edit, fragment):
+    def edit_a_scene_with_objects(arrays):
+        edit(arrays, int(np.flatnonzero(arrays["count"] > 0)[0]))
+
+    copy = _edited_copy(tiny_data, tmp_path, edit_a_scene_with_objects)
+    with pytest.raises(UserError, match="shard-00001.npz") as e:
+        ShardDataset(copy).arrays()
+    assert fragment in str(e.value)
+
+
+def test_a_shard_header_claiming_huge_arrays_is_refused_before_allocating(tiny_data_2d, tmp_path):
+    """The header of a .npy member is checked before its data is read: a shard that says its
+    images are (10**9, 50, 50, 1) costs nothing."""
+    import zipfile
+
+    copy = _edited_copy(tiny_data_2d, tmp_path, lambda a: None)
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 50, 50, 1), np.uint8))
+    header["shape"] = (10**9, 50, 50, 1)
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    with zipfile.ZipFile(copy / "shard-00001.npz") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["images.npy"] = buffer.getvalue() + b"\0" * 100
+    with zipfile.ZipFile(copy / "shard-00001.npz", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(UserError, match=r"images: uint8 array of shape \(1000000000, 50, 50, 1\)"):
+        ShardDataset(copy).arrays()
+
+
+def test_a_manifest_whose_shard_list_was_edited_is_refused(tiny_data_2d, tmp_path):
+    import shutil
+
+    copy = tmp_path / "d"
+    shutil.copytree(tiny_data_2d, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"] = ["../../etc/passwd", "shard-00001.npz"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="its shards do not match its configuration"):
+        ShardDataset(copy)
+
+
+def test_ctrl_c_with_workers_is_one_line_and_keeps_whole_shards(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "inverse_air", "render-dataset", str(out), "--model", "2d", "--num", "400000",
+           "--shard-size", "2000", "--workers", "2"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("shard-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("interrupted:"), stderr
+    assert not list(out.glob("*.tmp"))
+    for shard in out.glob("shard-*.npz"):  # every shard left is whole
+        with np.load(shard) as data:
+            assert len(data["count"]) == 2000
+
+
+def test_a_bad_digit_source_is_one_error_whatever_the_workers(tmp_path):
+    """Refused before anything is written with one worker; with two, the workers' failure
+    comes back as the same error (a pool whose initializer fails would respawn forever)."""
+    config = dataclasses.replace(TINY_2D, scenes=Compose2DConfig(mnist=str(tmp_path / "none")))
+    with pytest.raises(UserError, match="not a directory"):
+        render_dataset(tmp_path / "one", config, progress=False)
+    assert not (tmp_path / "one").exists()
+    with pytest.raises(UserError, match="not a directory"):
+        render_dataset(tmp_path / "two", config, workers=2, progress=False)
+    assert not list((tmp_path / "two").glob("shard-*"))
 
 
 def test_3d_datasets_vary_their_look_by_default(tmp_path):

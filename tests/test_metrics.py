@@ -22,6 +22,21 @@ def test_matching_finds_the_cheapest_assignment():
         match_by_position(true, pred[:1])
 
 
+def test_matching_equals_every_permutation_and_scales_to_many_objects():
+    import itertools
+    import time
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 7):
+        true, pred = rng.uniform(-1, 1, (n, 2)), rng.uniform(-1, 1, (n, 2))
+        cost = np.linalg.norm(true[:, None] - pred[None], axis=-1)
+        best = min(cost[np.arange(n), list(p)].sum() for p in itertools.permutations(range(n)))
+        assert cost[np.arange(n), match_by_position(true, pred)].sum() == pytest.approx(best)
+    start = time.perf_counter()
+    order = match_by_position(rng.uniform(size=(200, 2)), rng.uniform(size=(200, 2)))  # 200! permutations
+    assert sorted(order.tolist()) == list(range(200)) and time.perf_counter() - start < 1.0
+
+
 def test_yaw_error_respects_symmetry():
     assert yaw_error_deg(np.array([0.0, 10.0, 80.0]), np.array([90.0, 355.0, 5.0]), 90.0).tolist() == \
         pytest.approx([0.0, 15.0, 15.0])

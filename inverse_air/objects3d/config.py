@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Annotated
 
-from ..config import ObjectsConfig, ScenesConfig
+from ..config import Checked, ConfigError, Fraction, Layer, ObjectsConfig, Pixels, Range, ScenesConfig
+
+Unit = Fraction
+"""A colour channel or a light intensity, in [0, 1]."""
+Coordinate = Annotated[float, Range(-100.0, 100.0)]
+"""A world coordinate (the scene square is [-1, 1]^2)."""
+Degrees = Annotated[float, Range(-360.0, 360.0)]
+Scale = Annotated[float, Range(0.05, 0.9)]
+"""An object's size (unit mesh times this; the render config's ``object_scale`` and the
+varied sizes)."""
 
 
 @dataclass(frozen=True)
-class RenderConfig:
+class RenderConfig(Checked):
     """Everything about how a 3D scene becomes an image, apart from the scene itself.
 
     The camera is PyTorch3D's ``FoVPerspectiveCameras`` placed by ``look_at_view_transform``
@@ -17,41 +27,44 @@ class RenderConfig:
     ``camera_azimuth_deg`` around +Y (0 = on the +Z side), looking at ``camera_target``.
     """
 
-    image_size: int = 64
+    image_size: Pixels = 64
     """Height and width of rendered images in pixels."""
-    object_scale: float = 0.6
+    object_scale: Scale = 0.6
     """World size of every object: unit meshes are multiplied by this (cube side 0.6)."""
-    camera_distance: float = 5.8
+    camera_distance: Annotated[float, Range(1.5, 9.0)] = 5.8
     """Distance from the camera to its target (world units)."""
-    camera_elevation_deg: float = 60.0
+    camera_elevation_deg: Annotated[float, Range(1.0, 90.0)] = 60.0
     """Angle of the camera above the ground plane, in degrees."""
-    camera_azimuth_deg: float = 0.0
+    camera_azimuth_deg: Degrees = 0.0
     """Rotation of the camera about +Y, in degrees; 0 puts it on the +Z side, facing -Z."""
-    camera_target: tuple[float, float, float] = (0.0, 0.15, 0.0)
+    camera_target: tuple[Coordinate, Coordinate, Coordinate] = (0.0, 0.15, 0.0)
     """The point the camera looks at (world units)."""
-    fov_deg: float = 35.0
+    fov_deg: Annotated[float, Range(1.0, 170.0)] = 35.0
     """Vertical field of view of the perspective camera, in degrees."""
-    light_direction: tuple[float, float, float] = (-0.4, 1.0, 0.6)
+    light_direction: tuple[Coordinate, Coordinate, Coordinate] = (-0.4, 1.0, 0.6)
     """Direction towards a distant light (normalized internally); above, front and left."""
-    ambient: float = 0.35
+    ambient: Unit = 0.35
     """Ambient light intensity; faces turned away from the light keep this much of the albedo."""
-    diffuse: float = 0.65
+    diffuse: Unit = 0.65
     """Lambertian (diffuse) light intensity."""
-    object_color: tuple[float, float, float] = (0.95, 0.75, 0.3)
+    object_color: tuple[Unit, Unit, Unit] = (0.95, 0.75, 0.3)
     """Albedo shared by all objects (RGB in [0, 1]): identity is inferred from shape alone."""
-    ground_color: tuple[float, float, float] = (0.2, 0.25, 0.35)
+    ground_color: tuple[Unit, Unit, Unit] = (0.2, 0.25, 0.35)
     """Colour of the ground plane as seen (already shaded), RGB in [0, 1]."""
-    sky_color: tuple[float, float, float] = (0.05, 0.05, 0.08)
+    sky_color: tuple[Unit, Unit, Unit] = (0.05, 0.05, 0.08)
     """Colour of pixels that see no ground (above the horizon), RGB in [0, 1]."""
     cull_backfaces: bool = True
     """Skip faces that point away from the camera (closed meshes: same image, less work)."""
-    soft_edge_px: float = 0.5
+    soft_edge_px: Annotated[float, Range(0.01, 10.0)] = 0.5
     """Soft rasterization: width of the blurred edge in pixels (sigma = (soft_edge_px * 2 / H)^2
     in PyTorch3D's squared-NDC distance). Wider edges give gradients from farther away."""
-    soft_faces_per_pixel: int = 16
+    soft_faces_per_pixel: Annotated[int, Range(1, 64)] = 16
     """Soft rasterization: how many of each object's nearest faces reach a pixel. Too few make
     the soft image jump where many small faces meet (the low-poly sphere's vertices)."""
 
+    def check(self) -> None:
+        if not any(self.light_direction):
+            raise ConfigError("light_direction", "must not be (0, 0, 0)")
 
 
 FACTORS = ("camera", "light", "ground", "color", "size")
@@ -59,8 +72,13 @@ FACTORS = ("camera", "light", "ground", "color", "size")
 colour; each object's colour; each object's size."""
 
 
+Elevation = Annotated[float, Range(1.0, 90.0)]
+Azimuth = Annotated[float, Range(-180.0, 180.0)]
+DistanceFactor = Annotated[float, Range(0.3, 1.5)]
+
+
 @dataclass(frozen=True)
-class Variation:
+class Variation(Checked):
     """What varies from one scene to the next, and over which ranges: the prior of a scene's
     look (:mod:`inverse_air.objects3d.prior` samples it and gives its densities). A factor that
     does not vary takes :class:`RenderConfig`'s value, so today's fixed look is the point of this
@@ -81,23 +99,30 @@ class Variation:
     size: bool = True
     """Each object's size (the scale of its unit mesh) varies; otherwise all are
     ``RenderConfig.object_scale``."""
-    elevation_range_deg: tuple[float, float] = (40.0, 70.0)
+    elevation_range_deg: tuple[Elevation, Elevation] = (40.0, 70.0)
     """Camera elevation above the ground, degrees."""
-    azimuth_range_deg: tuple[float, float] = (-30.0, 30.0)
+    azimuth_range_deg: tuple[Azimuth, Azimuth] = (-30.0, 30.0)
     """Camera azimuth about +Y, degrees (0: on the +Z side)."""
-    distance_range: tuple[float, float] = (0.85, 1.15)
+    distance_range: tuple[DistanceFactor, DistanceFactor] = (0.85, 1.15)
     """Camera distance as a factor of ``RenderConfig.camera_distance`` (+-15%)."""
-    ambient_range: tuple[float, float] = (0.2, 0.5)
+    ambient_range: tuple[Unit, Unit] = (0.2, 0.5)
     """Ambient light intensity."""
-    diffuse_range: tuple[float, float] = (0.4, 0.9)
+    diffuse_range: tuple[Unit, Unit] = (0.4, 0.9)
     """Diffuse (Lambertian) light intensity."""
-    ground_color_range: tuple[float, float] = (0.05, 0.7)
+    ground_color_range: tuple[Unit, Unit] = (0.05, 0.7)
     """Each RGB channel of the ground's colour."""
-    color_range: tuple[float, float] = (0.15, 1.0)
+    color_range: tuple[Unit, Unit] = (0.15, 1.0)
     """Each RGB channel of an object's albedo."""
-    size_range: tuple[float, float] = (0.4, 0.8)
+    size_range: tuple[Scale, Scale] = (0.4, 0.8)
     """An object's scale (cube side, sphere and cylinder diameter); interpenetration is
     checked with each object's own size."""
+
+    def check(self) -> None:
+        for f in fields(self):
+            if f.name.endswith("_range") or f.name.endswith("_range_deg"):
+                low, high = getattr(self, f.name)
+                if low > high:
+                    raise ConfigError(f.name, f"must be [low, high] with low <= high, got [{low:g}, {high:g}]")
 
     @classmethod
     def none(cls) -> "Variation":
@@ -123,12 +148,12 @@ class Objects3DConfig(ObjectsConfig):
     drawn by the fixed renderer; each step reads a glimpse where its coarse position projects."""
 
     kind = "3d"
-    glimpse_size: int = 24
+    glimpse_size: Annotated[int, Range(4, 256)] = 24
     """Side in pixels of the attention window each step reads at full resolution (centred
     where the step's coarse position estimate projects into the image)."""
-    glimpse_channels: tuple[int, ...] = (32, 64, 64)
+    glimpse_channels: tuple[Layer, ...] = (32, 64, 64)
     """Channels of the stride-2 convolutions of the glimpse encoder (none: one linear layer)."""
-    glimpse_features: int = 128
+    glimpse_features: Layer = 128
     """Size of the glimpse encoder's output vector."""
     scene_channels: tuple[int, ...] = (16, 32, 64, 64)
     """Channels of the stride-2 convolutions of the scene encoder, which reads the camera,

@@ -5,6 +5,7 @@ PyTorch3D; the pieces that need them are imported when first used."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .metrics import scene_metrics_3d
 
 RENDER_BATCH = 64
 """Scenes rendered at once while making a shard (bounds the renderer's transient memory)."""
+
+MODELS = Path(__file__).resolve().parent / "models"
+"""The shipped models of this kind (package data), each with its model card."""
 
 
 def fit_to_data(air: AIRConfig, data: DatasetConfig) -> AIRConfig:
@@ -52,6 +56,66 @@ class ShardMaker:
                 images.append(to_uint8(self.renderer(part["shape"], part["position"], torch.deg2rad(part["yaw"]),
                                                      **look)))
         return {"images": np.concatenate(images), **arrays}
+
+
+def shard_arrays(config: DatasetConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The pose arrays, and the look arrays of what the dataset's ``variation`` varies
+    (:func:`~inverse_air.objects3d.prior.sample_prior`)."""
+    S, K, variation = config.scenes.image_size, config.max_count, config.scenes.variation
+    arrays = {"images": ("uint8", (S, S, 3)), "shape": ("int64", (K,)), "position": ("float32", (K, 2)),
+              "yaw": ("float32", (K,))}
+    if variation.size:
+        arrays["size"] = ("float32", (K,))
+    if variation.color:
+        arrays["color"] = ("float32", (K, 3))
+    if variation.camera:
+        arrays["camera"] = ("float32", (3,))
+    if variation.light:
+        arrays.update(light_direction=("float32", (3,)), ambient=("float32", ()), diffuse=("float32", ()))
+    if variation.ground:
+        arrays["ground_color"] = ("float32", (3,))
+    return arrays
+
+
+def check_truth(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str | None:
+    """Shapes are -1 or a label, filled slots first and as many as ``count``; positions of
+    objects inside the scene square."""
+    from .scene import POSITION_MAX, POSITION_MIN, SHAPES
+
+    shape, count = arrays["shape"], arrays["count"]
+    if ((shape < -1) | (shape >= len(SHAPES))).any():
+        return f"shape holds labels outside -1..{len(SHAPES) - 1}"
+    present = shape >= 0
+    if (present.sum(1) != count).any() or (present[:, 1:] & ~present[:, :-1]).any():
+        return "shape's filled slots do not match count"
+    position = arrays["position"][present]
+    if ((position < POSITION_MIN) | (position > POSITION_MAX)).any():
+        return f"position outside the scene square [{POSITION_MIN:g}, {POSITION_MAX:g}]"
+    for name in ("color", "ground_color", "ambient", "diffuse"):
+        if name in arrays and ((arrays[name] < 0) | (arrays[name] > 1)).any():
+            return f"{name} outside [0, 1]"
+    if "size" in arrays and ((arrays["size"] <= 0) | (arrays["size"] > 2)).any():
+        return "size outside (0, 2]"
+    if "light_direction" in arrays and (np.linalg.norm(arrays["light_direction"], axis=-1) < 1e-6).any():
+        return "light_direction of length 0"
+    return None
+
+
+# Measured growth of the peak memory of one training step (or one inference batch) of the
+# preset with the batch (64x64 images whose look varies, torch 2.11), per image: sleep
+# 1.40 MB, ELBO 8.0 MB (soft rendering, 16 faces per pixel), predict 0.45 MB; as bytes per
+# pixel below (the ELBO's per face per pixel), with half as much again to spare.
+_BYTES_PER_PIXEL = {"sleep": 341, "supervised": 341, "predict": 111}
+_ELBO_BYTES_PER_PIXEL_FACE = 123
+
+
+def memory_per_image(air: AIRConfig, phase: str) -> float:
+    pixels = air.image_size ** 2
+    if phase == "elbo":
+        per_pixel = _ELBO_BYTES_PER_PIXEL_FACE * air.objects.render.soft_faces_per_pixel
+    else:
+        per_pixel = _BYTES_PER_PIXEL[phase]
+    return 1.5 * per_pixel * pixels * max(1.0, air.max_steps / 3)
 
 
 LOOK_LINES = (("size_error", "size error", ".4f", ""), ("color_error", "colour error", ".4f", " (mean |RGB| difference)"),
@@ -123,10 +187,13 @@ KIND = Kind(
     shard_maker=ShardMaker,
     codec=Codec(targets=lazy("inverse_air.objects3d.model3d", "targets_from_arrays"),
                 to_arrays=lazy("inverse_air.objects3d.model3d", "latents_to_arrays")),
+    shard_arrays=shard_arrays,
+    check_truth=check_truth,
+    memory_per_image=memory_per_image,
     metrics=scene_metrics_3d,
     metric_lines=metric_lines,
     step_text=step_text,
     look_text=look_text,
-    shipped_model="air3d.pt",
+    shipped_model=MODELS / "air3d.pt",
     upgrade_v1=upgrade_v1,
 )

@@ -48,8 +48,9 @@ from ..images import to_uint8
 from .config import RenderConfig
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
 
-MESH_DIR = Path(__file__).resolve().parents[2] / "assets" / "meshes"
-"""Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``)."""
+MESH_DIR = Path(__file__).resolve().parent / "meshes"
+"""Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``;
+package data, made by ``make_meshes.py`` beside them)."""
 
 _Z_NEAR, _Z_FAR = 1.0, 10.0
 

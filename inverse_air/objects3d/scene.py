@@ -5,7 +5,7 @@ A scene is a list of objects resting on the ground plane. Each object has
 - ``shape``: one of :data:`SHAPES` (its categorical identity),
 - ``position``: ``[x, z]`` on the ground plane, in world units,
 - ``yaw_deg``: the rotation about the vertical (+Y) axis in degrees, counter-clockwise seen
-  from above (default 0),
+  from above (default 0; any finite angle, reduced by whole turns: :func:`reduce_degrees`),
 - optionally ``color`` (RGB albedo in [0, 1]) and ``size`` (the scale of its unit mesh: cube
   side, sphere and cylinder diameter).
 
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..files import write_text
+from ..files import read_json, write_text
 
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 """Object identities, in the order of their integer labels (0, 1, 2)."""
@@ -150,9 +150,25 @@ def min_distance(shape_a: str, shape_b: str, size_a: float, size_b: float | None
     return FOOTPRINT_RADIUS[shape_a] * size_a + FOOTPRINT_RADIUS[shape_b] * size_b
 
 
+def _show(value, limit: int = 60) -> str:
+    """A JSON value for a one-line message, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def reduce_degrees(angle: float) -> float:
+    """``angle`` brought into [-360, 360] by whole turns (exactly: ``math.fmod``), so that a
+    huge but finite angle names the angle it means instead of overflowing the renderer's
+    float32; angles already in that range are kept as they are."""
+    return angle if -360.0 <= angle <= 360.0 else math.fmod(angle, 360.0)
+
+
 def _number(value, where: str, valid: tuple[float, float] | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SceneError(f"{where}: expected a number, got {json.dumps(value)}")
+        raise SceneError(f"{where}: expected a number, got {_show(value)}")
     if not math.isfinite(value):
         raise SceneError(f"{where}: expected a finite number, got {value}")
     if valid is not None and not valid[0] <= value <= valid[1]:
@@ -162,7 +178,7 @@ def _number(value, where: str, valid: tuple[float, float] | None = None) -> floa
 
 def _numbers(value, where: str, n: int, valid: tuple[float, float] | None = None) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != n:
-        raise SceneError(f"{where}: expected a list of {n} numbers, got {json.dumps(value)}")
+        raise SceneError(f"{where}: expected a list of {n} numbers, got {_show(value)}")
     return tuple(_number(v, where, valid) for v in value)
 
 
@@ -182,20 +198,20 @@ def _object_from_dict(item, where: str) -> ObjectSpec:
     item = _fields(item, where, {"shape", "position", "yaw_deg", "color", "size"}, ("shape",))
     shape = item["shape"]
     if shape not in SHAPES:
-        raise SceneError(f"{where}: field 'shape': unknown shape {json.dumps(shape)} "
+        raise SceneError(f"{where}: field 'shape': unknown shape {_show(shape)} "
                          f"(expected one of {', '.join(SHAPES)})")
     if "position" not in item:
         raise SceneError(f"{where}: field 'position' is missing")
     position = item["position"]
     if not isinstance(position, list) or len(position) != 2:
-        raise SceneError(f"{where}: field 'position': expected [x, z], got {json.dumps(position)}")
+        raise SceneError(f"{where}: field 'position': expected [x, z], got {_show(position)}")
     x = _number(position[0], f"{where}: field 'position'")
     z = _number(position[1], f"{where}: field 'position'")
     for name, v in (("x", x), ("z", z)):
         if not POSITION_MIN <= v <= POSITION_MAX:
             raise SceneError(f"{where}: field 'position': {name} = {v:g} is outside the valid "
                              f"region [{POSITION_MIN:g}, {POSITION_MAX:g}]")
-    yaw = _number(item.get("yaw_deg", 0.0), f"{where}: field 'yaw_deg'")
+    yaw = reduce_degrees(_number(item.get("yaw_deg", 0.0), f"{where}: field 'yaw_deg'"))
     color = _numbers(item["color"], f"{where}: field 'color'", 3, RANGES["color"]) if "color" in item else None
     size = _number(item["size"], f"{where}: field 'size'", RANGES["size"]) if "size" in item else None
     return ObjectSpec(shape, (x, z), yaw, color, size)
@@ -226,7 +242,7 @@ def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
         c = _fields(data["camera"], where, {"elevation_deg", "azimuth_deg", "distance"},
                     ("elevation_deg", "azimuth_deg", "distance"))
         camera = Camera(_number(c["elevation_deg"], f"{where}: elevation_deg", RANGES["elevation_deg"]),
-                        _number(c["azimuth_deg"], f"{where}: azimuth_deg"),
+                        reduce_degrees(_number(c["azimuth_deg"], f"{where}: azimuth_deg")),
                         _number(c["distance"], f"{where}: distance", RANGES["distance"]))
     if "light" in data:
         where = f"{source}: field 'light'"
@@ -265,13 +281,9 @@ def load_scene(path: str | os.PathLike, object_scale: float) -> Scene:
     """
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise SceneError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SceneError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        data = read_json(path, "scene file")
+    except UserError as e:
+        raise SceneError(str(e)) from None
     return scene_from_dict(data, object_scale, str(path))
 
 

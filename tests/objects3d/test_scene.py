@@ -84,3 +84,21 @@ def test_scenes_to_arrays_pads_empty_slots():
     assert a["position"][0, 0].tolist() == [0.5, -0.25] and a["yaw"][0, 0] == 30.0
     with pytest.raises(ValueError, match="more than 0 slots"):
         scenes_to_arrays(scenes, 0)
+
+
+def test_a_huge_yaw_is_reduced_by_whole_turns_and_renders(renderer):
+    import math
+
+    import torch
+
+    from inverse_air.objects3d.render3d import scenes_to_tensors
+
+    huge = scene_from_dict({"objects": [{"shape": "cube", "position": [0, 0], "yaw_deg": 1e300}]}, SCALE)
+    assert huge.objects[0].yaw_deg == math.fmod(1e300, 360.0) and -360 <= huge.objects[0].yaw_deg <= 360
+    assert scene_from_dict({"objects": [{"shape": "cube", "position": [0, 0], "yaw_deg": 750}]},
+                           SCALE).objects[0].yaw_deg == 30.0
+    assert scene_from_dict({"objects": [{"shape": "cube", "position": [0, 0], "yaw_deg": -30}]},
+                           SCALE).objects[0].yaw_deg == -30.0  # in range: kept as it is
+    image = renderer(*scenes_to_tensors([huge]))
+    same = renderer(*scenes_to_tensors([Scene((ObjectSpec("cube", (0.0, 0.0), huge.objects[0].yaw_deg),))]))
+    assert torch.isfinite(image).all() and torch.equal(image, same) and image.std() > 0.05

@@ -1,10 +1,12 @@
 """Ship a trained model: export a small inference-only copy, evaluate that copy on a held-out
 set and write its model card.
 
-    python assets/models/ship.py RUN_DIR/checkpoint.pt --name air3d --test-data DIR \\
+    python tools/ship.py RUN_DIR/checkpoint.pt --name air3d --test-data DIR \\
         --command "the exact command that trained it"
 
-writes ``assets/models/NAME.pt`` (float16 weights, no optimizer) and ``assets/models/NAME.md``.
+writes ``NAME.pt`` (float16 weights, no optimizer), ``NAME.md`` and ``NAME.json`` into the
+``models/`` folder of the checkpoint's kind (``inverse_air/objects3d/models/`` for 3D,
+``inverse_air/objects2d/models/`` for 2D: package data, installed with the package).
 The figures in the card are measured here, on the exported file, by ``evaluate``.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -23,8 +26,20 @@ from inverse_air.checkpoint import export_model, load_checkpoint
 from inverse_air.cli import format_metrics
 from inverse_air.data import ShardDataset
 from inverse_air.evaluate import evaluate
+from inverse_air.kinds import KINDS
 
-HERE = Path(__file__).resolve().parent
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def models_dir(kind: str) -> Path:
+    """Where a kind's shipped models lie (beside the one its record names, or its package's
+    ``models/``)."""
+    shipped = KINDS[kind].shipped_model
+    if shipped is not None:
+        return Path(shipped).parent
+    return Path(importlib.import_module(type(KINDS[kind].air.objects).__module__).__file__).parent / "models"
 
 
 def dataset_line(path: str) -> str:
@@ -45,7 +60,7 @@ def network_line(air) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
-    parser.add_argument("--name", required=True, help="file stem under assets/models/, e.g. air3d")
+    parser.add_argument("--name", required=True, help="file stem in the kind's models/ folder, e.g. air3d")
     parser.add_argument("--test-data", required=True, help="held-out labelled dataset to evaluate on")
     parser.add_argument("--command", required=True, help="the exact command that trained the checkpoint")
     parser.add_argument("--train-threads", type=int, default=None,
@@ -58,7 +73,8 @@ def main() -> None:
     threads = args.train_threads or torch.get_num_threads()
     hardware = (f"{platform.machine()}, {os.cpu_count()} CPU cores, {threads} torch thread"
                 f"{'s' if threads != 1 else ''}, no GPU")
-    dst = HERE / f"{args.name}.pt"
+    here = models_dir(config.air.kind)
+    dst = here / f"{args.name}.pt"
     extra = export_model(args.checkpoint, dst, trained_with=args.command, hardware=hardware)
     metrics = evaluate(dst, args.test_data)
     digest = hashlib.sha256(dst.read_bytes()).hexdigest()
@@ -79,7 +95,7 @@ def main() -> None:
         *([f"- Note: {args.note}"] if args.note else []),
         "",
         "## Held-out evaluation (measured on this file)", "",
-        f"`inverse-air evaluate assets/models/{dst.name} --data {args.test_data}`"
+        f"`inverse-air evaluate {dst.relative_to(ROOT)} --data {args.test_data}`"
         f" with the test set {dataset_line(args.test_data)}:", "",
         "```", *format_metrics(metrics), "```", "",
         "## File", "",
@@ -89,8 +105,8 @@ def main() -> None:
         "- Full configuration: stored inside the file (`inverse_air.checkpoint.load_checkpoint`).",
         "",
     ]
-    (HERE / f"{args.name}.md").write_text("\n".join(card))
-    (HERE / f"{args.name}.json").write_text(json.dumps({"metrics": metrics, "extra": extra}, indent=2) + "\n")
+    (here / f"{args.name}.md").write_text("\n".join(card))
+    (here / f"{args.name}.json").write_text(json.dumps({"metrics": metrics, "extra": extra}, indent=2) + "\n")
     print("\n".join(card))
 
 

@@ -1,0 +1,61 @@
+"""One decoding path for every image: bit depths and float modes scaled correctly or refused,
+decompression bombs refused without decoding, and the other images of a batch still done."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from inverse_air.cli import app
+from inverse_air.errors import UserError
+from inverse_air.images import as_input, read_image
+
+SCENES = Path(__file__).resolve().parent.parent / "scenes"
+
+
+def test_16_bit_grey_is_scaled_not_clipped_to_white(tmp_path):
+    values = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16  # 0 .. 65520
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    array, notices = read_image(tmp_path / "g16.png", 64, 1)
+    assert np.array_equal(array[..., 0], np.round(values / 257).astype(np.uint8))
+    assert "16-bit" in notices[0]
+    Image.fromarray(np.full((64, 64), 65535, np.uint16)).save(tmp_path / "white.png")
+    assert (read_image(tmp_path / "white.png", 64, 3)[0] == 255).all()
+
+
+def test_float_images_are_scaled_from_0_1_or_refused(tmp_path):
+    values = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    Image.fromarray(values).save(tmp_path / "f.tif")
+    array, notices = read_image(tmp_path / "f.tif", 64, 1)
+    assert np.array_equal(array[..., 0], np.round(values.astype(np.float64) * 255).astype(np.uint8))
+    assert any("float" in n for n in notices)
+    for bad, fragment in ((values * 255, r"values in \[0, 255\]"), (np.full((64, 64), np.nan, np.float32), "NaN")):
+        Image.fromarray(bad.astype(np.float32)).save(tmp_path / "bad.tif")
+        with pytest.raises(UserError, match=fragment):
+            read_image(tmp_path / "bad.tif", 64, 1)
+
+
+def test_arrays_and_pil_images_take_the_same_path():
+    rgb = np.asarray(Image.open(SCENES / "sphere.png"))
+    assert np.array_equal(as_input(rgb, 64, 3)[0], rgb) and as_input(rgb, 64, 3)[1] == []
+    assert np.array_equal(as_input(Image.open(SCENES / "sphere.png"), 64, 3)[0], rgb)
+    assert np.array_equal(as_input(rgb / 255.0, 64, 3)[0], rgb)
+    assert np.array_equal(as_input(rgb.astype(np.uint16) * 257, 64, 3)[0], rgb)
+    with pytest.raises(UserError, match="shape"):
+        as_input(np.zeros((4, 4, 7)), 64, 3)
+    with pytest.raises(UserError, match="NaN"):
+        as_input(np.full((8, 8), np.nan), 64, 3)
+
+
+def test_a_decompression_bomb_is_refused_and_the_rest_of_the_batch_reported(tmp_path):
+    Image.new("L", (9000, 9000)).save(tmp_path / "a_bomb.png")  # 81 Mpixels, a 100 KB file
+    (tmp_path / "b_good.png").write_bytes((SCENES / "sphere.png").read_bytes())
+    result = CliRunner().invoke(app, ["decompose", str(tmp_path), "--json"])
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "decompression bomb" in records[0]["error"] and records[1]["count"] == 1
+    assert "Traceback" not in result.output
