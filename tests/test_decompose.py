@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from inverse_air.checkpoint import save_checkpoint
 from inverse_air.cli import app
 from inverse_air.decompose import SMALL_BATCH, Decomposer, shipped_model
 from inverse_air.errors import UserError
@@ -300,3 +301,35 @@ def test_importing_the_package_stays_cheap():
     code = "import sys, inverse_air; print('torch' in sys.modules, inverse_air.__version__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "False"
+
+
+def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_config, tmp_path):
+    """A model whose look varies prints and writes the inferred camera, light, ground and each
+    object's colour and size, in scene-file fields that render-scene reads."""
+    from inverse_air.models import build_model
+
+    config = tiny_run_config()
+    assert config.air.objects.variation.varied == ("camera", "light", "ground", "color", "size")
+    checkpoint = tmp_path / "varied.pt"
+    save_checkpoint(checkpoint, build_model(config.air), config, step=0)
+    text = invoke("decompose", SCENES / "two_objects.png", "--model", checkpoint)
+    assert text.exit_code == 0, text.output
+    assert "camera  elevation" in text.stdout and "light   direction" in text.stdout and "ground  colour" in text.stdout
+    result = invoke("decompose", SCENES / "two_objects.png", "--model", checkpoint, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.strip().splitlines()[0])
+    assert set(record["camera"]) == {"elevation_deg", "azimuth_deg", "distance"}
+    assert 40 <= record["camera"]["elevation_deg"] <= 70 and len(record["ground_color"]) == 3
+    assert len(record["light"]["direction"]) == 3 and record["light"]["direction"][1] > 0
+    for step in record["steps"][:1]:
+        assert len(step["color"]) == 3 and 0.4 <= step["size"] <= 0.8
+    record["objects"] = [{**o} for o in record["objects"][:1]]  # one object: cannot interpenetrate
+    assert all({"color", "size"} <= set(o) for o in record["objects"])
+    scene_file = tmp_path / "inferred.json"
+    scene_file.write_text(json.dumps(record))
+    scene = load_scene(scene_file, 0.6)
+    assert scene.camera is not None and scene.light is not None and scene.ground_color is not None
+    out = tmp_path / "back.png"
+    drawn = invoke("render-scene", scene_file, "-o", out, "--image-size", 32)
+    assert drawn.exit_code == 0, drawn.output
+    assert np.asarray(Image.open(out)).shape == (32, 32, 3)
