@@ -154,25 +154,30 @@ class AIR(nn.Module):
         prev = x.new_zeros(B, self.objects.latent_size)
         alive = x.new_ones(B)
         target, scene_target = split_scene(target, self.objects)
-        scene = None
+        scene = seen = None
         if self.scene_size:
             scene = self.objects.infer_scene(x, sample, scene_target, densities)
             with torch.no_grad():
                 background = self.objects.render(x.new_zeros(B, 0), self.objects.empty(B, x), scene.mean)
             feats = None if self.config.dair else self.encoder(torch.cat([x, x - background], dim=1))
+            # The steps read the scene inferred (teacher forcing: its posterior mean, what they
+            # will be given at test time, not the target's), so they learn to place their
+            # glimpses with the camera that inference finds.
+            seen = scene if scene_target is None else scene._replace(
+                z=scene.mean, vector=self.objects.scene_vector(scene.mean))
         else:
             feats = None if self.config.dair else self.encoder(x)
         out: dict[str, list] = {k: [] for k in ("z_pres", "prob", "logq", "kl", "hidden", "nll", "z")}
         for i in range(N):
             if self.config.dair:
-                done = self._reconstruct_prefix(out["z_pres"], out["z"], x, scene)
+                done = self._reconstruct_prefix(out["z_pres"], out["z"], x, seen)
                 feats = self.encoder(torch.cat([x, x - done], dim=1))
-            inputs = [feats, prev] if scene is None else [feats, prev, scene.vector]
+            inputs = [feats, prev] if scene is None else [feats, prev, seen.vector]
             h, c = self.core(torch.cat(inputs, dim=1), (h, c))
             logit = self.pres_head(h).squeeze(1)  # (B,)
             step_target = None if target is None else {k: v[:, i] for k, v in target.items()}
             obj = self.objects.infer_step(h, x, sample, step_target, densities,
-                                          scene=None if scene is None else scene.z)
+                                          scene=None if scene is None else seen.z)
             if target is not None:
                 z_pres = step_target["z_pres"].to(x.dtype) * alive
             elif sample:

@@ -311,7 +311,10 @@ def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_
     config = tiny_run_config()
     assert config.air.objects.variation.varied == ("camera", "light", "ground", "color", "size")
     checkpoint = tmp_path / "varied.pt"
-    save_checkpoint(checkpoint, build_model(config.air), config, step=0)
+    model = build_model(config.air)
+    with torch.no_grad():  # untrained, but every step present: each writes its colour and size
+        model.pres_head.bias.fill_(20.0)
+    save_checkpoint(checkpoint, model, config, step=0)
     text = invoke("decompose", SCENES / "two_objects.png", "--model", checkpoint)
     assert text.exit_code == 0, text.output
     assert "camera  elevation" in text.stdout and "light   direction" in text.stdout and "ground  colour" in text.stdout
@@ -321,7 +324,8 @@ def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_
     assert set(record["camera"]) == {"elevation_deg", "azimuth_deg", "distance"}
     assert 40 <= record["camera"]["elevation_deg"] <= 70 and len(record["ground_color"]) == 3
     assert len(record["light"]["direction"]) == 3 and record["light"]["direction"][1] > 0
-    for step in record["steps"][:1]:
+    assert record["count"] == 3
+    for step in record["steps"]:
         assert len(step["color"]) == 3 and 0.4 <= step["size"] <= 0.8
     record["objects"] = [{**o} for o in record["objects"][:1]]  # one object: cannot interpenetrate
     assert all({"color", "size"} <= set(o) for o in record["objects"])
