@@ -180,7 +180,7 @@ KIND = Kind(
     objects_config=Objects3DConfig,
     scenes_config=Scenes3DConfig,
     air=AIRConfig(objects=Objects3DConfig()),
-    train=TrainConfig(),
+    train=TrainConfig(steps=10000),  # looks that vary take longer than the fixed look's 5,000
     dataset=DatasetConfig(scenes=Scenes3DConfig(), counts=(0, 1, 2, 3)),
     build_objects=lazy("inverse_air.objects3d.model3d", "Objects3D"),
     fit_to_data=fit_to_data,
