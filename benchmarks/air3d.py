@@ -44,7 +44,9 @@ def dataset(work: Path, name: str) -> Path:
     import dataclasses
 
     path = work / "data" / name
-    config = dataclasses.replace(KINDS["3d"].dataset, **DATASETS[name])
+    base = KINDS["3d"].dataset  # the fixed look (render-dataset --fixed-appearance): see looks3d.py for looks that vary
+    scenes = dataclasses.replace(base.scenes, variation=base.scenes.variation.fixing(base.scenes.variation.varied))
+    config = dataclasses.replace(base, scenes=scenes, **DATASETS[name])
     return render_dataset(path, config, workers=2, progress=False)
 
 

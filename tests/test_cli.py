@@ -203,7 +203,7 @@ def test_help_shows_every_default():
         text = wide.invoke(app, [command, "--help"]).output
         assert " ." not in text.replace("...", ""), text  # a bracketed default eaten by markup
     train = wide.invoke(app, ["train", "--help"]).output
-    assert "the 3d preset's 5000, the 2d preset's 25000" in train and "<3d|2d>" in train
+    assert "the 3d preset's 10000, the 2d preset's 25000" in train and "<3d|2d>" in train
     assert "<dataset|uniform>" in train and "<auto|cpu|cuda>" in train
     dataset = wide.invoke(app, ["render-dataset", "--help"]).output
     assert "the 3d preset's 64, the 2d preset's 50" in dataset and "<train|test>" in dataset
