@@ -260,3 +260,21 @@ def test_closed_form_cameras_are_pytorch3ds(renderer):
     ground, inside = renderer._ground_masks((near, direction))
     assert (ground[0] == renderer.ground_mask).float().mean() > 0.999
     assert (inside[0] == renderer.inside_mask).float().mean() > 0.995
+
+
+def test_a_cube_turned_by_the_cameras_azimuth_looks_unturned(renderer):
+    """The convention the 3D model's yaw relies on (the yaw the camera sees plus its azimuth):
+    a cube at the origin turned by ``a`` seen from azimuth ``a`` looks as the unturned cube from
+    azimuth 0 (flat light, so the light's fixed direction does not tell them apart); turned the
+    other way it does not."""
+    shape, position = torch.tensor([[1]]), torch.zeros(1, 1, 2)
+    look = dict(ambient=torch.tensor([1.0]), diffuse=torch.tensor([0.0]))
+
+    def centre(yaw_deg, azimuth_deg):
+        image = renderer(shape, position, torch.tensor([[math.radians(yaw_deg)]]),
+                         camera=torch.tensor([[60.0, azimuth_deg, 5.8]]), **look)[0]
+        return image[:, 20:44, 20:44]
+
+    unturned = centre(10.0, 0.0)
+    assert (centre(30.0, 20.0) - unturned).abs().mean() < 0.003
+    assert (centre(-10.0, 20.0) - unturned).abs().mean() > 0.02
