@@ -192,6 +192,12 @@ class Objects3D(nn.Module):
         # Where the look varies, the glimpse encoder also reads the glimpse's log standardized
         # (:func:`standardized`): a shape then looks the same whatever its colour and light.
         self.standardize_glimpse = bool(v.varied)
+        # The yaw's spread is bounded: a wrapped normal of sigma e (the fixed look's bound) is
+        # nearly flat on the circle, so its mean gets no gradient; where the look varies, the
+        # features that show the yaw come late, the spread reached that bound first and the
+        # yaw was never learned (24 deg, chance, after 4,000 steps). Bounded at 1 (14 deg of
+        # cube yaw), the mean keeps its gradient.
+        self.psi_log_sigma_max = 0.0 if v.varied else 1.0
         self.glimpse_encoder = ImageEncoder(3 + 3 * self.standardize_glimpse, c.glimpse_size, c.glimpse_channels,
                                             c.glimpse_features)
         self.head = MLP(config.lstm_size + c.glimpse_features + self.scene_size, 256, sum(self.out_sizes.values()))
@@ -286,7 +292,7 @@ class Objects3D(nn.Module):
         psi_mean = torch.atan2(out["psi"][:, 1], out["psi"][:, 0])
         if "camera" in scene:  # the head reads the yaw as the camera sees it: turn it into the world's
             psi_mean = wrap(psi_mean + 4 * torch.deg2rad(scene["camera"][:, 1]))
-        psi_log_sigma = soft_clamp(out["psi_log_sigma"][:, 0], -6.0, 1.0)
+        psi_log_sigma = soft_clamp(out["psi_log_sigma"][:, 0], -6.0, self.psi_log_sigma_max)
         log_probs = F.log_softmax(logits, dim=-1)
         if target is not None:
             identity = target["identity"].clamp_min(0)
