@@ -86,7 +86,8 @@ class ImageResult:
 
 
 def resolve_model(spec: str | os.PathLike | None) -> Path:
-    """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; anything else is a
+    """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; a shipped model's
+    name (:func:`shipped_models`, e.g. ``"air3d-fixed"``) -> that file; anything else is a
     checkpoint path."""
     spec = spec or "3d"
     if isinstance(spec, str) and spec in KINDS:
@@ -96,8 +97,23 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
                             f"`inverse-air train --model {spec}` and pass --model CHECKPOINT)")
         return path
     if not Path(spec).exists() and isinstance(spec, str) and os.sep not in spec and "." not in spec:
-        raise UserError(f"--model {spec}: neither a checkpoint file nor a kind ({', '.join(KINDS)})")
+        named = shipped_models()
+        if spec in named:
+            return named[spec]
+        raise UserError(f"--model {spec}: neither a checkpoint file, a kind ({', '.join(KINDS)}) nor a shipped "
+                        f"model ({', '.join(sorted(named))})")
     return Path(spec)
+
+
+def shipped_models() -> dict[str, Path]:
+    """Every shipped model by its file's stem (``air3d``, ``air3d-fixed``, ``air2d``): the
+    ``.pt`` files beside each kind's shipped model, each with its model card."""
+    out = {}
+    for name in KINDS:
+        path = shipped_model(name)
+        if path is not None and path.parent.is_dir():
+            out.update({p.stem: p for p in sorted(path.parent.glob("*.pt"))})
+    return out
 
 
 def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
