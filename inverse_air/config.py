@@ -87,12 +87,12 @@ def _number(value: float) -> str:
 
 @dataclass(frozen=True)
 class OneOf:
-    """The values a string may take."""
+    """The values a string (or a number) may take."""
 
-    choices: tuple[str, ...]
+    choices: tuple
 
     def problem(self, value) -> str | None:
-        return None if value in self.choices else f"must be one of {', '.join(self.choices)}, got {value!r}"
+        return None if value in self.choices else f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from ..config import ConfigError, Layer, ObjectsConfig, Pixels, Range, ScenesConfig
+from ..config import ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, ScenesConfig
 
 Window = Annotated[int, Range(4, 256)]
 """A window's side in pixels."""
@@ -65,7 +65,11 @@ class Objects2DConfig(ObjectsConfig):
 
     kind = "2d"
     canvas_size: Pixels = 50
-    """Side S of the canvas in pixels (training takes it from the dataset's manifest)."""
+    """Side S of the canvas in pixels (training takes it from the dataset's manifest, or from
+    the images of a folder)."""
+    channels: Annotated[int, OneOf((1, 3))] = 1
+    """Image channels C: 1 (grey, multi-MNIST) or 3 (RGB). The decoder draws, the glimpse reads
+    and the likelihood scores all C channels."""
     z_what_size: Layer = 50
     """Size of each object's appearance code ``z_what``."""
     window_size: Window = 28
@@ -92,7 +96,3 @@ class Objects2DConfig(ObjectsConfig):
     @property
     def image_size(self) -> int:
         return self.canvas_size
-
-    @property
-    def channels(self) -> int:
-        return 1

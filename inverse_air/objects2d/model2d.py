@@ -58,6 +58,7 @@ class Objects2D(nn.Module):
         super().__init__()
         c = config.objects
         self.canvas_size = c.canvas_size
+        self.channels = c.channels
         self.glimpse_size = c.glimpse_size
         self.z_what_size = c.z_what_size
         self.latent_size = WHERE_SIZE + c.z_what_size
@@ -68,9 +69,9 @@ class Objects2D(nn.Module):
         with torch.no_grad():
             self.where_head.weight.mul_(0.1)
             self.where_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0] + [math.log(0.1)] * 3))
-        self.glimpse_encoder = ImageEncoder(1, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
+        self.glimpse_encoder = ImageEncoder(c.channels, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
         self.what_head = nn.Linear(c.glimpse_features, 2 * c.z_what_size)
-        self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias)
+        self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias, c.channels)
         prior_mean = torch.tensor([c.scale_prior_mean, 0.0, 0.0])
         prior_std = torch.tensor([c.scale_prior_std, c.position_prior_std, c.position_prior_std])
         self.register_buffer("where_prior_mean", prior_mean, persistent=False)
@@ -87,7 +88,7 @@ class Objects2D(nn.Module):
             where = where_loc + torch.exp(where_log_sigma) * torch.randn_like(where_loc)
         else:
             where = where_loc
-        glimpse = crop(image, where, self.glimpse_size)  # (B, 1, G, G)
+        glimpse = crop(image, where, self.glimpse_size)  # (B, C, G, G)
         what_loc, what_log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
         what_log_sigma = soft_clamp(what_log_sigma, -7.0, 1.0)
         if sample and target is None:
@@ -106,14 +107,14 @@ class Objects2D(nn.Module):
                           log_q_discrete=hidden.new_zeros(hidden.shape[0]), kl=kl, target_nll=nll)
 
     def render(self, z_pres, objects, scene=None, grad: bool = False):
-        """The sum of the decoded windows of the present objects: ``(B, 1, S, S)`` (the
+        """The sum of the decoded windows of the present objects: ``(B, C, S, S)`` (the
         decoder and the transformer are differentiable as they are: ``grad`` changes nothing)."""
         B, N = z_pres.shape
-        S = self.canvas_size
+        C, S = self.channels, self.canvas_size
         if N == 0:
-            return z_pres.new_zeros(B, 1, S, S)
-        windows = self.decoder(objects["what"].reshape(B * N, -1))  # (B * N, 1, G, G)
-        canvases = paste(windows, objects["where"].reshape(B * N, WHERE_SIZE), S).view(B, N, 1, S, S)
+            return z_pres.new_zeros(B, C, S, S)
+        windows = self.decoder(objects["what"].reshape(B * N, -1))  # (B * N, C, G, G)
+        canvases = paste(windows, objects["where"].reshape(B * N, WHERE_SIZE), S).view(B, N, C, S, S)
         return (canvases * z_pres.view(B, N, 1, 1, 1)).sum(1)
 
     def empty(self, batch: int, like: torch.Tensor):

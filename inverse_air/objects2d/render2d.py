@@ -67,8 +67,8 @@ def paste(window: torch.Tensor, z_where: torch.Tensor, canvas_size: int) -> torc
 
 
 class Decoder(nn.Module):
-    """The learned part of the 2D generative model: ``z_what (B, D) -> window (B, 1, G, G)``
-    in [0, 1].
+    """The learned part of the 2D generative model: ``z_what (B, D) -> window (B, C, G, G)``
+    in [0, 1] (C = 1 for grey images, 3 for RGB).
 
     An MLP with one hidden layer and a sigmoid output. The output layer's bias starts at
     ``output_bias`` (-2: about 0.12 per pixel), so a new object draws a faint window rather
@@ -76,14 +76,15 @@ class Decoder(nn.Module):
     the model does not learn to use every step before it can draw.
     """
 
-    def __init__(self, z_what_size: int, hidden: int, window_size: int, output_bias: float = -2.0):
+    def __init__(self, z_what_size: int, hidden: int, window_size: int, output_bias: float = -2.0,
+                 channels: int = 1):
         super().__init__()
-        self.window_size = window_size
+        self.window_size, self.channels = window_size, channels
         self.hidden = nn.Linear(z_what_size, hidden)
-        self.out = nn.Linear(hidden, window_size * window_size)
+        self.out = nn.Linear(hidden, channels * window_size * window_size)
         nn.init.constant_(self.out.bias, output_bias)
 
     def forward(self, z_what: torch.Tensor) -> torch.Tensor:
-        G = self.window_size
-        logits = self.out(F.relu(self.hidden(z_what)))  # (B, G * G)
-        return torch.sigmoid(logits).view(-1, 1, G, G)
+        C, G = self.channels, self.window_size
+        logits = self.out(F.relu(self.hidden(z_what)))  # (B, C * G * G)
+        return torch.sigmoid(logits).view(-1, C, G, G)
