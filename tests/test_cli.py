@@ -133,7 +133,7 @@ def test_train_then_evaluate_json(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("model, data, expected", [
-    ("3d", "/nonexistent", "not a dataset"),
+    ("3d", "/nonexistent", "no such directory"),
 ])
 def test_train_bad_input(tiny_data, tmp_path, model, data, expected):
     result = invoke("train", "--model", model, "--data", data or tiny_data, "--out", tmp_path / "run",

@@ -11,6 +11,9 @@ from ..config import ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, Sc
 Window = Annotated[int, Range(4, 256)]
 """A window's side in pixels."""
 
+COMPOSITES = ("sum", "over")
+"""How the 2D model puts its objects' windows together (``Objects2DConfig.composite``)."""
+
 
 @dataclass(frozen=True)
 class Compose2DConfig(ScenesConfig):
@@ -84,7 +87,13 @@ class Objects2DConfig(ObjectsConfig):
     decoder_hidden: Layer = 200
     """Hidden units of the decoder MLP."""
     decoder_output_bias: Annotated[float, Range(-20.0, 20.0)] = -2.0
-    """Initial bias of the decoder's output logits: -2 makes new objects start nearly empty."""
+    """Initial bias of the decoder's output logits (with ``composite="over"``, of its opacity's):
+    -2 makes new objects start nearly empty."""
+    composite: Annotated[str, OneOf(COMPOSITES)] = "sum"
+    """How the windows make the image: ``"sum"``, the sum of the pasted windows (multi-MNIST:
+    the digits' ink never overlaps); ``"over"``, the decoder also draws an opacity per pixel
+    and the windows are laid over each other, step 1 in front, on a black ground (an object
+    hides what is behind it, and a second window on an object already drawn adds nothing)."""
     scale_prior_mean: Annotated[float, Range(0.01, 1.0)] = 0.43
     """Prior mean of ``scale = w / S``; training sets it from the dataset's composition
     (28 / 1.3 / 50 = 0.43 for the default: a digit cell of about 21 pixels)."""

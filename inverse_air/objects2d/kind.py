@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import AIRConfig, DatasetConfig, TrainConfig
-from ..kinds import Codec, Kind, lazy
+from ..errors import UserError
+from ..kinds import Codec, Kind, Labels, lazy
 from .config import Compose2DConfig, Objects2DConfig
 from .metrics import scene_metrics_2d
 
@@ -25,6 +26,42 @@ def fit_to_data(air: AIRConfig, data: DatasetConfig) -> AIRConfig:
     scale = 28.0 / compose.digit_scale_mean / compose.canvas_size
     return replace(air, objects=replace(air.objects, canvas_size=compose.canvas_size,
                                         scale_prior_mean=round(scale, 4)))
+
+
+OBJECT_FRACTION = 0.25
+"""A folder's default object size: a quarter of the image side."""
+WINDOW_RANGE = (12, 32)
+"""A folder's default window (decoder and glimpse) side: the object size, within this range."""
+
+
+def fit_to_images(air: AIRConfig, size: int, channels: int, object_size: float | None = None,
+                  window_size: int | None = None) -> AIRConfig:
+    """The model for a folder of ``size x size`` images of ``channels`` (or a dataset's, with
+    other sizes): the canvas, the prior mean of a window's side (``object_size`` pixels,
+    default :data:`OBJECT_FRACTION` of the side) and the decoder's and glimpse's window side
+    (``window_size`` pixels, default the object size within :data:`WINDOW_RANGE`)."""
+    object_size = OBJECT_FRACTION * size if object_size is None else float(object_size)
+    if window_size is None:
+        window_size = int(np.clip(round(object_size), *WINDOW_RANGE))
+    return replace(air, objects=replace(air.objects, canvas_size=size, channels=channels,
+                                        scale_prior_mean=round(object_size / size, 4),
+                                        window_size=window_size, glimpse_size=window_size))
+
+
+def read_boxes(boxes: list, K: int, where: str) -> dict[str, np.ndarray]:
+    """A ``labels.jsonl`` line's ``boxes``, each ``[scale, x, y]`` (the box convention of
+    :mod:`inverse_air.objects2d.render2d`), as ``box (K, 3)`` float32 (zeros in empty slots)."""
+    box = np.zeros((K, 3), dtype=np.float32)
+    for k, item in enumerate(boxes):
+        if not isinstance(item, list) or len(item) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in item):
+            raise UserError(f"{where}: box {k}: expected [scale, x, y] (3 finite numbers), got {item!r}")
+        scale, x, y = item
+        if not 0 < scale <= 1 or abs(x) > 1 or abs(y) > 1:
+            raise UserError(f"{where}: box {k}: {item!r} is not a window on the image (scale in (0, 1]: its "
+                            f"side over the image's; x, y in [-1, 1]: its centre, the image from -1 to 1)")
+        box[k] = item
+    return {"box": box}
 
 
 class ShardMaker:
@@ -126,4 +163,6 @@ KIND = Kind(
     step_text=step_text,
     shipped_model=MODELS / "air2d.pt",
     upgrade_v1=upgrade_v1,
+    fit_to_images=fit_to_images,
+    labels=Labels(field="boxes", read=read_boxes),
 )
