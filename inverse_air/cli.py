@@ -56,7 +56,7 @@ Device = choices("Device", ("auto", "cpu", "cuda"))  # distributed.resolve_devic
 Precision = choices("Precision", ("fp32", "bf16"))  # air.PRECISIONS
 DecomposePrecision = choices("DecomposePrecision", ("auto", "fp32", "bf16"))  # decompose.PRECISIONS
 Split = choices("Split", SPLITS)
-CountPrior = choices("CountPrior", ("dataset", "uniform"))  # train.COUNT_PRIORS
+CountPrior = choices("CountPrior", ("dataset", "uniform", "geometric"))  # train.COUNT_PRIORS
 
 
 def presets(value) -> str:
@@ -246,8 +246,9 @@ def train(
         show_default=presets(lambda k: "--dair" if k.air.dair else "--no-dair"))] = None,
     count_prior: Annotated[Optional[CountPrior], typer.Option(
         help="Prior over object counts: 'dataset' (uniform over the counts the training set holds, or a folder's "
-             "labels) or 'uniform' (over every count the model can infer, 0 to --max-objects).",
-        show_default="dataset; uniform for a folder of images; with --init, the checkpoint's")] = None,
+             "labels), 'uniform' (over every count the model can infer, 0 to --max-objects) or 'geometric' "
+             "(each object costs the same: P(n) proportional to 0.01^n).",
+        show_default="dataset; geometric for a folder of images; with --init, the checkpoint's")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in --out where it stopped (every setting but --steps is the run's).")] = False,

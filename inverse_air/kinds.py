@@ -105,6 +105,9 @@ class Kind:
     upgrade_v1: Callable[[dict, str], dict] | None = None
     """Format-1 files: ``(old, "air" | "dataset") -> the kind's branch`` (``objects`` or
     ``scenes`` dict) from a format-1 ``AIRConfig`` or ``DatasetConfig`` dict."""
+    folder_air: AIRConfig | None = None
+    """Preset model for a folder of images (:mod:`inverse_air.folders`), where it differs from
+    ``air`` (None: ``air``); ``fit_to_images`` fills in what the images fix."""
     fit_to_images: Callable[..., AIRConfig] | None = None
     """Training on a folder of images (:mod:`inverse_air.folders`): ``(air, size, channels,
     object_size=None, window_size=None) -> AIRConfig`` for images of side ``size`` with

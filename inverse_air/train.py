@@ -65,8 +65,11 @@ class TrainingDiverged(UserError):
     """A loss or gradient became NaN or infinite."""
 
 
-COUNT_PRIORS = ("dataset", "uniform")
+COUNT_PRIORS = ("dataset", "uniform", "geometric")
 """Where the prior over object counts comes from (``train --count-prior``)."""
+GEOMETRIC_RATIO = 0.01
+"""``--count-prior geometric``: ``P(n) ∝ GEOMETRIC_RATIO ** n``, each object costs -log 0.01 =
+4.6 nats of prior (the paper's presence prior of 0.01 per step)."""
 
 
 def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str = "dataset",
@@ -88,7 +91,19 @@ def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str 
                         f"at most {max_steps} (--max-objects)")
     if source == "uniform":
         return tuple(1.0 / (max_steps + 1) for _ in range(max_steps + 1))
+    if source == "geometric":
+        p = GEOMETRIC_RATIO ** np.arange(max_steps + 1)
+        return tuple(float(v) for v in p / p.sum())
     return tuple(1.0 / len(counts) if n in counts else 0.0 for n in range(max_steps + 1))
+
+
+def with_count_prior(air: AIRConfig, prior: tuple[float, ...]) -> AIRConfig:
+    """``air`` with the count prior ``prior``; the floor (``count_prior_floor``) is lowered to
+    the prior's smallest positive entry when that is below it (a geometric prior gives every
+    count some probability already, and a floor would flatten its tail)."""
+    positive = [p for p in prior if p > 0]
+    floor = min(air.count_prior_floor, min(positive)) if len(positive) == len(prior) else air.count_prior_floor
+    return dataclasses.replace(air, count_prior=prior, count_prior_floor=floor)
 
 
 def run_config_for(data_dir: str | os.PathLike, model: str | None, train_overrides: dict,
@@ -141,7 +156,7 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
         raise UserError(f"--object-size must be a positive number of pixels, got {object_size}")
     dataset = open_dataset(data_dir, kind.name, size, channels, progress=progress)
     dataset.check_kind(kind.name, "--model")
-    air = kind.air
+    air = kind.air if dataset.config is not None or kind.folder_air is None else kind.folder_air
     if dataset.config is not None:  # a dataset render-dataset made: its settings
         if image_size is not None:
             raise UserError(f"--image-size: {data_dir} is a dataset of {dataset.image_size}x{dataset.image_size} "
@@ -152,8 +167,8 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
             raise UserError(f"--object-size {object_size:g}: larger than the {dataset.image_size}-pixel images")
         air = kind.fit_to_images(air, dataset.image_size, dataset.channels, object_size, window_size)
     air = replace_fields(air, air_overrides)
-    source = count_prior or ("dataset" if dataset.config is not None else "uniform")
-    air = dataclasses.replace(air, count_prior=count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
+    source = count_prior or ("dataset" if dataset.config is not None else "geometric")
+    air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
     dataset.check_fits(air, "--model")
     train = dataclasses.replace(kind.train, **train_overrides)
     return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute())), dataset
@@ -183,8 +198,7 @@ def _prepare_init(init, data_dir, model, train_overrides: dict, air_overrides: d
     dataset.check_kind(kind.name, f"--init {init}")
     dataset.check_fits(air, f"--init {init}")
     if count_prior is not None:
-        air = dataclasses.replace(air, count_prior=count_prior_for(dataset.counts, air.max_steps, count_prior,
-                                                                  str(data_dir)))
+        air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, count_prior, str(data_dir)))
     elif dataset.counts is not None:
         count_prior_for(dataset.counts, air.max_steps, "uniform", str(data_dir))  # counts the model can infer
     train = dataclasses.replace(kind.train, **{"sleep_fraction": 0.0, **train_overrides})

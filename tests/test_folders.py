@@ -163,8 +163,13 @@ def test_train_on_an_unlabelled_folder_reports_the_elbo_and_the_count_histogram(
     config = run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2})
     air = config.air
     assert (air.image_size, air.channels, air.max_steps) == (24, 1, 2)
-    assert air.count_prior == pytest.approx((1 / 3,) * 3)  # uniform over 0..2: nobody counted
+    # Nobody counted: a geometric prior (each object costs the same), its tail not floored.
+    assert air.count_prior == pytest.approx((1 / 1.0101, 0.01 / 1.0101, 0.0001 / 1.0101))
+    assert air.count_prior_floor <= air.count_prior[-1]
     assert air.objects.scale_prior_mean == 0.25 and air.objects.window_size == air.objects.glimpse_size == 12
+    # The folder preset: windows laid over each other, bounded to half to 1.5 times the object size.
+    assert (air.objects.composite, air.dair, air.pixel_sigma) == ("over", True, 1.0)
+    assert (air.objects.scale_min, air.objects.scale_max) == (0.125, 0.375)
     last = train(config, tmp_path / "run", progress=False)
     lines = metric_lines(tmp_path / "run")
     assert [l["step"] for l in lines] == [2, 4] and last["step"] == 4
@@ -250,7 +255,7 @@ def test_init_starts_from_the_checkpoints_model_with_a_new_optimizer(trained_2d,
 
 @pytest.mark.parametrize("flags, message", [
     (dict(air={"max_steps": 3}), r"--max-objects 3: the model of --init .* has 2"),
-    (dict(air={"dair": True}), r"--dair True: the model of --init"),
+    (dict(air={"dair": False}), r"--dair False: the model of --init"),
     (dict(object_size=5), r"--object-size 5: --init .* fixes the model \(24x24x1 images\)"),
     (dict(image_size=32), r"--image-size 32: --init"),
     (dict(model="3d"), r"is a 2d model checkpoint, expected a 3d model"),

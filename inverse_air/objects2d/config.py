@@ -99,8 +99,20 @@ class Objects2DConfig(ObjectsConfig):
     (28 / 1.3 / 50 = 0.43 for the default: a digit cell of about 21 pixels)."""
     scale_prior_std: Annotated[float, Range(1e-3, 10.0)] = 0.1
     """Prior standard deviation of ``scale``."""
+    scale_min: Annotated[float, Range(0.0, 1.0)] = 0.0
+    scale_max: Annotated[float, Range(0.0, 2.0)] = 0.0
+    """Where ``scale_max`` > 0, the posterior's mean ``scale`` is bounded (smoothly) to
+    (``scale_min``, ``scale_max``): a window can neither shrink to nothing nor grow over several
+    objects (on a folder of images, by default half to twice the object size: a model whose
+    windows may grow learns to tile the image with a few large windows that each draw what
+    lies under them, and then always uses every step). 0: unbounded (the multi-MNIST preset)."""
     position_prior_std: Annotated[float, Range(1e-3, 10.0)] = 1.0
     """Prior standard deviation of the window centre ``x`` and ``y`` (canvas from -1 to 1)."""
+
+    def check(self) -> None:
+        if self.scale_max > 0 and not self.scale_min < self.scale_prior_mean < self.scale_max:
+            raise ConfigError("scale_prior_mean", f"must lie between scale_min ({self.scale_min:g}) and scale_max "
+                                                  f"({self.scale_max:g}), got {self.scale_prior_mean:g}")
 
     @property
     def image_size(self) -> int:

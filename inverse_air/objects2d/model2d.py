@@ -76,6 +76,7 @@ class Objects2D(nn.Module):
         self.glimpse_encoder = ImageEncoder(c.channels, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
         self.what_head = nn.Linear(c.glimpse_features, 2 * c.z_what_size)
         self.composite = c.composite
+        self.scale_bounds = (c.scale_min, c.scale_max) if c.scale_max > 0 else None
         self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias, c.channels,
                                opacity=c.composite == "over")
         prior_mean = torch.tensor([c.scale_prior_mean, 0.0, 0.0])
@@ -86,7 +87,14 @@ class Objects2D(nn.Module):
     def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True, scene=None) -> ObjectStep:
         """Where from the core's state; what from the window there (see the module docstring)."""
         where_loc, where_log_sigma = self.where_head(hidden).split(WHERE_SIZE, dim=1)  # (B, 3) each
-        where_loc = where_loc + self.where_prior_mean
+        if self.scale_bounds is None:
+            where_loc = where_loc + self.where_prior_mean
+        else:  # a sigmoid from scale_min to scale_max, at the prior mean for a zero output
+            low, high = self.scale_bounds
+            raw, centre = where_loc.split([1, 2], dim=1)  # (B, 1), (B, 2)
+            mean = (self.where_prior_mean[0] - low) / (high - low)
+            scale = low + (high - low) * torch.sigmoid(raw + torch.logit(mean))
+            where_loc = torch.cat([scale, centre + self.where_prior_mean[1:]], dim=1)
         where_log_sigma = soft_clamp(where_log_sigma, -7.0, 1.0)
         if target is not None:
             where = target["where"]
