@@ -248,7 +248,7 @@ def train(
         help="Prior over object counts: 'dataset' (uniform over the counts the training set holds, or a folder's "
              "labels), 'uniform' (over every count the model can infer, 0 to --max-objects) or 'geometric' "
              "(each object costs the same: P(n) proportional to 0.01^n).",
-        show_default="dataset; geometric for a folder of images; with --init, the checkpoint's")] = None,
+        show_default="dataset; for a folder of images, 2d geometric, 3d uniform; with --init, the checkpoint's")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in --out where it stopped (every setting but --steps is the run's).")] = False,

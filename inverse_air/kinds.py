@@ -108,6 +108,9 @@ class Kind:
     folder_air: AIRConfig | None = None
     """Preset model for a folder of images (:mod:`inverse_air.folders`), where it differs from
     ``air`` (None: ``air``); ``fit_to_images`` fills in what the images fix."""
+    folder_count_prior: str = "uniform"
+    """The default ``train --count-prior`` on a folder of images without labels (3D: uniform,
+    the sleep phase draws its scenes from it; 2D: geometric)."""
     fit_to_images: Callable[..., AIRConfig] | None = None
     """Training on a folder of images (:mod:`inverse_air.folders`): ``(air, size, channels,
     object_size=None, window_size=None) -> AIRConfig`` for images of side ``size`` with

@@ -76,16 +76,17 @@ def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str 
                     where: str = "the dataset") -> tuple[float, ...]:
     """The unsupervised model's prior over counts 0..``max_steps``: uniform over the counts the
     dataset holds (``"dataset"``; other counts keep only the floor of
-    :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), or uniform over every count
+    :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), uniform over every count
     (``"uniform"``: no knowledge of which counts occur, e.g. to test generalization to
-    counts absent from training, or a folder of images nobody counted). ``counts`` is None for
-    a dataset without labels (``where`` names it in messages)."""
+    counts absent from training), or geometric (``"geometric"``, :data:`GEOMETRIC_RATIO`: each
+    object costs the same; the default for a folder of images nobody counted). ``counts`` is
+    None for a dataset without labels (``where`` names it in messages)."""
     if source not in COUNT_PRIORS:
         raise UserError(f"--count-prior must be one of {', '.join(COUNT_PRIORS)}, got {source!r}")
     if counts is None:
         if source == "dataset":
             raise UserError(f"--count-prior dataset: {where} has no labels to take the counts from "
-                            f"(a folder's labels.jsonl); use --count-prior uniform")
+                            f"(a folder's labels.jsonl); use --count-prior geometric or uniform")
     elif max(counts) > max_steps:
         raise UserError(f"{where} holds scenes of up to {max(counts)} objects; the model infers "
                         f"at most {max_steps} (--max-objects)")
@@ -120,12 +121,13 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
     """The run configuration for training kind ``model`` on a dataset (or a folder of images),
     and the dataset opened for it.
 
-    A new model: the kind's presets (``Kind.air``, ``Kind.train``), then what the data fix: a
-    dataset's settings (``Kind.fit_to_data``: 3D renderer; 2D canvas and the prior scale of a
+    A new model: the kind's presets (``Kind.air``, or ``Kind.folder_air`` for a folder of
+    images; ``Kind.train``), then what the data fix: a dataset's settings (``Kind.fit_to_data``: 3D renderer; 2D canvas and the prior scale of a
     digit) or a folder's images (``Kind.fit_to_images``: their size, ``image_size`` or derived,
     and channels; 2D ``object_size`` and ``window_size`` in pixels, derived from the size
     where None); then ``*_overrides`` (fields of ``TrainConfig`` and ``AIRConfig``), and the
-    count prior (:func:`count_prior_for`; default: the dataset's counts, uniform for a folder).
+    count prior (:func:`count_prior_for`; default: the dataset's counts; for a folder
+    ``Kind.folder_count_prior``).
 
     ``init`` (a checkpoint): its model (configuration and weights) trained on the data from
     step 0 with a new optimizer; the data are read at its image size and channels, training
@@ -167,7 +169,7 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
             raise UserError(f"--object-size {object_size:g}: larger than the {dataset.image_size}-pixel images")
         air = kind.fit_to_images(air, dataset.image_size, dataset.channels, object_size, window_size)
     air = replace_fields(air, air_overrides)
-    source = count_prior or ("dataset" if dataset.config is not None else "geometric")
+    source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
     air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
     dataset.check_fits(air, "--model")
     train = dataclasses.replace(kind.train, **train_overrides)

@@ -283,6 +283,8 @@ def test_init_runs_on_a_small_3d_folder(tiny_run_config, tiny_data, tmp_path):
     arrays = ShardDataset(tiny_data).arrays()
     for i, image in enumerate(arrays["images"][:12]):
         save(folder / f"r{i:02d}.png", image)
+    scratch = run_config_for(folder, "3d", {}, {}).air  # a new 3D model sleeps on its count prior: uniform
+    assert scratch.count_prior == pytest.approx((0.25,) * 4) and scratch.image_size == 64
     tuned = run_config_for(folder, None, {"steps": 2, "elbo_batch_size": 2, "log_every": 1}, {},
                            init=tmp_path / "model3d.pt")
     assert tuned.air.kind == "3d" and tuned.train.sleep_fraction == 0.0

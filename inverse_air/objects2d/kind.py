@@ -160,6 +160,7 @@ KIND = Kind(
     folder_air=AIRConfig(objects=Objects2DConfig(composite="over", scale_min=0.2, scale_max=0.6),
                          pixel_sigma=1.0, dair=True, encoder_channels=(), encoder_features=256,
                          lstm_size=256, baseline_channels=()),
+    folder_count_prior="geometric",
     # The decoder is learned, so there is no fixed generative model to sleep on: ELBO only.
     train=TrainConfig(steps=25000, batch_size=64, elbo_batch_size=64, sleep_fraction=0.0, lr=1e-3,
                       elbo_lr=1e-3, baseline_lr=1e-2, lr_decay_to=0.1, log_every=100,
