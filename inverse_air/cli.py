@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .config import SPLITS, ConfigError
+from .config import FLAG_NAMES, SPLITS, ConfigError
 from .errors import Terminated, UserError
 from .kinds import KINDS
 
@@ -56,7 +56,7 @@ Device = choices("Device", ("auto", "cpu", "cuda"))  # distributed.resolve_devic
 Precision = choices("Precision", ("fp32", "bf16"))  # air.PRECISIONS
 DecomposePrecision = choices("DecomposePrecision", ("auto", "fp32", "bf16"))  # decompose.PRECISIONS
 Split = choices("Split", SPLITS)
-CountPrior = choices("CountPrior", ("dataset", "uniform"))  # train.COUNT_PRIORS
+CountPrior = choices("CountPrior", ("dataset", "uniform", "geometric"))  # train.COUNT_PRIORS
 
 
 def presets(value) -> str:
@@ -76,10 +76,6 @@ DecomposePrecisionOption = Annotated[DecomposePrecision, typer.Option(
 
 
 # ---------------------------------------------------------------------------- errors
-FLAG_ALIASES = {"canvas_size": "image_size"}
-"""Config fields set by a flag of another name."""
-
-
 def user_errors(fn):
     """Turn :class:`UserError` into one line on stderr and exit status 1 (a config value out of
     range is named by the command's flag that set it); Ctrl-C: 130, SIGTERM: 143."""
@@ -90,7 +86,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
-            name = FLAG_ALIASES.get(e.field, e.field)
+            name = FLAG_NAMES.get(e.field, e.field)
             where = f"--{name.replace('_', '-')}" if name in flags else e.path
             typer.echo(f"error: {where} {e.problem}", err=True)
             raise typer.Exit(1) from None
@@ -216,10 +212,24 @@ def render_dataset(
 def train(
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
     data: Annotated[Optional[Path], typer.Option(
-        help="Training dataset directory (from render-dataset); required for a new run.",
+        help="A dataset directory (from render-dataset) or a folder of images (PNG, JPEG, BMP; any size, grey or "
+             "RGB; an optional labels.jsonl only reports count accuracy); required for a new run.",
         show_default="with --resume, the run's")] = None,
     model: Annotated[Optional[Model], typer.Option(
-        help="The kind of model; picks the presets.", show_default="3d; with --resume, the run's")] = None,
+        help="The kind of model; picks the presets.", show_default="3d; with --init or --resume, the checkpoint's")] = None,
+    init: Annotated[Optional[Path], typer.Option(
+        help="Start from this checkpoint's model (e.g. a shipped one) and train it on --data from step 0 with a new "
+             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model")] = None,
+    max_objects: Annotated[Optional[int], typer.Option(
+        help="The most objects the model finds in one image, 1 to 8.", show_default=presets(lambda k: k.air.max_steps))] = None,
+    image_size: Annotated[Optional[int], typer.Option(
+        help="A folder's images are brought to this side in pixels (non-square ones padded to a square first).",
+        show_default="the median of the images' longer sides, within 16-128")] = None,
+    object_size: Annotated[Optional[float], typer.Option(
+        help="2D: the prior mean of an object's window side, in pixels.", show_default="a quarter of the image side")] = None,
+    window_size: Annotated[Optional[int], typer.Option(
+        help="2D: the side in pixels of the window the decoder draws and the glimpse reads.",
+        show_default="the object size, within 12-32")] = None,
     steps: Annotated[Optional[int], typer.Option(
         help="Total optimizer steps (all phases).", show_default=presets(lambda k: k.train.steps))] = None,
     batch_size: Annotated[Optional[int], typer.Option(
@@ -235,33 +245,37 @@ def train(
         "--dair/--no-dair", help="DAIR: steps also see the image minus the reconstruction so far.",
         show_default=presets(lambda k: "--dair" if k.air.dair else "--no-dair"))] = None,
     count_prior: Annotated[Optional[CountPrior], typer.Option(
-        help="Prior over object counts: 'dataset' (uniform over the counts the training set holds) or "
-             "'uniform' (over every count the model can infer, 0-3).", show_default="dataset")] = None,
+        help="Prior over object counts: 'dataset' (uniform over the counts the training set holds, or a folder's "
+             "labels), 'uniform' (over every count the model can infer, 0 to --max-objects) or 'geometric' "
+             "(each object costs the same: P(n) proportional to 0.01^n).",
+        show_default="dataset; for a folder of images, 2d geometric, 3d uniform; with --init, the checkpoint's")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in --out where it stopped (every setting but --steps is the run's).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     device: DeviceOption = "auto",
 ):
-    """Train AIR on a dataset (unsupervised by default)."""
+    """Train AIR on a dataset or a folder of images (unsupervised by default)."""
     import os
 
-    from .train import resume_config, run_config_for, train as run
+    from .train import prepare_run, resume_config, train as run
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, elbo_batch_size=elbo_batch_size,
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
     if supervised:
         overrides["supervised"] = True
-    air = {} if dair is None else {"dair": dair}
+    air = {k: v for k, v in dict(dair=dair, max_steps=max_objects).items() if v is not None}
+    sizes = dict(image_size=image_size, object_size=object_size, window_size=window_size)
     prior = None if count_prior is None else CountPrior(count_prior).value
     kind = None if model is None else Model(model).value
+    dataset = None
     if resume:
-        config = resume_config(out, data, kind, overrides, air, prior)
+        config = resume_config(out, data, kind, overrides, air, prior, init, **sizes)
     else:
         if data is None:
             raise UserError("--data is required for a new run (with --resume, the run's dataset is used)")
-        config = run_config_for(data, kind or "3d", overrides, air, prior or "dataset")
-    last = run(config, out, resume=resume, progress=not quiet, device=Device(device).value)
+        config, dataset = prepare_run(data, kind, overrides, air, prior, init=init, progress=not quiet, **sizes)
+    last = run(config, out, resume=resume, progress=not quiet, device=Device(device).value, dataset=dataset)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
@@ -273,7 +287,9 @@ def train(
 @user_errors
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.")],
-    data: Annotated[Path, typer.Option(help="Labelled dataset directory (e.g. a held-out test set).")],
+    data: Annotated[Path, typer.Option(
+        help="A labelled dataset directory (e.g. a held-out test set), or a folder of images: scored on the images "
+             "its labels.jsonl names; without one, the inferred counts and the ELBO.")],
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
     precision: PrecisionOption = "fp32",
@@ -370,12 +386,19 @@ def format_metrics(m: dict) -> list[str]:
     def num(value, fmt):
         return "n/a" if value is None else format(value, fmt)
 
-    lines = [f"scenes             {m['num_scenes']}",
-             f"count accuracy     {num(m['count_accuracy'], '.2%')}",
-             "count confusion    (rows: true count, columns: inferred)"]
+    lines = [f"scenes             {m['num_scenes']}"]
+    if m.get("labelled") is False:
+        lines += [f"labels             none ({m['data']} has no labels.jsonl: no accuracy to report)",
+                  "inferred counts    " + "  ".join(f"{n}: {v:.1%}" for n, v in enumerate(m["count_hist"])),
+                  f"ELBO               {m['elbo']:.1f} nats per image (log-likelihood {m['log_likelihood']:.1f}, "
+                  f"KL {m['kl']:.1f}; one sample)"]
+        return lines
+    lines += [f"count accuracy     {num(m['count_accuracy'], '.2%')}",
+              "count confusion    (rows: true count, columns: inferred)"]
     lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in m["confusion"]]
-    lines.append(f"matched objects    {m['matched_objects']} (on correctly counted scenes)")
-    lines += KINDS[m["model"]].metric_lines(m)
+    if "matched_objects" in m:  # labels that give the objects, not only their count
+        lines.append(f"matched objects    {m['matched_objects']} (on correctly counted scenes)")
+        lines += KINDS[m["model"]].metric_lines(m)
     lines.append(f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, {m['threads']} threads)")
     return lines
 

@@ -87,12 +87,12 @@ def _number(value: float) -> str:
 
 @dataclass(frozen=True)
 class OneOf:
-    """The values a string may take."""
+    """The values a string (or a number) may take."""
 
-    choices: tuple[str, ...]
+    choices: tuple
 
     def problem(self, value) -> str | None:
-        return None if value in self.choices else f"must be one of {', '.join(self.choices)}, got {value!r}"
+        return None if value in self.choices else f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
 
 
 @dataclass(frozen=True)
@@ -300,8 +300,9 @@ class AIRConfig(Checked):
 
     objects: ObjectsConfig
     """The kind's object model: its latents, priors, glimpse and generative model."""
-    max_steps: Annotated[int, Range(1, 16)] = 3
-    """N: the most objects one image may hold (length of the z_pres chain)."""
+    max_steps: Annotated[int, Range(1, 8)] = 3
+    """N: the most objects one image may hold (length of the z_pres chain; ``train
+    --max-objects``)."""
     count_prior: tuple[Fraction, ...] = (0.25, 0.25, 0.25, 0.25)
     """Prior probability of each object count 0..max_steps; the z_pres chain's per-step
     probabilities follow from it. Training sets it uniform over the dataset's counts
@@ -410,7 +411,16 @@ class RunConfig(Checked):
     air: AIRConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     data: str = ""
-    """Training dataset directory (absolute: a run resumes from any working directory)."""
+    """Training dataset directory or folder of images (absolute: a run resumes from any working
+    directory)."""
+    init: str = ""
+    """The checkpoint whose model the run started from (``train --init``; absolute), or empty
+    for a model trained from scratch. Only a record: the run's own checkpoints hold its weights."""
+
+
+FLAG_NAMES = {"canvas_size": "image_size", "max_steps": "max_objects"}
+"""Config fields that a command-line flag of another name sets (``--max-objects`` sets
+``max_steps``), for messages that name the flag."""
 
 
 # ---------------------------------------------------------------------------- JSON

@@ -42,7 +42,7 @@ import sys
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -399,6 +399,84 @@ def _check_values(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str |
     return KINDS[config.kind].check_truth(arrays, config)
 
 
+class Dataset(Protocol):
+    """What ``train`` and ``evaluate`` read: a dataset directory made by ``render-dataset``
+    (:class:`ShardDataset`) or a folder of images (:class:`inverse_air.folders.ImageFolder`);
+    :func:`open_dataset` opens either."""
+
+    directory: Path
+    config: DatasetConfig | None
+    """What made the dataset (None for a folder of images: nothing did)."""
+    image_size: int
+    channels: int
+    counts: tuple[int, ...] | None
+    """The object counts its ground truth holds (None: it has none)."""
+
+    def __len__(self) -> int: ...
+
+    def check_kind(self, kind: str, model: str) -> None:
+        """Raise :class:`UserError` unless the dataset is for a model of kind ``kind`` (named
+        ``model`` in the message)."""
+
+    def check_fits(self, air: AIRConfig, model: str) -> None:
+        """Raise :class:`UserError` unless a model of configuration ``air`` (named ``model``
+        in the message) reads this dataset's images."""
+
+    def arrays(self, images: bool = True) -> dict[str, np.ndarray]:
+        """``images (n, S, S, C)`` uint8, ``count (n,)`` (-1 where an image has no label) and
+        the kind's ground truth."""
+
+    def shards(self) -> Iterator[dict[str, np.ndarray]]:
+        """The arrays a part at a time, in order."""
+
+    def monitor_indices(self, size: int) -> np.ndarray:
+        """The (at most ``size``) images training monitors on, always the same ones."""
+
+    def training_indices(self, size: int) -> np.ndarray | None:
+        """The images training draws batches from when it monitors on ``size`` (None: all)."""
+
+
+def is_dataset(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a dataset manifest or image files."""
+    from .folders import is_image_folder
+
+    return (Path(directory) / MANIFEST).exists() or is_image_folder(directory)
+
+
+def open_dataset(directory: str | os.PathLike, kind: str, image_size: int | None = None,
+                 channels: int | None = None, labelled_only: bool = False, progress: bool = False) -> Dataset:
+    """A dataset directory (with ``manifest.json``: :class:`ShardDataset`, whose images are its
+    own) or a folder of images (:class:`~inverse_air.folders.ImageFolder`, read for a model of
+    ``kind`` at ``image_size`` and ``channels``, derived where None; ``labelled_only``: only
+    the images its labels name).
+
+    Raises:
+        UserError: neither, or one that cannot be read (naming what is wrong)."""
+    from .folders import ImageFolder
+
+    directory = Path(directory)
+    if (directory / MANIFEST).exists():
+        return ShardDataset(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory" if not directory.exists() else
+                        f"{directory}: not a directory (a dataset directory or a folder of images is expected)")
+    return ImageFolder(directory, kind, image_size, channels, labelled_only=labelled_only, progress=progress)
+
+
+def dataset_counts(directory: str | os.PathLike, kind: str) -> tuple[int, ...] | None:
+    """The object counts of a dataset (its manifest's) or of a folder of images (its labels';
+    None without labels), without reading any image."""
+    from .folders import LABELS, list_images, read_labels
+
+    directory = Path(directory)
+    if (directory / MANIFEST).exists():
+        return ShardDataset(directory).counts
+    if not (directory / LABELS).exists():
+        return None
+    count = read_labels(directory / LABELS, [p.name for p in list_images(directory)], kind)["count"]
+    return tuple(int(c) for c in np.unique(count[count >= 0]))
+
+
 class ShardDataset:
     """A dataset directory opened for reading (validated: see the module docstring).
 
@@ -443,6 +521,26 @@ class ShardDataset:
 
     def __len__(self) -> int:
         return self.config.num
+
+    @property
+    def image_size(self) -> int:
+        return self.config.scenes.image_size
+
+    @property
+    def channels(self) -> int:
+        return int(shard_arrays(self.config)["images"][1][-1])
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        return self.config.counts
+
+    def monitor_indices(self, size: int) -> np.ndarray:
+        """The first ``size`` scenes (training draws from them too)."""
+        return np.arange(min(size, len(self)))
+
+    def training_indices(self, size: int) -> None:
+        """Every scene."""
+        return None
 
     def check_kind(self, kind: str, model: str) -> None:
         """Raise :class:`UserError` unless the dataset is of kind ``kind`` (the model's, named

@@ -2,22 +2,29 @@
 (``Kind.metrics``, on top of :mod:`inverse_air.metrics`) and the speed of batched inference.
 
 The dataset is read shard by shard: only one shard's images are in memory at a time (the
-ground truth and the predictions of every scene are small)."""
+ground truth and the predictions of every scene are small). A folder of images
+(:mod:`inverse_air.folders`) is scored on the images its ``labels.jsonl`` names: count
+accuracy and confusion always, the kind's metrics where the labels give the objects. A folder
+without labels gets what can be said without them: the histogram of inferred counts and the
+ELBO (one-sample estimate, :func:`inverse_air.train.image_terms`)."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .checkpoint import load_model
-from .data import ShardDataset
+from .data import Dataset, open_dataset
 from .errors import UserError
+from .folders import LABELS
 from .images import images_to_tensor
 from .kinds import KINDS
 from .limits import check_memory
+from .metrics import count_metrics
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -60,7 +67,7 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
-def batches(dataset: ShardDataset, batch_size: int, truths: list[dict[str, np.ndarray]]):
+def batches(dataset: Dataset, batch_size: int, truths: list[dict[str, np.ndarray]]):
     """A dataset's images in batches of ``batch_size`` (the last one shorter) whatever the shard
     boundaries, read shard by shard (one shard and one batch in memory); each shard's other
     arrays are appended to ``truths``. The batches are those of the whole dataset at once, so
@@ -96,16 +103,23 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     check_batch_size(batch_size)
     model, payload = load_model(checkpoint, device=resolve_device(device))
     config = payload["config"]
-    dataset = ShardDataset(data_dir)
-    dataset.check_fits(config.air, str(checkpoint))
+    air = config.air
+    dataset = open_dataset(data_dir, air.kind, air.image_size, air.channels,
+                           labelled_only=(Path(data_dir) / LABELS).exists())
+    dataset.check_fits(air, str(checkpoint))
     check_batch(model, batch_size, len(dataset))
-    truths, preds, seconds = [], [], 0.0
-    for images in batches(dataset, batch_size, truths):
-        pred, spent = infer_arrays(model, images, batch_size, precision)
-        preds.append(pred)
-        seconds += spent
-    join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    metrics = KINDS[config.air.kind].metrics(join(truths), join(preds))
+    if dataset.counts is None:
+        metrics, seconds = unlabelled_metrics(model, dataset, batch_size)
+    else:
+        truths, preds, seconds = [], [], 0.0
+        for images in batches(dataset, batch_size, truths):
+            pred, spent = infer_arrays(model, images, batch_size, precision)
+            preds.append(pred)
+            seconds += spent
+        join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        truth, pred = join(truths), join(preds)
+        metrics = KINDS[air.kind].metrics(truth, pred) if set(truth) != {"count"} else \
+            count_metrics(truth["count"], pred["count"])  # labels that give counts only
     metrics.update({
         "model": config.air.kind, "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
         "images_per_s": len(dataset) / seconds if seconds > 0 else None,
@@ -113,3 +127,20 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
         "precision": precision,
     })
     return metrics
+
+
+def unlabelled_metrics(model, dataset: Dataset, batch_size: int) -> tuple[dict, float]:
+    """What evaluate reports on images without labels: ``num_scenes``, ``labelled`` (False),
+    ``count_hist`` (the fraction of images with each inferred count 0..N) and the means of the
+    one-sample ELBO terms per image (``elbo``, ``log_likelihood``, ``kl``, nats); and 0.0
+    seconds of inference (the ELBO's sampling pass would distort the speed: none is reported)."""
+    from .train import image_terms
+
+    parts = []
+    for images in batches(dataset, batch_size, []):
+        terms = image_terms(model, images_to_tensor(images).to(model.prior_pres.device))
+        parts.append({k: v.cpu().numpy() for k, v in terms.items()})
+    terms = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    hist = np.bincount(terms.pop("count"), minlength=model.config.max_steps + 1) / len(dataset)
+    return {"num_scenes": len(dataset), "labelled": False, "count_hist": [round(float(v), 4) for v in hist],
+            **{k: float(v.mean()) for k, v in terms.items()}}, 0.0

@@ -84,7 +84,10 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
       (65535 -> 255); float images (``F``) must hold finite values in [0, 1] (scaled by 255).
       Anything else of more than 8 bits is refused rather than clipped to white or black.
     - Grey, palette and other colour modes are converted (transparent pixels composited on
-      black), other sizes resized (bilinear).
+      black).
+    - A non-square image is padded to a square, centred, with the median colour of its outer
+      pixels (so a plain background stays plain and nothing of the image is lost); then an
+      image of another size is resized (bilinear).
 
     Raises:
         UserError: values that do not map to [0, 1] (naming ``source``).
@@ -105,10 +108,30 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
         if mode not in ("RGBA", "LA", "PA", "RGBa", "La", "P", target):
             notices.append(f"{mode} image converted to {target}")
         image = image.convert(target)
-    if (width, height) != (size, size):
-        notices.append(f"{width}x{height} image resized to the model's {size}x{size}")
+    if width != height:
+        side = max(width, height)
+        notices.append(f"{width}x{height} image padded to {side}x{side} with its border's median colour")
+        image = pad_to_square(image)
+    if image.size != (size, size):
+        notices.append(f"{image.size[0]}x{image.size[1]} image resized to the model's {size}x{size}")
         image = image.resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8).reshape(size, size, channels), notices
+
+
+def pad_to_square(image):
+    """A PIL image (``L`` or ``RGB``) padded to a square of its longer side, centred, with the
+    median colour of its outer pixels."""
+    from PIL import Image
+
+    array = np.asarray(image)
+    pixels = array.reshape(array.shape[0], array.shape[1], -1)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])  # (2W + 2H, C)
+    fill = tuple(int(v) for v in np.median(border, axis=0).round())
+    width, height = image.size
+    side = max(width, height)
+    square = Image.new(image.mode, (side, side), fill[0] if image.mode == "L" else fill)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
 
 
 def _high_depth_to_uint8(array: np.ndarray, mode: str, source: str, notices: list[str]) -> np.ndarray:

@@ -40,6 +40,19 @@ class Codec:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """How a kind reads the objects of one line of a folder's ``labels.jsonl``
+    (:mod:`inverse_air.folders`)."""
+
+    field: str
+    """The line's key that lists the image's objects (2D: ``"boxes"``; 3D: ``"objects"``)."""
+    read: Callable[[list, int, str], dict[str, np.ndarray]]
+    """``(objects, K, where) -> one image's ground truth``: the listed objects, checked, as one
+    scene's arrays of a dataset shard with ``K`` object slots (2D: ``box (K, 3)``); raises
+    :class:`~inverse_air.errors.UserError` naming ``where`` (the file and line)."""
+
+
+@dataclass(frozen=True)
 class Kind:
     """Everything inverse-air needs to know about one kind of scene."""
 
@@ -92,6 +105,21 @@ class Kind:
     upgrade_v1: Callable[[dict, str], dict] | None = None
     """Format-1 files: ``(old, "air" | "dataset") -> the kind's branch`` (``objects`` or
     ``scenes`` dict) from a format-1 ``AIRConfig`` or ``DatasetConfig`` dict."""
+    folder_air: AIRConfig | None = None
+    """Preset model for a folder of images (:mod:`inverse_air.folders`), where it differs from
+    ``air`` (None: ``air``); ``fit_to_images`` fills in what the images fix."""
+    folder_count_prior: str = "uniform"
+    """The default ``train --count-prior`` on a folder of images without labels (3D: uniform,
+    the sleep phase draws its scenes from it; 2D: geometric)."""
+    fit_to_images: Callable[..., AIRConfig] | None = None
+    """Training on a folder of images (:mod:`inverse_air.folders`): ``(air, size, channels,
+    object_size=None, window_size=None) -> AIRConfig`` for images of side ``size`` with
+    ``channels``, and the object and window sizes in pixels (``train --object-size``,
+    ``--window-size``; None: derived from the size). None: the kind's model reads images of
+    its preset's size and channels only (a folder's images are brought to them) and takes
+    neither size."""
+    labels: Labels | None = None
+    """How the kind reads a folder's ``labels.jsonl`` objects (None: counts only)."""
 
 
 def lazy(module: str, name: str) -> Callable:

@@ -42,8 +42,8 @@ from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import AIRConfig, RunConfig, to_dict
-from .data import ShardDataset
+from .config import FLAG_NAMES, AIRConfig, RunConfig, to_dict
+from .data import Dataset, dataset_counts, is_dataset, open_dataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
 from .errors import UserError, sigterm_interrupts
@@ -58,62 +58,167 @@ from .progress import progress_bar
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 MONITOR_SIZE = 256
-SNAPSHOT_SIZE = 8
+SNAPSHOT_SIZE = 16
 
 
 class TrainingDiverged(UserError):
     """A loss or gradient became NaN or infinite."""
 
 
-COUNT_PRIORS = ("dataset", "uniform")
+COUNT_PRIORS = ("dataset", "uniform", "geometric")
 """Where the prior over object counts comes from (``train --count-prior``)."""
+GEOMETRIC_RATIO = 0.01
+"""``--count-prior geometric``: ``P(n) ∝ GEOMETRIC_RATIO ** n``, each object costs -log 0.01 =
+4.6 nats of prior (the paper's presence prior of 0.01 per step)."""
 
 
-def count_prior_for(counts: tuple[int, ...], max_steps: int, source: str = "dataset") -> tuple[float, ...]:
+def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str = "dataset",
+                    where: str = "the dataset") -> tuple[float, ...]:
     """The unsupervised model's prior over counts 0..``max_steps``: uniform over the counts the
     dataset holds (``"dataset"``; other counts keep only the floor of
-    :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), or uniform over every count
+    :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), uniform over every count
     (``"uniform"``: no knowledge of which counts occur, e.g. to test generalization to
-    counts absent from training)."""
+    counts absent from training), or geometric (``"geometric"``, :data:`GEOMETRIC_RATIO`: each
+    object costs the same; the default for a folder of images nobody counted). ``counts`` is
+    None for a dataset without labels (``where`` names it in messages)."""
     if source not in COUNT_PRIORS:
         raise UserError(f"--count-prior must be one of {', '.join(COUNT_PRIORS)}, got {source!r}")
-    if max(counts) > max_steps:
-        raise UserError(f"the dataset holds scenes of up to {max(counts)} objects; the model infers "
-                        f"at most {max_steps}")
+    if counts is None:
+        if source == "dataset":
+            raise UserError(f"--count-prior dataset: {where} has no labels to take the counts from "
+                            f"(a folder's labels.jsonl); use --count-prior geometric or uniform")
+    elif max(counts) > max_steps:
+        raise UserError(f"{where} holds scenes of up to {max(counts)} objects; the model infers "
+                        f"at most {max_steps} (--max-objects)")
     if source == "uniform":
         return tuple(1.0 / (max_steps + 1) for _ in range(max_steps + 1))
+    if source == "geometric":
+        p = GEOMETRIC_RATIO ** np.arange(max_steps + 1)
+        return tuple(float(v) for v in p / p.sum())
     return tuple(1.0 / len(counts) if n in counts else 0.0 for n in range(max_steps + 1))
 
 
-def run_config_for(data_dir: str | os.PathLike, model: str, train_overrides: dict,
-                   air_overrides: dict, count_prior: str = "dataset") -> RunConfig:
-    """The run configuration for training kind ``model`` on a dataset: the kind's presets
-    (``Kind.air``, ``Kind.train``), then what the dataset fixes (``Kind.fit_to_data``: 3D
-    renderer; 2D canvas size and the prior scale of a digit; and the count prior, see
-    :func:`count_prior_for`), then ``*_overrides`` (fields of ``TrainConfig`` and ``AIRConfig``).
+def with_count_prior(air: AIRConfig, prior: tuple[float, ...]) -> AIRConfig:
+    """``air`` with the count prior ``prior``; the floor (``count_prior_floor``) is lowered to
+    the prior's smallest positive entry when that is below it (a geometric prior gives every
+    count some probability already, and a floor would flatten its tail)."""
+    positive = [p for p in prior if p > 0]
+    floor = min(air.count_prior_floor, min(positive)) if len(positive) == len(prior) else air.count_prior_floor
+    return dataclasses.replace(air, count_prior=prior, count_prior_floor=floor)
+
+
+def run_config_for(data_dir: str | os.PathLike, model: str | None, train_overrides: dict,
+                   air_overrides: dict, count_prior: str | None = None, **images) -> RunConfig:
+    """The run configuration for training kind ``model`` on a dataset or a folder of images
+    (:func:`prepare_run`, whose keyword arguments ``images`` takes)."""
+    return prepare_run(data_dir, model, train_overrides, air_overrides, count_prior, **images)[0]
+
+
+def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides: dict, air_overrides: dict,
+                count_prior: str | None = None, *, image_size: int | None = None, object_size: float | None = None,
+                window_size: int | None = None, init: str | os.PathLike | None = None,
+                progress: bool = False) -> tuple[RunConfig, Dataset]:
+    """The run configuration for training kind ``model`` on a dataset (or a folder of images),
+    and the dataset opened for it.
+
+    A new model: the kind's presets (``Kind.air``, or ``Kind.folder_air`` for a folder of
+    images; ``Kind.train``), then what the data fix: a dataset's settings (``Kind.fit_to_data``: 3D renderer; 2D canvas and the prior scale of a
+    digit) or a folder's images (``Kind.fit_to_images``: their size, ``image_size`` or derived,
+    and channels; 2D ``object_size`` and ``window_size`` in pixels, derived from the size
+    where None); then ``*_overrides`` (fields of ``TrainConfig`` and ``AIRConfig``), and the
+    count prior (:func:`count_prior_for`; default: the dataset's counts; for a folder
+    ``Kind.folder_count_prior``).
+
+    ``init`` (a checkpoint): its model (configuration and weights) trained on the data from
+    step 0 with a new optimizer; the data are read at its image size and channels, training
+    is the kind's preset but ELBO only (``sleep_fraction`` 0) unless overridden, and settings
+    of the model's architecture (``image_size``, ``object_size``, ``window_size``, any
+    ``air_overrides`` that differ from the checkpoint's) are refused; ``count_prior`` given
+    replaces the checkpoint's.
 
     Raises:
-        UserError: an unknown kind, a dataset of another kind, or counts the model cannot infer.
+        UserError: an unknown kind, data of another kind, a setting the kind or the checkpoint
+            does not take, or counts the model cannot infer.
     """
-    kind = get_kind(model)
-    dataset = ShardDataset(data_dir)
+    if init is not None:
+        return _prepare_init(init, data_dir, model, train_overrides, air_overrides, count_prior,
+                             dict(image_size=image_size, object_size=object_size, window_size=window_size), progress)
+    kind = get_kind(model or "3d")
+    sized = {k: v for k, v in (("--object-size", object_size), ("--window-size", window_size)) if v is not None}
+    if kind.fit_to_images is None:
+        for flag in sized:
+            raise UserError(f"{flag}: the {kind.name} model takes no such size (it draws no windows)")
+        if image_size is not None and image_size != kind.air.image_size:
+            raise UserError(f"--image-size {image_size}: the {kind.name} model reads {kind.air.image_size}x"
+                            f"{kind.air.image_size} images (a folder's images are brought to that size)")
+        size, channels = kind.air.image_size, kind.air.channels
+    else:
+        size, channels = image_size, None
+    if object_size is not None and not object_size > 0:
+        raise UserError(f"--object-size must be a positive number of pixels, got {object_size}")
+    dataset = open_dataset(data_dir, kind.name, size, channels, progress=progress)
     dataset.check_kind(kind.name, "--model")
-    air = replace_fields(kind.fit_to_data(kind.air, dataset.config), air_overrides)
-    air = dataclasses.replace(air, count_prior=count_prior_for(dataset.config.counts, air.max_steps,
-                                                                  count_prior))
+    air = kind.air if dataset.config is not None or kind.folder_air is None else kind.folder_air
+    if dataset.config is not None:  # a dataset render-dataset made: its settings
+        if image_size is not None:
+            raise UserError(f"--image-size: {data_dir} is a dataset of {dataset.image_size}x{dataset.image_size} "
+                            f"images (made by render-dataset); the flag is for folders of images")
+        air = kind.fit_to_data(air, dataset.config)
+    if kind.fit_to_images is not None and (dataset.config is None or sized):
+        if object_size is not None and object_size > dataset.image_size:
+            raise UserError(f"--object-size {object_size:g}: larger than the {dataset.image_size}-pixel images")
+        air = kind.fit_to_images(air, dataset.image_size, dataset.channels, object_size, window_size)
+    air = replace_fields(air, air_overrides)
+    source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
+    air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
+    dataset.check_fits(air, "--model")
     train = dataclasses.replace(kind.train, **train_overrides)
-    return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute()))
+    return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute())), dataset
+
+
+ARCHITECTURE_FLAGS = {"image_size": "--image-size", "object_size": "--object-size", "window_size": "--window-size"}
+"""Settings of a model's architecture (or of its priors) that ``train --init`` takes from the checkpoint."""
+
+
+def _prepare_init(init, data_dir, model, train_overrides: dict, air_overrides: dict, count_prior: str | None,
+                  sizes: dict, progress: bool) -> tuple[RunConfig, Dataset]:
+    """:func:`prepare_run` for ``init`` (see there)."""
+    saved: RunConfig = load_checkpoint(init, expect_kind=model)["config"]
+    air = saved.air
+    for name, value in sizes.items():
+        if value is not None and not (name == "image_size" and value == air.image_size):
+            raise UserError(f"{ARCHITECTURE_FLAGS[name]} {value:g}: --init {init} fixes the model "
+                            f"({air.image_size}x{air.image_size}x{air.channels} images); leave it out")
+    for name, value in air_overrides.items():
+        kept = getattr(air, name) if hasattr(air, name) else getattr(air.objects, name, None)
+        if kept != value:
+            flag = "--" + FLAG_NAMES.get(name, name).replace("_", "-")
+            raise UserError(f"{flag} {value}: the model of --init {init} has {kept!r}; --init trains that model "
+                            f"as it is (leave {flag} out, or train a new model without --init)")
+    kind = get_kind(air.kind)
+    dataset = open_dataset(data_dir, kind.name, air.image_size, air.channels, progress=progress)
+    dataset.check_kind(kind.name, f"--init {init}")
+    dataset.check_fits(air, f"--init {init}")
+    if count_prior is not None:
+        air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, count_prior, str(data_dir)))
+    elif dataset.counts is not None:
+        count_prior_for(dataset.counts, air.max_steps, "uniform", str(data_dir))  # counts the model can infer
+    train = dataclasses.replace(kind.train, **{"sleep_fraction": 0.0, **train_overrides})
+    return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute()),
+                     init=str(Path(init).absolute())), dataset
 
 
 def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                   model: str | None = None, train_overrides: dict | None = None,
-                  air_overrides: dict | None = None, count_prior: str | None = None) -> RunConfig:
+                  air_overrides: dict | None = None, count_prior: str | None = None,
+                  init: str | os.PathLike | None = None, **sizes) -> RunConfig:
     """The configuration to continue the run in ``out_dir`` with: its checkpoint's, with
     ``steps`` (the only setting a resumed run may change) from ``train_overrides``.
 
-    Every other setting given (``data_dir``, ``model``, the overrides, ``count_prior``) must
-    agree with the checkpoint's, so that none is silently ignored; ``data_dir`` may name the
-    run's dataset moved elsewhere (when the stored path no longer holds one).
+    Every other setting given (``data_dir``, ``model``, the overrides, ``count_prior``,
+    ``init``, the ``sizes`` of :func:`prepare_run`) must agree with the checkpoint's, so that
+    none is silently ignored; ``data_dir`` may name the run's dataset moved elsewhere (when the
+    stored path no longer holds one).
 
     Raises:
         UserError: no checkpoint to resume, or a setting that differs from the run's, named
@@ -140,18 +245,25 @@ def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None
     for name, value in (air_overrides or {}).items():
         kept = getattr(saved.air, name) if hasattr(saved.air, name) else getattr(saved.air.objects, name)
         if kept != value:
-            refuse("--" + name.replace("_", "-"), value, kept)
+            refuse("--" + FLAG_NAMES.get(name, name).replace("_", "-"), value, kept)
+    air, objects = saved.air, saved.air.objects
+    runs = {"image_size": air.image_size, "window_size": getattr(objects, "window_size", None),
+            "object_size": round(getattr(objects, "scale_prior_mean", 0.0) * air.image_size, 2)}
+    for name, value in sizes.items():
+        if value is not None and value != runs[name]:
+            refuse(ARCHITECTURE_FLAGS[name], value, f"{ARCHITECTURE_FLAGS[name]} {runs[name]}")
+    if init is not None and Path(init).absolute() != Path(saved.init or "/nonexistent").absolute():
+        refuse("--init", init, f"--init {saved.init}" if saved.init else "no --init")
     data = saved.data
     if data_dir is not None and Path(data_dir).resolve() != Path(saved.data).resolve():
-        if (Path(saved.data) / "manifest.json").exists():
+        if is_dataset(saved.data):
             refuse("--data", data_dir, saved.data)
-        ShardDataset(data_dir).check_fits(saved.air, str(path))  # the run's dataset, moved
+        open_dataset(data_dir, air.kind, air.image_size, air.channels).check_fits(air, str(path))  # moved
         data = str(Path(data_dir).absolute())
     if count_prior is not None:
-        dataset = ShardDataset(data)
-        prior = count_prior_for(dataset.config.counts, saved.air.max_steps, count_prior)
-        if not np.allclose(prior, saved.air.count_prior):
-            refuse("--count-prior", count_prior, f"the prior {list(saved.air.count_prior)}")
+        prior = count_prior_for(dataset_counts(data, air.kind), air.max_steps, count_prior, str(data))
+        if not np.allclose(prior, air.count_prior):
+            refuse("--count-prior", count_prior, f"the prior {list(air.count_prior)}")
     return dataclasses.replace(saved, data=data, train=dataclasses.replace(saved.train, steps=steps))
 
 
@@ -168,7 +280,11 @@ def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
     if unknown:
         raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
     objects = dataclasses.replace(air.objects, **{k: v for k, v in overrides.items() if k in theirs and k not in own})
-    return dataclasses.replace(air, objects=objects, **{k: v for k, v in overrides.items() if k in own})
+    own_overrides = {k: v for k, v in overrides.items() if k in own}
+    steps = own_overrides.get("max_steps", air.max_steps)
+    if "count_prior" not in own_overrides and len(air.count_prior) != steps + 1:  # uniform until set
+        own_overrides["count_prior"] = tuple(1.0 / (steps + 1) for _ in range(steps + 1))
+    return dataclasses.replace(air, objects=objects, **own_overrides)
 
 
 # ---------------------------------------------------------------------------- batches
@@ -176,14 +292,15 @@ class Batches:
     """Where each phase's images (and teacher-forcing targets) come from.
 
     Step ``t``'s global batch of ``size`` examples is drawn from a generator seeded by
-    ``(seed, t)``; ``part`` selects this process's slice of it (see
-    :mod:`inverse_air.distributed`). Tensors are on the model's device.
+    ``(seed, t)`` among ``indices`` (None: every example); ``part`` selects this process's
+    slice of it (see :mod:`inverse_air.distributed`). Tensors are on the model's device.
     """
 
-    def __init__(self, model: AIR, config: RunConfig, arrays: dict[str, np.ndarray]):
-        self.model, self.config, self.arrays = model, config, arrays
+    def __init__(self, model: AIR, config: RunConfig, arrays: dict[str, np.ndarray],
+                 indices: np.ndarray | None = None):
+        self.model, self.config, self.arrays, self.indices = model, config, arrays, indices
         self.targets = KINDS[config.air.kind].codec.targets
-        self.num = len(arrays["images"])
+        self.num = len(arrays["images"]) if indices is None else len(indices)
         tc = config.train
         size = min(tc.sleep_pool, max(tc.batch_size, tc.sleep_steps * tc.sleep_refresh))
         self.pool = SleepPool(model, tc.seed, size, tc.sleep_refresh) if tc.sleep_pool > 0 and tc.sleep_steps else None
@@ -192,12 +309,18 @@ class Batches:
     def device(self) -> torch.device:
         return self.model.prior_pres.device
 
-    def data(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def data(self, step: int, size: int, part: slice = slice(None),
+             targets: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Step ``step``'s images and, if ``targets``, their teacher-forcing targets."""
         rng = np.random.default_rng([self.config.train.seed, step, 1])
         idx = np.sort(rng.integers(0, self.num, size=size))[part]
-        picked = {k: v[idx] for k, v in self.arrays.items()}
-        target = self.targets(picked, self.config.air.max_steps)
-        return images_to_tensor(picked["images"]).to(self.device), _to(target, self.device)
+        if self.indices is not None:
+            idx = self.indices[idx]
+        x = images_to_tensor(self.arrays["images"][idx]).to(self.device)
+        if not targets:
+            return x, None
+        picked = {k: v[idx] for k, v in self.arrays.items() if k != "images"}
+        return x, _to(self.targets(picked, self.config.air.max_steps), self.device)
 
     def sleep(self, step: int, size: int, part: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.pool is not None:
@@ -301,6 +424,22 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tupl
                   "count_mean": latents.count.float().mean().item()}
 
 
+@torch.no_grad()
+def image_terms(model: AIR, x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """What a model makes of images ``x (B, C, S, S)`` without labels, per image ``(B,)``:
+    ``count``, the count deterministic inference gives (as ``evaluate`` and ``decompose``), and
+    the terms of a one-sample estimate of the ELBO (``elbo``, ``log_likelihood``, ``kl``; the
+    sample drawn from a generator seeded by ``seed``, so that the same model gives the same
+    figures; the reconstruction's value, as in training)."""
+    count = model.infer(x, sample=False, densities=False).count
+    with torch.random.fork_rng(devices=[x.device.index] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        latents = model.infer(x, sample=True)
+    log_likelihood = gaussian_log_likelihood(x, model.reconstruct(latents), model.config.pixel_sigma)
+    kl = latents.kl.sum(1) + (latents.scene_kl if latents.scene_kl is not None else 0.0)
+    return {"count": count, "elbo": log_likelihood - kl, "log_likelihood": log_likelihood, "kl": kl}
+
+
 class StepLoss(nn.Module):
     """One step's loss as a module's ``forward``, so that ``DistributedDataParallel`` can wrap
     it (and synchronize the gradients of whatever the phase used)."""
@@ -321,7 +460,7 @@ class Trainer:
     (:mod:`inverse_air.distributed`) every rank trains; only rank 0 writes files."""
 
     def __init__(self, config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
-                 progress: bool = True, context: Context = Context()):
+                 progress: bool = True, context: Context = Context(), dataset: Dataset | None = None):
         self.out = check_output(out_dir, "--out", inputs=[config.data], directory=True)
         self.context = context
         self.progress = progress and context.is_main
@@ -334,12 +473,16 @@ class Trainer:
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         if payload is not None:
             self._restore(payload)
-        self.arrays = self._load_data()
-        self.batches = Batches(self.model, self.config, self.arrays)
+        elif self.config.init:
+            self._start_from(self.config.init)
+        dataset = self._load_data(dataset)
+        self.arrays = dataset.arrays()
+        self.batches = Batches(self.model, self.config, self.arrays, dataset.training_indices(MONITOR_SIZE))
         self.loss = self._step_loss()
-        monitor = {k: v[:MONITOR_SIZE] for k, v in self.arrays.items()}
-        self.monitor_x = images_to_tensor(monitor["images"]).to(context.device)
-        self.monitor_count = torch.from_numpy(monitor["count"]).to(context.device)
+        monitor = dataset.monitor_indices(MONITOR_SIZE)
+        self.monitor_x = images_to_tensor(self.arrays["images"][monitor]).to(context.device)
+        self.monitor_count = torch.from_numpy(self.arrays["count"][monitor]).to(context.device)
+        self.labelled = self.monitor_count >= 0  # the monitoring images with a count to report accuracy on
         self.writer = self._open_outputs()
         self._start = time.perf_counter() - self.elapsed
 
@@ -407,10 +550,29 @@ class Trainer:
         self.window = payload["extra"].get("window", [])
         self.elapsed = payload["extra"].get("time_s", 0.0)
 
-    def _load_data(self) -> dict[str, np.ndarray]:
-        dataset = ShardDataset(self.config.data)
-        dataset.check_fits(self.config.air, "--model")
-        return dataset.arrays()
+    def _start_from(self, init: str) -> None:
+        """``--init``: the checkpoint's weights, fresh learning-signal statistics (a new
+        optimizer was made already)."""
+        try:
+            self.model.load_state_dict(load_checkpoint(init, expect_kind=self.config.air.kind)["weights"])
+        except (RuntimeError, KeyError) as e:
+            raise UserError(f"--init {init}: weights do not fit the model its configuration describes "
+                            f"({str(e).splitlines()[0][:200]})") from None
+        self.model.signal_stats.copy_(torch.tensor([0.0, 1.0, 0.0]))
+
+    def _load_data(self, dataset: Dataset | None) -> Dataset:
+        """The run's dataset (``dataset`` if the caller opened it already), checked against the model."""
+        air = self.config.air
+        if dataset is None:
+            dataset = open_dataset(self.config.data, air.kind, air.image_size, air.channels,
+                                   progress=self.progress)
+        dataset.check_fits(air, "--model")
+        if self.config.train.supervised and dataset.config is None:  # a folder: are its labels whole?
+            truth = dataset.arrays(images=False)
+            if (truth["count"] < 0).any() or len(truth) == 1:
+                raise UserError(f"--supervised: {self.config.data} lacks the ground truth of some images (each "
+                                f"needs a labels.jsonl line with its objects)")
+        return dataset
 
     def _step_loss(self) -> nn.Module:
         loss = StepLoss(self.model, self.context)
@@ -459,7 +621,7 @@ class Trainer:
         lr = self.learning_rate(step)
         self.optimizer.param_groups[0]["lr"] = lr
         if phase == "elbo":
-            x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size))[0], None
+            x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
         else:
@@ -508,8 +670,7 @@ class Trainer:
                     last = self._log(self.window, time.perf_counter() - self._start)
                     self.window = []
                     if self.context.is_main:
-                        bar.set_postfix(phase=last["phase"], loss=f"{last['loss']:.3g}",
-                                        count_acc=f"{last['monitor_count_accuracy']:.3f}")
+                        bar.set_postfix(self.progress_text(last))
                 if self.step % tc.image_every == 0 or self.step == tc.steps:
                     self.snapshot()
                 if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
@@ -531,11 +692,20 @@ class Trainer:
                         window=self.window, time_s=time.perf_counter() - self._start)
 
     # -------------------------------------------------------------- reporting
-    @torch.no_grad()
-    def monitor_count_accuracy(self) -> float:
+    def monitor(self) -> dict:
+        """The model on the monitoring images (:func:`image_terms`): the histogram of inferred
+        counts (fractions of the images, counts 0..N), the means of the one-sample ELBO terms
+        and, over the images with a label, the count accuracy."""
         self.model.eval()
-        latents = self.model.infer(self.monitor_x, sample=False)
-        return float((latents.count == self.monitor_count).float().mean())
+        terms = image_terms(self.model, self.monitor_x)
+        count = terms.pop("count")
+        report = {f"monitor_{k}": float(v.mean()) for k, v in terms.items()}
+        hist = torch.bincount(count, minlength=self.config.air.max_steps + 1).double() / len(count)
+        report["monitor_count_hist"] = [round(v, 4) for v in hist.tolist()]
+        if self.labelled.any():
+            right = count[self.labelled] == self.monitor_count[self.labelled]
+            report["monitor_count_accuracy"] = float(right.float().mean())
+        return report
 
     def _log(self, window: list[dict], elapsed: float) -> dict:
         record = {"step": self.step, "phase": window[-1]["phase"], "time_s": round(elapsed, 2)}
@@ -545,7 +715,7 @@ class Trainer:
                 record[key] = float(np.mean(values))
         if not self.context.is_main:
             return record
-        record["monitor_count_accuracy"] = self.monitor_count_accuracy()
+        record.update(self.monitor())
         try:
             with open(self.out / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -553,25 +723,40 @@ class Trainer:
             raise UserError(f"{self.out / METRICS}: cannot write: {e.strerror or e}") from None
         if self.writer is not None:
             for key, value in record.items():
-                if key not in ("step", "phase"):
-                    self.writer.add_scalar(key, value, self.step)
+                for name, v in ({f"{key}/{i}": v for i, v in enumerate(value)} if isinstance(value, list)
+                                else {key: value}).items():
+                    if key not in ("step", "phase"):
+                        self.writer.add_scalar(name, v, self.step)
             self.writer.flush()
         return record
 
+    @staticmethod
+    def progress_text(record: dict) -> dict[str, str]:
+        """The progress bar's postfix for a metrics record: phase and loss, then the monitoring
+        count accuracy (with labels) or the ELBO and the inferred-count histogram."""
+        text = {"phase": record["phase"], "loss": f"{record['loss']:.3g}"}
+        if "monitor_count_accuracy" in record:
+            text["count_acc"] = f"{record['monitor_count_accuracy']:.3f}"
+        else:
+            text["elbo"] = f"{record['monitor_elbo']:.4g}"
+        text["counts"] = "/".join(f"{v:.2f}" for v in record["monitor_count_hist"])
+        return text
+
     @torch.no_grad()
     def snapshot(self) -> Path | None:
+        """``images/step-N.png``: monitoring images (top) and their reconstructions (below), each
+        inferred object outlined in its step's colour (2D: its window; 3D: its silhouette)."""
         from .files import write_png
-        from .images import to_uint8
-        from .viz import decomposition_figure
+        from .viz import outlines_figure
 
         if not self.context.is_main:
             return None
         self.model.eval()
         x = self.monitor_x[:SNAPSHOT_SIZE]
         latents = self.model.infer(x, sample=False)
-        figure = decomposition_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)),
-                                      to_uint8(self.model.render_each(latents)),
-                                      latents.z_pres.cpu().numpy() > 0.5)
+        masks = self.model.objects.outline_masks(latents.z_pres, latents.objects, latents.scene or None)
+        figure = outlines_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)), masks.cpu().numpy(),
+                                 latents.z_pres.cpu().numpy() > 0.5)
         path = self.out / "images" / f"step-{self.step:07d}.png"
         write_png(path, figure)
         return path
@@ -600,15 +785,16 @@ class Trainer:
 
 
 def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
-          progress: bool = True, device: str = "auto") -> dict:
-    """Train (or resume) a run in ``out_dir``; returns the last logged metrics.
+          progress: bool = True, device: str = "auto", dataset: Dataset | None = None) -> dict:
+    """Train (or resume) a run in ``out_dir``; returns the last logged metrics. ``dataset``:
+    the run's data opened already (:func:`prepare_run`), else they are opened here.
 
     Under ``torchrun`` each process calls this; they train one model together
     (:mod:`inverse_air.distributed`).
     """
     context = setup(device)
     try:
-        return Trainer(config, out_dir, resume=resume, progress=progress, context=context).run()
+        return Trainer(config, out_dir, resume=resume, progress=progress, context=context, dataset=dataset).run()
     finally:
         teardown(context)
 

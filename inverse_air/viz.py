@@ -130,6 +130,39 @@ def windows_figure(inputs: np.ndarray, recons: np.ndarray, boxes: np.ndarray, pr
     big = lambda a: a.repeat(scale, axis=0).repeat(scale, axis=1)
     tiles_in = [draw_windows(big(x), b, p) for x, b, p in zip(inputs, boxes, present)]
     tiles_out = [draw_windows(big(x), b, p) for x, b, p in zip(recons, boxes, present)]
+    return _paired_rows(tiles_in, tiles_out, columns)
+
+
+def outlines_figure(inputs: np.ndarray, recons: np.ndarray, masks: np.ndarray, present: np.ndarray,
+                    columns: int = 8, scale: int = 3) -> np.ndarray:
+    """For each image, the input with each inferred object's outline in its step's colour
+    (red, green, blue, ...), and below it the reconstruction with the same outlines: what
+    ``train`` draws every ``image_every`` steps, for any kind.
+
+    Args:
+        inputs, recons: ``(B, H, W, C)`` uint8 (C = 1 or 3).
+        masks: ``(B, N, H, W)`` bool, where each step's object is (2D: its window; 3D: its
+            silhouette; :meth:`~inverse_air.object_model.ObjectModel.outline_masks`).
+        present: ``(B, N)`` bool.
+        columns: images per row; scale: integer upscaling (outlines 1 upscaled pixel wide).
+    """
+    if inputs.shape[-1] == 1:
+        inputs, recons = np.repeat(inputs, 3, axis=-1), np.repeat(recons, 3, axis=-1)
+    up = lambda a: a.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+    def outlined(image: np.ndarray, b: int) -> np.ndarray:
+        drawn = up(image).copy()
+        for i in np.flatnonzero(present[b]):
+            drawn[outline(up(masks[b, i][..., None])[..., 0], width=1)] = STEP_COLORS[i % len(STEP_COLORS)]
+        return drawn
+
+    return _paired_rows([outlined(x, b) for b, x in enumerate(inputs)],
+                        [outlined(r, b) for b, r in enumerate(recons)], columns)
+
+
+def _paired_rows(tiles_in: list[np.ndarray], tiles_out: list[np.ndarray], columns: int) -> np.ndarray:
+    """A grid of rows of ``columns`` input tiles, each row followed by the row of their
+    reconstruction tiles."""
     columns = max(1, min(columns, len(tiles_in)))
     blank = np.zeros_like(tiles_in[0])
     while len(tiles_in) % columns:  # full rows, so inputs and reconstructions stay paired

@@ -133,7 +133,7 @@ def test_train_then_evaluate_json(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("model, data, expected", [
-    ("3d", "/nonexistent", "not a dataset"),
+    ("3d", "/nonexistent", "no such directory"),
 ])
 def test_train_bad_input(tiny_data, tmp_path, model, data, expected):
     result = invoke("train", "--model", model, "--data", data or tiny_data, "--out", tmp_path / "run",
@@ -204,7 +204,7 @@ def test_help_shows_every_default():
         assert " ." not in text.replace("...", ""), text  # a bracketed default eaten by markup
     train = wide.invoke(app, ["train", "--help"]).output
     assert "the 3d preset's 10000, the 2d preset's 25000" in train and "<3d|2d>" in train
-    assert "<dataset|uniform>" in train and "<auto|cpu|cuda>" in train
+    assert "<dataset|uniform|geometric>" in train and "<auto|cpu|cuda>" in train
     dataset = wide.invoke(app, ["render-dataset", "--help"]).output
     assert "the 3d preset's 64, the 2d preset's 50" in dataset and "<train|test>" in dataset
     assert "the 5,000 embedded digits" in dataset and "--quiet" in dataset

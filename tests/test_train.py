@@ -158,13 +158,21 @@ def test_evaluate_reports_every_metric(checkpoint, tiny_data):
     assert metrics["images_per_s"] > 0 and metrics["step"] == 7
 
 
-def test_count_prior_comes_from_the_dataset_or_is_uniform():
-    from inverse_air.train import count_prior_for
+def test_count_prior_comes_from_the_dataset_or_is_uniform_or_geometric():
+    from inverse_air.config import AIRConfig
+    from inverse_air.objects2d.config import Objects2DConfig
+    from inverse_air.train import count_prior_for, with_count_prior
 
     assert count_prior_for((0, 1, 3), 3) == pytest.approx((1 / 3, 1 / 3, 0.0, 1 / 3))
     assert count_prior_for((0, 1, 3), 3, "uniform") == pytest.approx((0.25,) * 4)
-    with pytest.raises(UserError, match="--count-prior must be one of dataset, uniform"):
-        count_prior_for((0, 1), 3, "geometric")
+    geometric = count_prior_for(None, 3, "geometric")  # needs no counts
+    assert np.allclose(np.diff(np.log(geometric)), np.log(0.01)) and sum(geometric) == pytest.approx(1.0)
+    with pytest.raises(UserError, match="--count-prior must be one of dataset, uniform, geometric"):
+        count_prior_for((0, 1), 3, "poisson")
+    # The floor is lowered below a geometric prior's tail (else it would flatten it), kept otherwise.
+    air = AIRConfig(objects=Objects2DConfig())
+    assert with_count_prior(air, geometric).count_prior_floor == pytest.approx(geometric[-1])
+    assert with_count_prior(air, (1 / 3, 1 / 3, 0.0, 1 / 3)).count_prior_floor == air.count_prior_floor
     with pytest.raises(UserError, match="up to 4 objects"):
         count_prior_for((0, 4), 3)
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from ..config import ConfigError, Layer, ObjectsConfig, Pixels, Range, ScenesConfig
+from ..config import ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, ScenesConfig
 
 Window = Annotated[int, Range(4, 256)]
 """A window's side in pixels."""
+
+COMPOSITES = ("sum", "over")
+"""How the 2D model puts its objects' windows together (``Objects2DConfig.composite``)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,11 @@ class Objects2DConfig(ObjectsConfig):
 
     kind = "2d"
     canvas_size: Pixels = 50
-    """Side S of the canvas in pixels (training takes it from the dataset's manifest)."""
+    """Side S of the canvas in pixels (training takes it from the dataset's manifest, or from
+    the images of a folder)."""
+    channels: Annotated[int, OneOf((1, 3))] = 1
+    """Image channels C: 1 (grey, multi-MNIST) or 3 (RGB). The decoder draws, the glimpse reads
+    and the likelihood scores all C channels."""
     z_what_size: Layer = 50
     """Size of each object's appearance code ``z_what``."""
     window_size: Window = 28
@@ -80,19 +87,33 @@ class Objects2DConfig(ObjectsConfig):
     decoder_hidden: Layer = 200
     """Hidden units of the decoder MLP."""
     decoder_output_bias: Annotated[float, Range(-20.0, 20.0)] = -2.0
-    """Initial bias of the decoder's output logits: -2 makes new objects start nearly empty."""
+    """Initial bias of the decoder's output logits (with ``composite="over"``, of its opacity's):
+    -2 makes new objects start nearly empty."""
+    composite: Annotated[str, OneOf(COMPOSITES)] = "sum"
+    """How the windows make the image: ``"sum"``, the sum of the pasted windows (multi-MNIST:
+    the digits' ink never overlaps); ``"over"``, the decoder also draws an opacity per pixel
+    and the windows are laid over each other, step 1 in front, on a black ground (an object
+    hides what is behind it, and a second window on an object already drawn adds nothing)."""
     scale_prior_mean: Annotated[float, Range(0.01, 1.0)] = 0.43
     """Prior mean of ``scale = w / S``; training sets it from the dataset's composition
     (28 / 1.3 / 50 = 0.43 for the default: a digit cell of about 21 pixels)."""
     scale_prior_std: Annotated[float, Range(1e-3, 10.0)] = 0.1
     """Prior standard deviation of ``scale``."""
+    scale_min: Annotated[float, Range(0.0, 1.0)] = 0.0
+    scale_max: Annotated[float, Range(0.0, 2.0)] = 0.0
+    """Where ``scale_max`` > 0, the posterior's mean ``scale`` is bounded (smoothly) to
+    (``scale_min``, ``scale_max``): a window can neither shrink to nothing nor grow over several
+    objects (on a folder of images, by default half to twice the object size: a model whose
+    windows may grow learns to tile the image with a few large windows that each draw what
+    lies under them, and then always uses every step). 0: unbounded (the multi-MNIST preset)."""
     position_prior_std: Annotated[float, Range(1e-3, 10.0)] = 1.0
     """Prior standard deviation of the window centre ``x`` and ``y`` (canvas from -1 to 1)."""
+
+    def check(self) -> None:
+        if self.scale_max > 0 and not self.scale_min < self.scale_prior_mean < self.scale_max:
+            raise ConfigError("scale_prior_mean", f"must lie between scale_min ({self.scale_min:g}) and scale_max "
+                                                  f"({self.scale_max:g}), got {self.scale_prior_mean:g}")
 
     @property
     def image_size(self) -> int:
         return self.canvas_size
-
-    @property
-    def channels(self) -> int:
-        return 1

@@ -12,7 +12,11 @@ The learned decoder (:class:`inverse_air.objects2d.render2d.Decoder`) draws ``z_
 [0, 1]; the spatial transformer pastes it at ``z_where``; the image's mean is the **sum** of the
 pasted windows, not clamped (the inked parts of the dataset's digits never overlap, so a sum is
 the model of the data; a clamp would stop the gradient wherever two windows' faint
-backgrounds add up past 1). Pixels are Gaussian around that mean with standard deviation
+backgrounds add up past 1). With ``Objects2DConfig.composite = "over"`` the decoder also
+draws each pixel's opacity ``a`` and the windows are laid over each other on a black ground,
+step 1 in front: ``image = sum_i a_i c_i prod_{j < i} (1 - a_j)`` (objects may occlude each
+other, and a window drawn over an object already drawn explains nothing more, so it is not
+worth its KL). Pixels are Gaussian around that mean with standard deviation
 ``AIRConfig.pixel_sigma`` (0.3 in the 2D preset). The decoder is part of the model being
 learned: it trains on the ELBO with the inference network (same optimizer group).
 
@@ -58,6 +62,7 @@ class Objects2D(nn.Module):
         super().__init__()
         c = config.objects
         self.canvas_size = c.canvas_size
+        self.channels = c.channels
         self.glimpse_size = c.glimpse_size
         self.z_what_size = c.z_what_size
         self.latent_size = WHERE_SIZE + c.z_what_size
@@ -68,9 +73,12 @@ class Objects2D(nn.Module):
         with torch.no_grad():
             self.where_head.weight.mul_(0.1)
             self.where_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0] + [math.log(0.1)] * 3))
-        self.glimpse_encoder = ImageEncoder(1, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
+        self.glimpse_encoder = ImageEncoder(c.channels, c.glimpse_size, c.glimpse_channels, c.glimpse_features)
         self.what_head = nn.Linear(c.glimpse_features, 2 * c.z_what_size)
-        self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias)
+        self.composite = c.composite
+        self.scale_bounds = (c.scale_min, c.scale_max) if c.scale_max > 0 else None
+        self.decoder = Decoder(c.z_what_size, c.decoder_hidden, c.window_size, c.decoder_output_bias, c.channels,
+                               opacity=c.composite == "over")
         prior_mean = torch.tensor([c.scale_prior_mean, 0.0, 0.0])
         prior_std = torch.tensor([c.scale_prior_std, c.position_prior_std, c.position_prior_std])
         self.register_buffer("where_prior_mean", prior_mean, persistent=False)
@@ -79,7 +87,14 @@ class Objects2D(nn.Module):
     def infer_step(self, hidden, image, sample: bool, target=None, densities: bool = True, scene=None) -> ObjectStep:
         """Where from the core's state; what from the window there (see the module docstring)."""
         where_loc, where_log_sigma = self.where_head(hidden).split(WHERE_SIZE, dim=1)  # (B, 3) each
-        where_loc = where_loc + self.where_prior_mean
+        if self.scale_bounds is None:
+            where_loc = where_loc + self.where_prior_mean
+        else:  # a sigmoid from scale_min to scale_max, at the prior mean for a zero output
+            low, high = self.scale_bounds
+            raw, centre = where_loc.split([1, 2], dim=1)  # (B, 1), (B, 2)
+            mean = (self.where_prior_mean[0] - low) / (high - low)
+            scale = low + (high - low) * torch.sigmoid(raw + torch.logit(mean))
+            where_loc = torch.cat([scale, centre + self.where_prior_mean[1:]], dim=1)
         where_log_sigma = soft_clamp(where_log_sigma, -7.0, 1.0)
         if target is not None:
             where = target["where"]
@@ -87,7 +102,7 @@ class Objects2D(nn.Module):
             where = where_loc + torch.exp(where_log_sigma) * torch.randn_like(where_loc)
         else:
             where = where_loc
-        glimpse = crop(image, where, self.glimpse_size)  # (B, 1, G, G)
+        glimpse = crop(image, where, self.glimpse_size)  # (B, C, G, G)
         what_loc, what_log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
         what_log_sigma = soft_clamp(what_log_sigma, -7.0, 1.0)
         if sample and target is None:
@@ -106,15 +121,23 @@ class Objects2D(nn.Module):
                           log_q_discrete=hidden.new_zeros(hidden.shape[0]), kl=kl, target_nll=nll)
 
     def render(self, z_pres, objects, scene=None, grad: bool = False):
-        """The sum of the decoded windows of the present objects: ``(B, 1, S, S)`` (the
-        decoder and the transformer are differentiable as they are: ``grad`` changes nothing)."""
+        """The decoded windows of the present objects put together (``composite``; see the
+        module docstring): ``(B, C, S, S)`` (the decoder and the transformer are differentiable
+        as they are: ``grad`` changes nothing)."""
         B, N = z_pres.shape
-        S = self.canvas_size
+        C, S = self.channels, self.canvas_size
         if N == 0:
-            return z_pres.new_zeros(B, 1, S, S)
-        windows = self.decoder(objects["what"].reshape(B * N, -1))  # (B * N, 1, G, G)
-        canvases = paste(windows, objects["where"].reshape(B * N, WHERE_SIZE), S).view(B, N, 1, S, S)
-        return (canvases * z_pres.view(B, N, 1, 1, 1)).sum(1)
+            return z_pres.new_zeros(B, C, S, S)
+        windows = self.decoder(objects["what"].reshape(B * N, -1))  # (B * N, C or C + 1, G, G)
+        canvases = paste(windows, objects["where"].reshape(B * N, WHERE_SIZE), S).view(B, N, -1, S, S)
+        present = z_pres.view(B, N, 1, 1, 1)
+        if self.composite == "sum":
+            return (canvases * present).sum(1)
+        colour, opacity = canvases.split([C, 1], dim=2)  # (B, N, C, S, S), (B, N, 1, S, S)
+        opacity = opacity * present
+        # What shows through to step i: every step in front of it (steps 1..i-1) let it through.
+        through = torch.cumprod(torch.cat([torch.ones_like(opacity[:, :1]), 1 - opacity[:, :-1]], dim=1), dim=1)
+        return (colour * opacity * through).sum(1)
 
     def empty(self, batch: int, like: torch.Tensor):
         return {"where": like.new_zeros(batch, 0, WHERE_SIZE), "what": like.new_zeros(batch, 0, self.z_what_size)}

@@ -67,23 +67,29 @@ def paste(window: torch.Tensor, z_where: torch.Tensor, canvas_size: int) -> torc
 
 
 class Decoder(nn.Module):
-    """The learned part of the 2D generative model: ``z_what (B, D) -> window (B, 1, G, G)``
-    in [0, 1].
+    """The learned part of the 2D generative model: ``z_what (B, D) -> window (B, C, G, G)``
+    in [0, 1] (C = 1 for grey images, 3 for RGB); with ``opacity``, ``(B, C + 1, G, G)``: the
+    colour, then the opacity of each pixel.
 
     An MLP with one hidden layer and a sigmoid output. The output layer's bias starts at
-    ``output_bias`` (-2: about 0.12 per pixel), so a new object draws a faint window rather
-    than a grey square; objects that would only add grey are not worth their KL early on, and
-    the model does not learn to use every step before it can draw.
+    ``output_bias`` (-2: about 0.12 per pixel; with ``opacity``, the opacity's, the colour's
+    at 0), so a new object draws a faint window rather than a grey square; objects that
+    would only add grey are not worth their KL early on, and the model does not learn to use
+    every step before it can draw.
     """
 
-    def __init__(self, z_what_size: int, hidden: int, window_size: int, output_bias: float = -2.0):
+    def __init__(self, z_what_size: int, hidden: int, window_size: int, output_bias: float = -2.0,
+                 channels: int = 1, opacity: bool = False):
         super().__init__()
-        self.window_size = window_size
+        self.window_size, self.channels = window_size, channels + int(opacity)
         self.hidden = nn.Linear(z_what_size, hidden)
-        self.out = nn.Linear(hidden, window_size * window_size)
+        self.out = nn.Linear(hidden, self.channels * window_size * window_size)
         nn.init.constant_(self.out.bias, output_bias)
+        if opacity:
+            with torch.no_grad():
+                self.out.bias[:channels * window_size * window_size] = 0.0
 
     def forward(self, z_what: torch.Tensor) -> torch.Tensor:
-        G = self.window_size
-        logits = self.out(F.relu(self.hidden(z_what)))  # (B, G * G)
-        return torch.sigmoid(logits).view(-1, 1, G, G)
+        C, G = self.channels, self.window_size
+        logits = self.out(F.relu(self.hidden(z_what)))  # (B, C * G * G)
+        return torch.sigmoid(logits).view(-1, C, G, G)

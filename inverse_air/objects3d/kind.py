@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import AIRConfig, DatasetConfig, TrainConfig, to_dict
-from ..kinds import Codec, Kind, lazy
+from ..errors import UserError
+from ..kinds import Codec, Kind, Labels, lazy
 from .config import Objects3DConfig, Scenes3DConfig, Variation
 from .metrics import scene_metrics_3d
 
@@ -25,6 +26,19 @@ def fit_to_data(air: AIRConfig, data: DatasetConfig) -> AIRConfig:
     """The model draws with the dataset's renderer and infers what the dataset varies (its
     prior is the dataset's)."""
     return replace(air, objects=replace(air.objects, render=data.scenes.render, variation=data.scenes.variation))
+
+
+def read_objects(objects: list, K: int, where: str) -> dict[str, np.ndarray]:
+    """A ``labels.jsonl`` line's ``objects``, each a scene file's object (``{"shape": "cube",
+    "position": [x, z], "yaw_deg": 30}``, checked as in a scene file), as one scene's ground
+    truth with ``K`` slots: ``shape (K,)`` (-1 empty), ``position (K, 2)``, ``yaw (K,)``."""
+    from .scene import _object_from_dict, scenes_to_arrays, Scene
+
+    if not all(isinstance(item, dict) for item in objects):
+        raise UserError(f"{where}: field 'objects' must list scene-file objects like "
+                        f"{{\"shape\": \"cube\", \"position\": [0.3, -0.2]}}")
+    scene = Scene(tuple(_object_from_dict(item, f"{where}: object {k}") for k, item in enumerate(objects)))
+    return {name: array[0] for name, array in scenes_to_arrays([scene], K).items()}
 
 
 class ShardMaker:
@@ -196,4 +210,5 @@ KIND = Kind(
     look_text=look_text,
     shipped_model=MODELS / "air3d.pt",
     upgrade_v1=upgrade_v1,
+    labels=Labels(field="objects", read=read_objects),
 )

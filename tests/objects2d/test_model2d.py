@@ -67,6 +67,47 @@ def test_render_is_the_sum_of_the_present_objects_windows(model):
     assert empty.shape == (2, 1, S, S) and float(empty.abs().max()) == 0.0
 
 
+def test_over_composite_lays_windows_front_to_back_as_a_loop_does():
+    """``composite="over"``: the vectorized compositing equals a slow loop, step 1 in front."""
+    torch.manual_seed(2)
+    config = dataclasses.replace(tiny_config(), objects=dataclasses.replace(tiny_config().objects, composite="over",
+                                                                             channels=3))
+    over = build_model(config).objects
+    z_pres = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    objects = {"where": torch.tensor([[[0.5, -0.1, 0.0], [0.5, 0.1, 0.1], [0.4, 0.0, -0.1]]] * 2),
+               "what": torch.randn(2, 3, 8)}
+    with torch.no_grad():
+        image = over.render(z_pres, objects)
+        expected = torch.zeros(2, 3, S, S)
+        for b in range(2):
+            through = torch.ones(1, S, S)  # what still shows through the steps in front
+            for i in range(3):
+                if z_pres[b, i] == 0:
+                    continue
+                window = over.decoder(objects["what"][b, i:i + 1])  # (1, 4, G, G): colour, opacity
+                pasted = paste(window, objects["where"][b, i:i + 1], S)[0]
+                colour, opacity = pasted[:3], pasted[3:]
+                expected[b] += through * opacity * colour
+                through = through * (1 - opacity)
+    assert image.shape == (2, 3, S, S) and torch.allclose(image, expected, atol=1e-6)
+    assert float(image.max()) <= 1.0 + 1e-6  # an opaque object hides what is behind it: no sum past 1
+
+
+def test_bounded_scale_stays_within_its_bounds_and_starts_at_the_prior_mean():
+    objects = dataclasses.replace(tiny_config().objects, scale_prior_mean=0.25, scale_min=0.125, scale_max=0.375)
+    bounded = build_model(dataclasses.replace(tiny_config(), objects=objects)).objects
+    with torch.no_grad():
+        bounded.where_head.weight.zero_()
+        hidden = torch.zeros(3, bounded.where_head.in_features)
+        scales = []
+        for raw in (0.0, 50.0, -50.0):
+            bounded.where_head.bias[0] = raw
+            scales.append(float(bounded.infer_step(hidden, torch.rand(3, 1, S, S), sample=False).z["where"][0, 0]))
+    assert scales == pytest.approx([0.25, 0.375, 0.125], abs=1e-5)
+    with pytest.raises(UserError, match="scale_prior_mean must lie between scale_min"):
+        dataclasses.replace(objects, scale_prior_mean=0.5)
+
+
 def test_normal_kl_is_exact():
     mean, log_sigma = torch.tensor([0.3, -1.0, 2.0]), torch.tensor([-2.0, 0.5, 0.0])
     prior_mean, prior_log_sigma = torch.tensor([0.43, 0.0, 0.0]), torch.tensor([-2.3, 0.0, 0.1])
