@@ -87,7 +87,7 @@ class ImageResult:
 
 def resolve_model(spec: str | os.PathLike | None) -> Path:
     """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; a shipped model's
-    name (:func:`shipped_models`, e.g. ``"air3d-fixed"``) -> that file; anything else is a
+    name (:func:`shipped_models`, e.g. ``"air3d-looks"``) -> that file; anything else is a
     checkpoint path."""
     spec = spec or "3d"
     if isinstance(spec, str) and spec in KINDS:
@@ -106,7 +106,7 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
 
 
 def shipped_models() -> dict[str, Path]:
-    """Every shipped model by its file's stem (``air3d``, ``air3d-fixed``, ``air2d``): the
+    """Every shipped model by its file's stem (``air3d``, ``air3d-looks``, ``air2d``): the
     ``.pt`` files beside each kind's shipped model, each with its model card."""
     out = {}
     for name in KINDS:

@@ -340,15 +340,15 @@ def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_
 
 
 def test_shipped_models_by_name():
-    """``--model`` takes a shipped model's name: the fixed-look 3D model beside the default."""
+    """``--model`` takes a shipped model's name: the 3D model of looks that vary beside the default."""
     from inverse_air.decompose import resolve_model, shipped_models
 
     named = shipped_models()
-    assert {"air3d", "air3d-fixed", "air2d"} <= set(named)
-    assert resolve_model("air3d-fixed") == named["air3d-fixed"] and named["air3d-fixed"].with_suffix(".md").is_file()
+    assert {"air3d", "air3d-looks", "air2d"} <= set(named)
+    assert resolve_model("air3d-looks") == named["air3d-looks"] and named["air3d-looks"].with_suffix(".md").is_file()
     assert resolve_model("3d") == named["air3d"]
-    with pytest.raises(UserError, match="air3d-fixed"):
+    with pytest.raises(UserError, match="air3d-looks"):
         resolve_model("air4d")
-    result = invoke("decompose", SCENES / "two_objects.png", "--model", "air3d-fixed", "--json")
+    result = invoke("decompose", SCENES / "two_objects.png", "--model", "air3d-looks", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[0])["count"] == 2
