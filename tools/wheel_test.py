@@ -114,6 +114,9 @@ def main() -> None:
     out = run([cli, "decompose", "two_objects.png", "back.png", "--json"], cwd=cwd, env=env)
     if out.count('"count": 2') != 2:
         sys.exit(f"wheel-test: decompose did not find the two objects:\n{out}")
+    out = run([cli, "decompose", "two_objects.png", "--model", "air3d-looks", "--json"], cwd=cwd, env=env)
+    if '"camera"' not in out or '"count"' not in out:
+        sys.exit(f"wheel-test: decompose --model air3d-looks gave no scene look:\n{out}")
     out = run([cli, "decompose", "digits.png", "--model", "2d", "--json"], cwd=cwd, env=env)
     if '"count"' not in out:
         sys.exit(f"wheel-test: decompose --model 2d gave no result:\n{out}")
