@@ -2,7 +2,7 @@
 factor of the look varied alone, with none and with all, write JSON.
 
     python benchmarks/looks3d.py [--seeds 0,1,2] [--steps N] [--threads T] [--work DIR]
-                                 [--out benchmarks/results/looks3d.json] [--tests-only CHECKPOINT] [--table]
+                                 [--out benchmarks/results/looks3d.json] [--tests-only CHECKPOINT]
 
 Datasets (rendered once into ``--work``, reused by later runs; 64x64, 0-3 objects):
 - ``train``: 20,000 scenes with everything varied (the ELBO phase and the monitor read it), seed 0;
@@ -15,7 +15,8 @@ Each seed trains the default 3D preset with this project's ``train`` (library ca
 then ELBO), recording its training seconds, then ``evaluate`` scores the checkpoint on every
 test set. ``--tests-only CHECKPOINT`` scores a checkpoint (e.g. the shipped model) without
 training. Results are merged into the JSON file under a lock (runs of the same name replaced),
-so seeds can run one at a time or side by side.
+so seeds can run one at a time or side by side. ``python benchmarks/tables.py looks3d`` prints
+the README's tables from it.
 """
 
 from __future__ import annotations
@@ -79,34 +80,6 @@ def run(work: Path, seed: int, steps: int | None) -> dict:
             "last_log": last, "tests": score(work, out / "checkpoint.pt")}
 
 
-COLUMNS = (("count", "count_accuracy", "{:.1%}"), ("identity", "identity_accuracy", "{:.1%}"),
-           ("position", "position_error", "{:.3f}"), ("cube yaw", "cube_yaw_error_deg", "{:.1f}"),
-           ("size", "size_error", "{:.3f}"), ("colour", "color_error", "{:.3f}"),
-           ("cam. elev.", "camera_elevation_error_deg", "{:.1f}"), ("cam. azim.", "camera_azimuth_error_deg", "{:.1f}"),
-           ("light dir.", "light_direction_error_deg", "{:.0f}"), ("ground", "ground_color_error", "{:.3f}"))
-
-
-def table(path: Path) -> str:
-    """The results file as Markdown tables, one per run or scored checkpoint (median errors;
-    angles in degrees)."""
-    data = json.loads(path.read_text())
-    out = []
-    for section in ("scored", "runs"):
-        for name, result in data.get(section, {}).items():
-            extra = f", trained {result['train_seconds'] / 60:.0f} min" if "train_seconds" in result else ""
-            out += [f"**{name}**{extra}", "", "| test set | " + " | ".join(c for c, _, _ in COLUMNS) + " |",
-                    "|---" * (len(COLUMNS) + 1) + "|"]
-            for test, metrics in result["tests"].items():
-                cells = []
-                for _, key, fmt in COLUMNS:
-                    value = metrics.get(key)
-                    value = value["median"] if isinstance(value, dict) else value
-                    cells.append("" if value is None else fmt.format(value))
-                out.append(f"| {test} | " + " | ".join(cells) + " |")
-            out.append("")
-    return "\n".join(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
@@ -116,11 +89,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/looks3d.json"))
     parser.add_argument("--tests-only", type=Path, default=None, metavar="CHECKPOINT")
     parser.add_argument("--name", default=None, help="the result's name with --tests-only [default: the file's stem]")
-    parser.add_argument("--table", action="store_true", help="print --out's results as Markdown tables and stop")
     args = parser.parse_args()
-    if args.table:
-        print(table(args.out))
-        return
     if args.threads:
         torch.set_num_threads(args.threads)
     results = Results(args.out)

@@ -1,7 +1,7 @@
 """Print the README's tables (Markdown) from the benchmarks' JSON results, so that the figures
 in the README are the measured ones.
 
-    python benchmarks/tables.py [air3d] [air2d] [decompose] [distributed]
+    python benchmarks/tables.py [air3d] [air2d] [looks3d] [decompose] [distributed]
 """
 
 from __future__ import annotations
@@ -111,8 +111,31 @@ def distributed() -> str:
     return table(["device", "processes", "global batch", "steps/s", "images/s"], rows)
 
 
+LOOKS = (("count", "count_accuracy", "{:.1%}"), ("identity", "identity_accuracy", "{:.1%}"),
+         ("position", "position_error", "{:.3f}"), ("cube yaw", "cube_yaw_error_deg", "{:.1f}"),
+         ("size", "size_error", "{:.3f}"), ("colour", "color_error", "{:.3f}"),
+         ("cam. elev.", "camera_elevation_error_deg", "{:.1f}"), ("cam. azim.", "camera_azimuth_error_deg", "{:.1f}"),
+         ("light dir.", "light_direction_error_deg", "{:.0f}"), ("ground", "ground_color_error", "{:.3f}"))
+"""looks3d's columns: header, metric, format (median errors; angles in degrees)."""
+
+
+def looks3d() -> str:
+    data = load("looks3d")
+    out = []
+    for section in ("scored", "runs"):
+        for name, result in data.get(section, {}).items():
+            extra = f", trained {result['train_seconds'] / 60:.0f} min" if "train_seconds" in result else ""
+            rows = []
+            for test, metrics in result["tests"].items():
+                values = [metrics.get(key) for _, key, _ in LOOKS]
+                rows.append([test] + ["" if v is None else fmt.format(v["median"] if isinstance(v, dict) else v)
+                                      for v, (_, _, fmt) in zip(values, LOOKS)])
+            out += [f"**{name}**{extra}", "", table(["test set"] + [c for c, _, _ in LOOKS], rows), ""]
+    return "\n".join(out).rstrip()
+
+
 def main() -> None:
-    tables = {"air3d": air3d, "air2d": air2d, "decompose": decompose, "distributed": distributed}
+    tables = {"air3d": air3d, "air2d": air2d, "looks3d": looks3d, "decompose": decompose, "distributed": distributed}
     names = sys.argv[1:] or list(tables)
     for name in names:
         if name not in tables:

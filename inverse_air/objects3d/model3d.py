@@ -101,6 +101,16 @@ def standardized(image: torch.Tensor) -> torch.Tensor:
     return (log - mean) / (log.std((2, 3), keepdim=True) + 0.02)
 
 
+def _heads(x, head, sizes: dict, spread=None, spread_sizes: dict | None = None) -> dict[str, torch.Tensor]:
+    """``head(x)`` split into named outputs by ``sizes``; with ``spread``, also the spreads
+    ``spread(x.detach())`` split by ``spread_sizes``: a spread's fit must not shape the
+    features its mean reads (see the module docstring)."""
+    out = dict(zip(sizes, head(x).split(list(sizes.values()), 1)))
+    if spread is not None:
+        out.update(zip(spread_sizes, spread(x.detach()).split(list(spread_sizes.values()), 1)))
+    return out
+
+
 class _Draw:
     """Draws the posterior's values for one step (or one image's scene) and sums their
     log-densities: each continuous latent from its Gaussian over ``u`` (or wrapped normal over an
@@ -201,9 +211,8 @@ class Objects3D(nn.Module):
         self.glimpse_encoder = ImageEncoder(3 + 3 * self.standardize_glimpse, c.glimpse_size, c.glimpse_channels,
                                             c.glimpse_features)
         self.head = MLP(config.lstm_size + c.glimpse_features + self.scene_size, 256, sum(self.out_sizes.values()))
-        if self._look_spreads:
-            self.look_spread = MLP(config.lstm_size + c.glimpse_features + self.scene_size, 128,
-                                   sum(self._look_spreads.values()))
+        self.look_spread = MLP(config.lstm_size + c.glimpse_features + self.scene_size, 128,
+                               sum(self._look_spreads.values())) if self._look_spreads else None
         if self.scene_size:
             self.scene_encoder = ImageEncoder(6, c.render.image_size, c.scene_channels, c.scene_features)
             self.scene_head = MLP(c.scene_features, 256, sum(self._scene_means.values()))
@@ -233,9 +242,7 @@ class Objects3D(nn.Module):
         """The image's camera, light and ground colour (what varies), read from the image by
         the scene encoder (see the module docstring)."""
         features = self.scene_encoder(torch.cat([image, standardized(image)], 1))
-        out = dict(zip(self._scene_means, self.scene_head(features).split(list(self._scene_means.values()), 1)))
-        spreads = self.scene_spread(features.detach()).split(list(self._scene_spreads.values()), 1)
-        out.update(zip(self._scene_spreads, spreads))
+        out = _heads(features, self.scene_head, self._scene_means, self.scene_spread, self._scene_spreads)
         draw = _Draw(sample, target is not None, densities)
         z = self._scene_values(out, draw, target or {})
         with torch.no_grad():
@@ -281,12 +288,8 @@ class Objects3D(nn.Module):
         if self.standardize_glimpse:
             glimpse = torch.cat([glimpse, standardized(glimpse)], 1)
         feats = self.glimpse_encoder(glimpse)
-        inputs = [hidden, feats] + ([self.scene_vector(scene)] if self.scene_size else [])
-        inputs = torch.cat(inputs, dim=1)
-        out = dict(zip(self.out_sizes, self.head(inputs).split(list(self.out_sizes.values()), dim=1)))
-        if self._look_spreads:
-            spreads = self.look_spread(inputs.detach()).split(list(self._look_spreads.values()), dim=1)
-            out.update(zip(self._look_spreads, spreads))
+        inputs = torch.cat([hidden, feats] + ([self.scene_vector(scene)] if self.scene_size else []), dim=1)
+        out = _heads(inputs, self.head, self.out_sizes, self.look_spread, self._look_spreads)
         logits = out["logits"]
         u_mean, u_log_sigma = u_coarse + out["u"], soft_clamp(out["u_log_sigma"], -7.0, 2.0)
         psi_mean = torch.atan2(out["psi"][:, 1], out["psi"][:, 0])
