@@ -327,12 +327,12 @@ def decompose(
     """Count, identify and locate the objects in images with a trained AIR model."""
     import json
 
-    from .decompose import Decomposer, expand_inputs
+    from .decompose import Decomposer, expand_inputs, resolve_model
     from .files import check_output
 
     paths = expand_inputs(images)
     if overlay is not None:
-        check_output(overlay, "--overlay", inputs=paths)
+        check_output(overlay, "--overlay", inputs=[*paths, resolve_model(model)])
     decomposer = Decomposer(model, device=Device(device).value, precision=DecomposePrecision(precision).value)
     if not paths:
         raise UserError("no image files in the given directories")
