@@ -44,7 +44,7 @@ from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import FLAG_NAMES, AIRConfig, RunConfig, to_dict
+from .config import FLAG_NAMES, AIRConfig, RunConfig, check_field, to_dict
 from .data import Dataset, dataset_counts, is_dataset, open_dataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
@@ -151,6 +151,7 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
         return _prepare_init(init, data_dir, model, train_overrides, air_overrides, count_prior,
                              dict(image_size=image_size, object_size=object_size, window_size=window_size), progress)
     kind = get_kind(model or "3d")
+    check_overrides(kind.air, air_overrides)  # before the data are read
     sized = {k: v for k, v in (("--object-size", object_size), ("--window-size", window_size)) if v is not None}
     if kind.fit_to_images is None:
         for flag in sized:
@@ -274,6 +275,24 @@ def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None
     return dataclasses.replace(saved, data=data, train=dataclasses.replace(saved.train, steps=steps))
 
 
+def check_overrides(air: AIRConfig, overrides: dict) -> tuple[set[str], set[str]]:
+    """Check ``overrides`` (fields of ``AIRConfig`` or of its ``objects`` config) by the
+    fields' types and ranges before anything is built from them (``--max-objects`` sizes the
+    count prior); returns the names of both classes' fields.
+
+    Raises:
+        UserError: a name that is neither; ConfigError: a value out of its field's range.
+    """
+    own = {f.name for f in dataclasses.fields(air)}
+    theirs = {f.name for f in dataclasses.fields(air.objects)}
+    unknown = set(overrides) - own - theirs
+    if unknown:
+        raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
+    for name, value in overrides.items():
+        check_field(type(air) if name in own else type(air.objects), name, value)
+    return own, theirs
+
+
 def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
     """``air`` with ``overrides`` replaced: each name a field of ``AIRConfig`` or of its
     ``objects`` config.
@@ -281,11 +300,7 @@ def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
     Raises:
         UserError: a name that is neither.
     """
-    own = {f.name for f in dataclasses.fields(air)}
-    theirs = {f.name for f in dataclasses.fields(air.objects)}
-    unknown = set(overrides) - own - theirs
-    if unknown:
-        raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
+    own, theirs = check_overrides(air, overrides)
     objects = dataclasses.replace(air.objects, **{k: v for k, v in overrides.items() if k in theirs and k not in own})
     own_overrides = {k: v for k, v in overrides.items() if k in own}
     steps = own_overrides.get("max_steps", air.max_steps)
