@@ -10,7 +10,7 @@ C)`` uint8 (refused when they do not fit, :mod:`inverse_air.limits`):
 - **size** ``S``: given (a checkpoint's, ``train --image-size``), or the median of the
   images' longer sides, clamped to [:data:`MIN_SIDE`, :data:`MAX_SIDE`]. A non-square image
   is padded to a square (centred, with the median colour of its outer pixels), then resized
-  (bilinear);
+  (bilinear; a long strip is scaled down first, :func:`inverse_air.images.decode`);
 - **channels** ``C``: given, or 1 (grey) when every image is grey (a grey mode, or RGB with
   equal channels everywhere), else 3 (RGB).
 
