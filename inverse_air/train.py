@@ -719,7 +719,8 @@ class Trainer:
         """Whether a signal asked to stop (in any process: they stop after the same step)."""
         if self.context.world == 1:
             return stop.requested
-        return bool(self.context.all_reduce_sum(torch.tensor([float(stop.requested)])).item() > 0)
+        flag = torch.tensor([float(stop.requested)], device=self.context.device)
+        return bool(self.context.all_reduce_sum(flag).item() > 0)
 
     def _run(self, stop) -> dict:
         tc = self.config.train

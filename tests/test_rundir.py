@@ -8,6 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from inverse_air.checkpoint import load_checkpoint
 from inverse_air.cli import app
 from inverse_air.errors import UserError
@@ -15,14 +16,6 @@ from inverse_air.rundir import MARKER, RunDirectory
 from inverse_air.train import CHECKPOINT, Trainer, train
 
 runner = CliRunner()
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def train_cli(data, out, *more):
