@@ -210,7 +210,8 @@ def render_dataset(
 @app.command("train")
 @user_errors
 def train(
-    out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
+    out: Annotated[Path, typer.Option(
+        help="Run directory (a new or empty folder, or a run's): checkpoint.pt, metrics.jsonl, tb/, images/.")],
     data: Annotated[Optional[Path], typer.Option(
         help="A dataset directory (from render-dataset) or a folder of images (PNG, JPEG, BMP; any size, grey or "
              "RGB; an optional labels.jsonl only reports count accuracy); required for a new run.",
