@@ -210,7 +210,8 @@ def render_dataset(
 @app.command("train")
 @user_errors
 def train(
-    out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
+    out: Annotated[Path, typer.Option(
+        help="Run directory (a new or empty folder, or a run's): checkpoint.pt, metrics.jsonl, tb/, images/.")],
     data: Annotated[Optional[Path], typer.Option(
         help="A dataset directory (from render-dataset) or a folder of images (PNG, JPEG, BMP; any size, grey or "
              "RGB; an optional labels.jsonl only reports count accuracy); required for a new run.",
@@ -327,12 +328,12 @@ def decompose(
     """Count, identify and locate the objects in images with a trained AIR model."""
     import json
 
-    from .decompose import Decomposer, expand_inputs
+    from .decompose import Decomposer, expand_inputs, resolve_model
     from .files import check_output
 
     paths = expand_inputs(images)
     if overlay is not None:
-        check_output(overlay, "--overlay", inputs=paths)
+        check_output(overlay, "--overlay", inputs=[*paths, resolve_model(model)])
     decomposer = Decomposer(model, device=Device(device).value, precision=DecomposePrecision(precision).value)
     if not paths:
         raise UserError("no image files in the given directories")

@@ -147,6 +147,16 @@ def validate(config) -> None:
         config.check()
 
 
+def check_field(cls: type, name: str, value) -> None:
+    """Check one value for field ``name`` of config class ``cls`` (type and range, as when a
+    config is made), before anything is sized by it.
+
+    Raises:
+        ConfigError: naming the field.
+    """
+    _checked(typing.get_type_hints(cls, include_extras=True)[name], value, name)
+
+
 def _checked(hint, value, path: str):
     """``value`` checked against ``hint`` (and converted where lossless); raises ConfigError."""
     rules = ()

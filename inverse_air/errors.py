@@ -1,8 +1,10 @@
 """The one exception type the CLI turns into a one-line message and exit code 1, and how a
-termination request (SIGTERM) becomes an interruption that code can clean up after."""
+termination request (SIGTERM) becomes an interruption that code can clean up after (at once,
+:func:`sigterm_interrupts`, or once the step under way is finished, :func:`deferred_interrupts`)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -35,3 +37,46 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StopRequest:
+    """The first SIGINT or SIGTERM :func:`deferred_interrupts` recorded (none yet: ``signum`` None)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def interruption(self) -> KeyboardInterrupt:
+        """The exception that stops the process for the recorded signal."""
+        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextmanager
+def deferred_interrupts(notice: str = "") -> Iterator[StopRequest]:
+    """Within the block, the first Ctrl-C (SIGINT) or SIGTERM is only recorded in the
+    :class:`StopRequest` it yields (and ``notice`` printed), so that a loop can finish the step
+    it is in, save what it has and then raise ``stop.interruption()``: work is never saved
+    half done. A second signal raises at once (``KeyboardInterrupt``, :class:`Terminated` for
+    SIGTERM), without waiting for the step. Outside the main thread nothing is deferred."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.signum is None:
+            stop.signum = signum
+            if notice:
+                os.write(2, notice.encode())  # async-signal-safe, unlike print
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, signal.SIG_DFL if old is None else old)

@@ -3,9 +3,11 @@
 **Writing.** Nothing is ever half-written: every writer here writes to a temporary name beside
 the target and renames it over the target only once the file is complete (a rename within a
 directory is atomic), so a killed process, a full disk or an error leaves the old file (or
-none), never a broken one. Before a command does any work, :func:`check_output` refuses an
-output that cannot be written (a directory, a missing or unwritable folder) or that is one of
-the command's inputs (it would be overwritten).
+none), never a broken one. Only a regular file is ever replaced: a device (``/dev/null``), a
+FIFO or a socket at the target is refused, never turned into a file. Before a command does any
+work, :func:`check_output` refuses an output that cannot be written (a directory, a device, a
+FIFO, a missing or unwritable folder) or that is one of the command's inputs, by any name (hard
+and symbolic links included; it would be overwritten).
 
 **Reading JSON.** :func:`read_json` reads a bounded amount of UTF-8 text and turns every way
 the file can be wrong (missing, not a regular file, too large, not text, not JSON, nested too
@@ -37,11 +39,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     error it replaces ``path``, otherwise it is removed.
 
     Raises:
-        UserError: the directory does not exist, or writing failed (permissions, a full disk).
+        UserError: the directory does not exist, ``path`` exists and is not a regular file
+            (:func:`check_regular`), or writing failed (permissions, a full disk).
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise UserError(f"{path}: directory {path.parent} does not exist")
+    check_regular(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         yield tmp
@@ -96,12 +100,45 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------- checks
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two paths name the same file (hard and symbolic links included)."""
+def check_regular(path: str | os.PathLike, option: str = "") -> None:
+    """Refuse (``UserError``) an existing ``path`` that is not a regular file (symbolic links
+    followed): replacing a device such as ``/dev/null``, a FIFO or a socket with a file would
+    break whatever uses it. A missing path is fine."""
     try:
-        return os.path.samefile(a, b)
+        mode = os.stat(path).st_mode
     except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+        return
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{option + ' ' if option else ''}{path}: is a directory; give a file name")
+    if not stat.S_ISREG(mode):
+        what = "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise UserError(f"{option + ' ' if option else ''}{path}: is {what}, not a regular file; "
+                        f"give the name of a file to write")
+
+
+def file_ids(paths) -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of each existing file in ``paths`` and of the files directly in
+    each directory among them: what names one file, whatever the link it is reached by."""
+    ids = set()
+    for path in map(Path, paths):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        ids.add((info.st_dev, info.st_ino))
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                with os.scandir(path) as entries:
+                    for entry in entries:
+                        try:
+                            inner = entry.stat()
+                        except OSError:
+                            continue
+                        ids.add((inner.st_dev, inner.st_ino))
+            except OSError:
+                continue
+    return ids
 
 
 def check_output(path: str | os.PathLike, option: str, inputs=(), directory: bool = False) -> Path:
@@ -110,8 +147,9 @@ def check_output(path: str | os.PathLike, option: str, inputs=(), directory: boo
     Args:
         path: the output file (or, with ``directory``, the folder a command creates or fills).
         option: how the user named it (``-o``, ``--overlay``, ``--out``), for the message.
-        inputs: the command's input files and folders. A file output may not be one of them;
-            a folder output may not be one of them, nor inside one.
+        inputs: the command's input files and folders. A file output may not be one of them
+            nor a file directly in one of the folders (compared by device and inode, so hard
+            and symbolic links count); a folder output may not be one of them, nor inside one.
         directory: ``path`` is a folder (created with its parents if missing).
 
     Raises:
@@ -127,8 +165,7 @@ def check_output(path: str | os.PathLike, option: str, inputs=(), directory: boo
         if not parent.is_dir():
             raise UserError(f"{option} {path}: {parent} is not a directory")
     else:
-        if path.is_dir():
-            raise UserError(f"{option} {path}: is a directory; give a file name")
+        check_regular(path, option)
         parent = path.absolute().parent
         if not parent.is_dir():
             raise UserError(f"{option} {path}: directory {path.parent} does not exist")
@@ -136,11 +173,15 @@ def check_output(path: str | os.PathLike, option: str, inputs=(), directory: boo
             raise UserError(f"{option} {path}: file is not writable")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{option} {path}: cannot write in {parent}")
+    output_id = None
+    if not directory and path.exists():
+        info = os.stat(path)
+        output_id = (info.st_dev, info.st_ino)
     for item in inputs:
         item = Path(item)
         if not item.exists():
             continue
-        clash = same_file(path, item) if path.exists() else False
+        clash = output_id is not None and output_id in file_ids([item])
         if directory and not clash:
             out, inp = path.resolve(), item.resolve()
             clash = out == inp or inp in out.parents

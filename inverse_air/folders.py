@@ -10,7 +10,7 @@ C)`` uint8 (refused when they do not fit, :mod:`inverse_air.limits`):
 - **size** ``S``: given (a checkpoint's, ``train --image-size``), or the median of the
   images' longer sides, clamped to [:data:`MIN_SIDE`, :data:`MAX_SIDE`]. A non-square image
   is padded to a square (centred, with the median colour of its outer pixels), then resized
-  (bilinear);
+  (bilinear; a long strip is scaled down first, :func:`inverse_air.images.decode`);
 - **channels** ``C``: given, or 1 (grey) when every image is grey (a grey mode, or RGB with
   equal channels everywhere), else 3 (RGB).
 
@@ -51,6 +51,9 @@ MIN_SIDE, MAX_SIDE = 16, 128
 """The range a folder's derived image size is clamped to (``train --image-size`` may leave it)."""
 MAX_LABELS_BYTES = 1 << 30
 """The largest ``labels.jsonl`` read."""
+MAX_LABEL_COUNT = 100
+"""The largest ``count`` a label may give: far beyond the 8 objects a model finds at most (a
+count is a row of ``evaluate``'s confusion matrix, so a huge one would be a huge matrix)."""
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 """PIL modes of images that hold one channel of values (transparency aside)."""
 MONITOR_FRACTION = 10
@@ -257,8 +260,8 @@ def read_labels(path: Path, names: list[str], kind: str) -> dict[str, np.ndarray
 
     Raises:
         UserError: naming the file and line: not JSON, not an object, an unknown or missing
-            field, an image that is not in the folder or labelled twice, a count that is not a
-            non-negative integer, objects that do not match the count or the kind, objects on
+            field, an image that is not in the folder or labelled twice, a count that is not an
+            integer from 0 to :data:`MAX_LABEL_COUNT`, objects that do not match the count or the kind, objects on
             some lines only.
     """
     reader = KINDS[kind].labels
@@ -296,7 +299,10 @@ def read_labels(path: Path, names: list[str], kind: str) -> dict[str, np.ndarray
             raise UserError(f"{where}: image {image!r} is labelled twice (also on line {seen[index[image]]})")
         seen[index[image]] = number
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise UserError(f"{where}: field 'count' must be a non-negative integer, got {count!r}")
+            raise UserError(f"{where}: field 'count' must be a non-negative integer, got {_show(count)}")
+        if count > MAX_LABEL_COUNT:
+            raise UserError(f"{where}: field 'count' must be at most {MAX_LABEL_COUNT} (a model finds at most 8 "
+                            f"objects), got {_show(count)}")
         objects = record.get(reader.field) if reader is not None else None
         if objects is not None:
             if not isinstance(objects, list) or len(objects) != count:

@@ -87,7 +87,9 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
       black).
     - A non-square image is padded to a square, centred, with the median colour of its outer
       pixels (so a plain background stays plain and nothing of the image is lost); then an
-      image of another size is resized (bilinear).
+      image of another size is resized (bilinear). Where that square would have more than
+      :data:`MAX_IMAGE_PIXELS` (a 30000x100 strip), the image is scaled to the model's size
+      first (bilinear, keeping its aspect), then padded: memory stays that of the image.
 
     Raises:
         UserError: values that do not map to [0, 1] (naming ``source``).
@@ -110,7 +112,13 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
         image = image.convert(target)
     if width != height:
         side = max(width, height)
-        notices.append(f"{width}x{height} image padded to {side}x{side} with its border's median colour")
+        if side * side > MAX_IMAGE_PIXELS:  # a square larger than any image read: scale down first
+            scaled = max(1, round(width * size / side)), max(1, round(height * size / side))
+            notices.append(f"{width}x{height} image scaled to {scaled[0]}x{scaled[1]} (its {side}x{side} square "
+                           f"would be too large), then padded to {size}x{size} with its border's median colour")
+            image = image.resize(scaled, Image.BILINEAR)
+        else:
+            notices.append(f"{width}x{height} image padded to {side}x{side} with its border's median colour")
         image = pad_to_square(image)
     if image.size != (size, size):
         notices.append(f"{image.size[0]}x{image.size[1]} image resized to the model's {size}x{size}")

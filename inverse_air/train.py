@@ -19,7 +19,9 @@ Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``
 resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken; a
 resumed run keeps every setting of the checkpoint but its length (:func:`resume_config`
 refuses a flag that asks for another). Ctrl-C and SIGTERM save a checkpoint of the last
-finished step. A step whose batch cannot fit in memory is refused before training starts.
+finished step (the step under way is finished first, never saved half done). One run at a time
+trains in a run directory (:mod:`inverse_air.rundir`). A step whose batch cannot fit in memory
+is refused before training starts.
 Dataset labels are used by the unsupervised phases only to *report* count accuracy on a fixed
 monitoring batch; they never reach a loss. Nothing here is specific to a kind of object: the
 kind (:mod:`inverse_air.kinds`) turns ground truth into targets, the object model samples sleep
@@ -42,11 +44,11 @@ from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import FLAG_NAMES, AIRConfig, RunConfig, to_dict
+from .config import FLAG_NAMES, AIRConfig, RunConfig, check_field, to_dict
 from .data import Dataset, dataset_counts, is_dataset, open_dataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
-from .errors import UserError, sigterm_interrupts
+from .errors import UserError, deferred_interrupts
 from .files import check_output, write_json, write_text
 from .images import images_to_tensor, to_uint8
 from .kinds import KINDS, get_kind
@@ -54,10 +56,15 @@ from .limits import check_memory
 from .models import build_model
 from .object_model import PriorSampler
 from .progress import progress_bar
+from .rundir import RunDirectory
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+SNAPSHOTS = "images"
 MONITOR_SIZE = 256
+STOP_NOTICE = "\nnotice: stopping after this step, then saving a checkpoint (a second Ctrl-C stops at once)\n"
+"""What a run with a progress bar says on the first Ctrl-C or SIGTERM."""
 SNAPSHOT_SIZE = 16
 
 
@@ -144,6 +151,7 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
         return _prepare_init(init, data_dir, model, train_overrides, air_overrides, count_prior,
                              dict(image_size=image_size, object_size=object_size, window_size=window_size), progress)
     kind = get_kind(model or "3d")
+    check_overrides(kind.air, air_overrides)  # before the data are read
     sized = {k: v for k, v in (("--object-size", object_size), ("--window-size", window_size)) if v is not None}
     if kind.fit_to_images is None:
         for flag in sized:
@@ -267,6 +275,24 @@ def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None
     return dataclasses.replace(saved, data=data, train=dataclasses.replace(saved.train, steps=steps))
 
 
+def check_overrides(air: AIRConfig, overrides: dict) -> tuple[set[str], set[str]]:
+    """Check ``overrides`` (fields of ``AIRConfig`` or of its ``objects`` config) by the
+    fields' types and ranges before anything is built from them (``--max-objects`` sizes the
+    count prior); returns the names of both classes' fields.
+
+    Raises:
+        UserError: a name that is neither; ConfigError: a value out of its field's range.
+    """
+    own = {f.name for f in dataclasses.fields(air)}
+    theirs = {f.name for f in dataclasses.fields(air.objects)}
+    unknown = set(overrides) - own - theirs
+    if unknown:
+        raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
+    for name, value in overrides.items():
+        check_field(type(air) if name in own else type(air.objects), name, value)
+    return own, theirs
+
+
 def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
     """``air`` with ``overrides`` replaced: each name a field of ``AIRConfig`` or of its
     ``objects`` config.
@@ -274,11 +300,7 @@ def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
     Raises:
         UserError: a name that is neither.
     """
-    own = {f.name for f in dataclasses.fields(air)}
-    theirs = {f.name for f in dataclasses.fields(air.objects)}
-    unknown = set(overrides) - own - theirs
-    if unknown:
-        raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
+    own, theirs = check_overrides(air, overrides)
     objects = dataclasses.replace(air.objects, **{k: v for k, v in overrides.items() if k in theirs and k not in own})
     own_overrides = {k: v for k, v in overrides.items() if k in own}
     steps = own_overrides.get("max_steps", air.max_steps)
@@ -461,9 +483,27 @@ class Trainer:
 
     def __init__(self, config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
                  progress: bool = True, context: Context = Context(), dataset: Dataset | None = None):
-        self.out = check_output(out_dir, "--out", inputs=[config.data], directory=True)
+        inputs = [config.data] + ([config.init] if config.init else [])
+        self.out = check_output(out_dir, "--out", inputs=inputs, directory=True)
+        if resume and not (self.out / CHECKPOINT).exists():
+            raise UserError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
         self.context = context
         self.progress = progress and context.is_main
+        # Rank 0 claims the folder (refusing someone else's files) and holds it locked while it
+        # trains (rundir); the run's files may not be any input under another name.
+        self.rundir = RunDirectory(self.out, CHECKPOINT) if context.is_main else None
+        try:
+            for name in (CHECKPOINT, CONFIG, METRICS):
+                if (self.out / name).exists():
+                    check_output(self.out / name, "--out", inputs=inputs)
+            check_output(self.out / SNAPSHOTS, "--out", inputs=inputs, directory=True)
+            self._setup(config, resume, dataset)
+        except BaseException:
+            self.release(undo=True)
+            raise
+
+    def _setup(self, config: RunConfig, resume: bool, dataset: Dataset | None) -> None:
+        context = self.context
         payload = self._previous_run(config, resume)
         self.config = config if payload is None else self._resumed_config(payload, config)
         self._check_memory()
@@ -485,13 +525,12 @@ class Trainer:
         self.labelled = self.monitor_count >= 0  # the monitoring images with a count to report accuracy on
         self.writer = self._open_outputs()
         self._start = time.perf_counter() - self.elapsed
+        self.saved_step = self.step  # the step on disk: nothing new to save before a step ends
 
     def _previous_run(self, config: RunConfig, resume: bool) -> dict | None:
         """The checkpoint to resume from (None for a new run); refuses to overwrite a run."""
         checkpoint = self.out / CHECKPOINT
         if resume:
-            if not checkpoint.exists():
-                raise UserError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
             return load_checkpoint(checkpoint, expect_kind=config.air.kind)
         if checkpoint.exists() and self.context.is_main:
             raise UserError(f"{self.out}: already holds a training run; pass --resume to continue "
@@ -540,12 +579,18 @@ class Trainer:
         return model, torch.optim.Adam(parameter_groups(model, tc.lr, tc.baseline_lr))
 
     def _restore(self, payload: dict) -> None:
+        path = self.out / CHECKPOINT
         try:
             self.model.load_state_dict(payload["weights"])
             self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{self.out / CHECKPOINT}: weights or optimizer state do not fit the run's "
+            raise UserError(f"{path}: weights or optimizer state do not fit the run's "
                             f"model ({str(e).splitlines()[0][:200]})") from None
+        problem = _optimizer_state_problem(self.model, self.optimizer)
+        if problem is not None:
+            raise UserError(f"{path}: damaged optimizer state ({problem}; saved in the middle of a step by an "
+                            f"older version?), so the run cannot be resumed; to start it over, delete {path} "
+                            f"(or keep its weights: a new run with --init {path})")
         self.step = payload["step"]
         self.window = payload["extra"].get("window", [])
         self.elapsed = payload["extra"].get("time_s", 0.0)
@@ -591,10 +636,10 @@ class Trainer:
             return None
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "images").mkdir(exist_ok=True)
+            (self.out / SNAPSHOTS).mkdir(exist_ok=True)
         except OSError as e:
             raise UserError(f"--out {self.out}: cannot create the run directory: {e.strerror or e}") from None
-        write_json(self.out / "config.json", {"config": to_dict(self.config)})
+        write_json(self.out / CONFIG, {"config": to_dict(self.config)})
         self._truncate_metrics()
         return _tensorboard(self.out / "tb", self.step)
 
@@ -649,20 +694,45 @@ class Trainer:
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
-        """Train to ``steps``; returns the last logged metrics (with ``step`` always).
+        """Train to ``steps``; returns the last logged metrics (with ``step`` always). The run
+        directory is unlocked at the end, however the run ends.
 
-        Ctrl-C and SIGTERM save a checkpoint of the last finished step, then raise
-        ``KeyboardInterrupt`` (:class:`~inverse_air.errors.Terminated` for SIGTERM)."""
-        with sigterm_interrupts():
-            return self._run()
+        Ctrl-C and SIGTERM let the step under way finish (with its metrics, snapshot and
+        checkpoint if due), save a checkpoint of it (unless one of that step is saved already;
+        none before the first step ends) and raise ``KeyboardInterrupt``
+        (:class:`~inverse_air.errors.Terminated` for SIGTERM): a checkpoint always holds the
+        state after a whole step, so a resumed run equals an uninterrupted one. A second signal
+        stops at once and saves nothing (the last checkpoint stays)."""
+        try:
+            with deferred_interrupts(STOP_NOTICE if self.progress else "") as stop:
+                return self._run(stop)
+        finally:
+            self.release()
 
-    def _run(self) -> dict:
+    def release(self, undo: bool = False) -> None:
+        """Unlock the run directory (``undo``: the run never started; see
+        :meth:`~inverse_air.rundir.RunDirectory.release`)."""
+        if self.rundir is not None:
+            self.rundir.release(undo)
+
+    def _stop_requested(self, stop) -> bool:
+        """Whether a signal asked to stop (in any process: they stop after the same step)."""
+        if self.context.world == 1:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], device=self.context.device)
+        return bool(self.context.all_reduce_sum(flag).item() > 0)
+
+    def _run(self, stop) -> dict:
         tc = self.config.train
         bar = progress_bar(total=tc.steps, initial=self.step, disable=not self.progress, unit="step")
         last = {"step": self.step}
         self._start = time.perf_counter() - self.elapsed
         try:
             while self.step < tc.steps:
+                if self._stop_requested(stop):
+                    if self.step != self.saved_step:
+                        self.save()
+                    raise stop.interruption()
                 stats = self.train_step(self.step)
                 self.step += 1
                 self.window.append(stats)
@@ -676,9 +746,6 @@ class Trainer:
                 if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
                     self.save()
                 bar.update(1)
-        except KeyboardInterrupt:
-            self.save()
-            raise
         finally:
             bar.close()
             if self.writer is not None:
@@ -686,6 +753,7 @@ class Trainer:
         return last
 
     def save(self) -> None:
+        self.saved_step = self.step
         if not self.context.is_main:
             return
         save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
@@ -757,7 +825,7 @@ class Trainer:
         masks = self.model.objects.outline_masks(latents.z_pres, latents.objects, latents.scene or None)
         figure = outlines_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)), masks.cpu().numpy(),
                                  latents.z_pres.cpu().numpy() > 0.5)
-        path = self.out / "images" / f"step-{self.step:07d}.png"
+        path = self.out / SNAPSHOTS / f"step-{self.step:07d}.png"
         write_png(path, figure)
         return path
 
@@ -797,6 +865,29 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
         return Trainer(config, out_dir, resume=resume, progress=progress, context=context, dataset=dataset).run()
     finally:
         teardown(context)
+
+
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+"""What Adam keeps of each parameter it has updated (``torch.optim.Adam``)."""
+
+
+def _optimizer_state_problem(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
+    """What is wrong with a loaded Adam state (None if nothing): each parameter's state is
+    empty (never updated) or complete, with moments of the parameter's shape."""
+    names = {p: name for name, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state:
+                continue
+            needed = ADAM_STATE + (("max_exp_avg_sq",) if group.get("amsgrad") else ())
+            missing = [key for key in needed if key not in state]
+            if missing:
+                return f"{names.get(p, 'a parameter')} lacks {', '.join(missing)}"
+            for key in needed[1:]:
+                if not torch.is_tensor(state[key]) or state[key].shape != p.shape:
+                    return f"{names.get(p, 'a parameter')}'s {key} is not of the parameter's shape"
+    return None
 
 
 def _step_seed(seed: int, step: int, rank: int = 0) -> int:

@@ -8,6 +8,15 @@ import torch
 torch.set_num_threads(int(os.environ.get("INVERSE_AIR_TEST_THREADS", "2")))
 
 
+def one_line_error(result, *fragments):
+    """Assert that a ``CliRunner`` result is one ``error:`` line holding ``fragments``, exit status 1."""
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true",
                      help="overwrite the golden images in scenes/ with the current renders")

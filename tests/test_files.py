@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from inverse_air.cli import app
 from inverse_air.errors import UserError
 from inverse_air.files import check_output, read_json
@@ -20,14 +22,6 @@ runner = CliRunner()
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_an_output_that_is_an_input_is_refused(tmp_path):
@@ -47,6 +41,56 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
     one_line_error(invoke("decompose", image, "--overlay", image), "--overlay", "is also an input")
     one_line_error(invoke("decompose", tmp_path, "--overlay", image), "--overlay", "is also an input")
     assert image.read_bytes() == before
+
+
+def test_a_checkpoint_is_never_an_overlay(tmp_path):
+    """``decompose --model m.pt --overlay m.pt`` (or a hard or symbolic link to it) would
+    overwrite the checkpoint with a PNG."""
+    from inverse_air.decompose import shipped_model
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(shipped_model("3d").read_bytes())
+    before = model.read_bytes()
+    os.link(model, tmp_path / "hard.pt")
+    (tmp_path / "soft.png").symlink_to(model)
+    for overlay in (model, tmp_path / "hard.pt", tmp_path / "soft.png"):
+        one_line_error(invoke("decompose", SCENES / "cube.png", "--model", model, "--overlay", overlay),
+                       "--overlay", "is also an input")
+    one_line_error(invoke("decompose", SCENES / "cube.png", "--model", tmp_path / "hard.pt", "--overlay", model),
+                   "is also an input")
+    assert model.read_bytes() == before
+
+
+def test_devices_fifos_and_sockets_are_never_replaced_by_a_file(tmp_path, monkeypatch):
+    """An output that exists and is not a regular file is refused (one line, exit 1) and left
+    as it was: ``-o /dev/null`` as root would otherwise replace the device with a file. (A FIFO
+    stands in for the device here: the check is the same, and nothing in /dev is touched.)"""
+    import socket
+    import stat
+
+    from inverse_air.files import write_png
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.png"
+    link.symlink_to(fifo)
+    for out in (fifo, link):
+        one_line_error(invoke("render-scene", SCENES / "cube.json", "-o", out), "-o", "is a FIFO")
+        one_line_error(invoke("decompose", SCENES / "cube.png", "--overlay", out), "--overlay", "is a FIFO")
+    with pytest.raises(UserError, match="is a FIFO"):  # the writer itself refuses, whoever calls it
+        write_png(fifo, np.zeros((4, 4), dtype=np.uint8))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.png"]  # no temporary file left
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        monkeypatch.chdir(tmp_path)  # a short relative name: socket paths are limited to about 100 bytes
+        server.bind("sock")
+        one_line_error(invoke("render-scene", SCENES / "cube.json", "-o", "sock"), "-o", "is a socket")
+        assert stat.S_ISSOCK(os.stat("sock").st_mode)
+    finally:
+        server.close()
+    with pytest.raises(UserError, match="is a device"):  # the check alone: it writes nothing
+        check_output("/dev/null", "-o")
 
 
 def test_a_run_directory_inside_its_dataset_is_refused(tiny_data, tmp_path):

@@ -111,6 +111,10 @@ def test_labels_for_some_images_give_counts_and_boxes(tmp_path):
     ({"image": "nope.png", "count": 1}, r"line 1: image 'nope.png' is not an image file of"),
     ({"image": "img00.png", "count": -1}, r"line 1: field 'count' must be a non-negative integer"),
     ({"image": "img00.png", "count": True}, r"line 1: field 'count' must be a non-negative integer"),
+    # once an OverflowError, a ValueError and a 27 GB confusion matrix in evaluate:
+    ({"image": "img00.png", "count": 10**30}, r"line 1: field 'count' must be at most 100 .*, got 1000000000"),
+    ({"image": "img00.png", "count": 5 * 10**9}, r"line 1: field 'count' must be at most 100"),
+    ({"image": "img00.png", "count": 101}, r"line 1: field 'count' must be at most 100 \(a model finds at most 8"),
     ({"image": "img00.png", "count": 1, "colour": "red"}, r"line 1: unknown field 'colour' \(a 2d model's labels"),
     ({"image": "img00.png", "count": 2, "boxes": [[0.2, 0, 0]]}, r"line 1: field 'boxes' must list 2 objects"),
     ({"image": "img00.png", "count": 1, "boxes": [[0.2, 0]]}, r"line 1: box 0: expected \[scale, x, y\]"),

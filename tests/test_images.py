@@ -59,3 +59,30 @@ def test_a_decompression_bomb_is_refused_and_the_rest_of_the_batch_reported(tmp_
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert "decompression bomb" in records[0]["error"] and records[1]["count"] == 1
     assert "Traceback" not in result.output
+
+
+def test_a_long_strip_is_scaled_before_it_is_padded(tmp_path, monkeypatch):
+    """A 30000x100 strip padded first would be a 30000x30000 square (900 million pixels, 2.7 GB
+    in RGB); it is scaled to the model's size first, so that no image made on the way is larger
+    than the largest image read, and the strip lands as a line across the middle."""
+    from inverse_air.images import MAX_IMAGE_PIXELS
+
+    strip = np.zeros((100, 30000, 3), dtype=np.uint8)
+    strip[:, :15000] = 255  # left half white
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    real_new = Image.new
+
+    def bounded_new(mode, size, *args, **kwargs):
+        assert size[0] * size[1] <= MAX_IMAGE_PIXELS, f"an image of {size} would be made"
+        return real_new(mode, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "new", bounded_new)
+    image, notices = read_image(tmp_path / "strip.png", 64, 3)
+    assert notices == ["30000x100 image scaled to 64x1 (its 30000x30000 square would be too large), then padded "
+                       "to 64x64 with its border's median colour"]
+    assert (image[31, :31] == 255).all() and (image[31, 33:] == 0).all()  # the strip, its halves in place
+    above, below = image[:31], image[32:]  # padding: the median of the border (half white, half black)
+    assert (above == 128).all() and (below == 128).all()
+    Image.fromarray(strip[:, 14850:15150]).save(tmp_path / "short.png")  # 300x100: padded first, as ever
+    image, notices = read_image(tmp_path / "short.png", 64, 3)
+    assert notices[0] == "300x100 image padded to 300x300 with its border's median colour"

@@ -33,6 +33,44 @@ def test_a_training_batch_that_cannot_fit_is_refused_before_training(tiny_data, 
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_a_huge_max_objects_is_refused_before_anything_grows(tmp_path):
+    """``--max-objects 10**12`` once built a count prior of 10**12 entries (23 GB) before any
+    check: now the flag's range is checked first. Run with 8 GB of address space, so that a
+    regression fails with a MemoryError instead of filling this machine's memory."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    cmd = [sys.executable, "-m", "inverse_air", "train", "--data", str(SCENES / "mnist"), "--model", "2d",
+           "--out", str(tmp_path / "run"), "--max-objects", str(10**12), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limited,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr == "error: --max-objects must be between 1 and 8, got 1000000000000\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_render_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypatch):
+    """Every object is rasterized over the whole image: 784 cubes at 1024x1024 peaked at 22 GB
+    and more. Here 49 cubes at 512x512 (about 1.2 GB) against 500 MB available."""
+    import json
+
+    grid = [{"shape": "cube", "position": [-1 + i / 3, -1 + j / 3], "size": 0.05} for i in range(7) for j in range(7)]
+    (tmp_path / "grid.json").write_text(json.dumps({"objects": grid}))
+    monkeypatch.setattr(inverse_air.limits, "available_memory", lambda: 500_000_000)
+    result = invoke("render-scene", tmp_path / "grid.json", "-o", tmp_path / "grid.png", "--image-size", 512)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: rendering 49 objects at 512x512 needs about 1.23 GB of memory; "
+                                    "this machine has 500 MB available; use a smaller --image-size or fewer objects")
+    assert not (tmp_path / "grid.png").exists()
+    result = invoke("render-scene", tmp_path / "grid.json", "-o", tmp_path / "grid.png", "--image-size", 64)
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--num", 10**12], "makes 1,000,000,000 shards; at most 100,000"),
     (["--num", 10**6, "--shard-size", 10**6, "--image-size", 1024], "needs about"),

@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,21 +99,6 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_run
     assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 3
 
 
-def test_interrupt_saves_the_last_completed_step(tiny_run_config, tmp_path, monkeypatch):
-    trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=1.0, checkpoint_every=100), tmp_path, progress=False)
-    original = trainer.train_step
-
-    def interrupted(step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return original(step)
-
-    monkeypatch.setattr(trainer, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.run()
-    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
-
-
 # ---------------------------------------------------------------- checkpoints
 @pytest.fixture
 def checkpoint(tiny_run_config, tmp_path):
@@ -178,25 +166,126 @@ def test_count_prior_comes_from_the_dataset_or_is_uniform_or_geometric():
 
 
 # ---------------------------------------------------------------- interruptions and resuming
-def test_sigterm_saves_the_last_completed_step_like_ctrl_c(tiny_run_config, tmp_path, monkeypatch):
-    import os
-    import signal
+def signal_within(trainer, step: int, line: int, signums=(signal.SIGTERM,)):
+    """Make ``trainer`` send itself ``signums`` (one after the other) when the ``line``-th line
+    of Python (torch's own included: mid-forward, mid-backward, mid-Adam) of step ``step`` runs;
+    a signal arrives in the main thread between two lines, as there. Returns the list the
+    steps at which they were sent are appended to."""
+    original, sent = trainer.train_step, []
 
+    def traced(at):
+        if at != step:
+            return original(at)
+        count = 0
+
+        def tracer(frame, event, arg):
+            nonlocal count
+            if event == "line":
+                count += 1
+                if count == line:
+                    for signum in signums:
+                        sent.append(at)
+                        os.kill(os.getpid(), signum)
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            return original(at)
+        finally:
+            sys.settrace(None)
+
+    trainer.train_step = traced
+    return sent
+
+
+def test_a_signal_mid_step_saves_the_step_once_it_is_finished(tiny_run_config, tmp_path):
+    """Ctrl-C (SIGINT) or SIGTERM in the middle of step 2 (of the first ELBO step): the step is
+    finished, saved as step 3, and the interruption raised (Terminated for SIGTERM); the
+    handlers are only the run's."""
     from inverse_air.errors import Terminated
 
-    trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=1.0, checkpoint_every=100), tmp_path, progress=False)
-    original = trainer.train_step
+    for signum, raised in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)):
+        out = tmp_path / signal.Signals(signum).name
+        trainer = Trainer(tiny_run_config(steps=6, sleep_fraction=0.4, checkpoint_every=100), out, progress=False)
+        sent = signal_within(trainer, 2, 100, (signum,))
+        with pytest.raises(raised):
+            trainer.run()
+        assert sent == [2] and load_checkpoint(out / CHECKPOINT)["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-    def terminated(step):
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(step)
 
-    monkeypatch.setattr(trainer, "train_step", terminated)
+def _interrupted_then_resumed_equals_uninterrupted(config, tmp_path, points):
+    """For each (step, line): a run signalled there (``signal_within``), then resumed to the
+    end, ends with the weights and optimizer state of an uninterrupted run: exactly, since both
+    run on this machine with the same threads (where results are bit-reproducible)."""
+    train(config, tmp_path / "full", progress=False)
+    full = load_checkpoint(tmp_path / "full" / CHECKPOINT)
+    for step, line in points:
+        out = tmp_path / f"part-{step}-{line}"
+        trainer = Trainer(config, out, progress=False)
+        sent = signal_within(trainer, step, line)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.run()
+        assert sent == [step], f"step {step} ran fewer than {line} lines"
+        assert load_checkpoint(out / CHECKPOINT)["step"] == step + 1
+        train(config, out, resume=True, progress=False)
+        part = load_checkpoint(out / CHECKPOINT)
+        assert part["step"] == full["step"] == config.train.steps
+        for name, value in full["weights"].items():
+            assert torch.equal(value, part["weights"][name]), (step, line, name)
+        states = full["optimizer"]["state"], part["optimizer"]["state"]
+        assert states[0].keys() == states[1].keys()
+        for index, state in states[0].items():
+            for key, value in state.items():
+                assert torch.equal(value, states[1][index][key]), (step, line, index, key)
+
+
+def test_a_run_signalled_anywhere_in_a_3d_step_resumes_as_if_never_stopped(tiny_run_config, tmp_path):
+    # step 0 (sleep, building the sleep pool): line 30,000 of about 34,000; step 3 (ELBO):
+    # line 14,000 of about 15,800 (the optimizer's step)
+    config = tiny_run_config(steps=5, sleep_fraction=0.6)
+    _interrupted_then_resumed_equals_uninterrupted(config, tmp_path, [(0, 30000), (3, 14000)])
+
+
+def test_a_run_signalled_anywhere_in_a_2d_step_resumes_as_if_never_stopped(tiny_run_config_2d, tmp_path):
+    # Step 0 runs about 9,900 lines: forward (3,000), backward (6,500), Adam building its state
+    # (7,600: once a checkpoint lacked exp_avg_sq from here), Adam updating (8,600); step 2 the
+    # ELBO's learning-signal statistics (6,000).
+    config = tiny_run_config_2d(steps=4)
+    _interrupted_then_resumed_equals_uninterrupted(config, tmp_path, [(0, 3000), (0, 6500), (0, 7600), (0, 8600),
+                                                                      (2, 6000)])
+
+
+def test_a_second_signal_stops_at_once_and_saves_nothing_half_done(tiny_run_config_2d, tmp_path):
+    """Two signals in the first step: no checkpoint (no step was finished), and the folder
+    takes a new run; two in a later step: the last periodic checkpoint stays."""
+    from inverse_air.errors import Terminated
+
+    config = tiny_run_config_2d(steps=6)
+    trainer = Trainer(config, tmp_path, progress=False)
+    signal_within(trainer, 0, 3000, (signal.SIGTERM, signal.SIGTERM))
     with pytest.raises(Terminated):
         trainer.run()
-    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was only for the run
+    assert not (tmp_path / CHECKPOINT).exists()
+    trainer = Trainer(config, tmp_path, progress=False)  # not stuck: a new run starts there
+    signal_within(trainer, 4, 3000, (signal.SIGINT, signal.SIGTERM))
+    with pytest.raises(Terminated):
+        trainer.run()
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 3  # checkpoint_every 3
+
+
+def test_a_damaged_optimizer_state_is_one_line_on_resume(tiny_run_config_2d, tmp_path):
+    """A checkpoint whose Adam state lacks a moment (an older version saved one mid-step) is
+    refused on --resume with one line saying how to start over, not a KeyError later."""
+    config = tiny_run_config_2d(steps=2)
+    train(config, tmp_path, progress=False)
+    payload = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    del payload["optimizer"]["state"][3]["exp_avg_sq"]
+    torch.save(payload, tmp_path / CHECKPOINT)
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=4))
+    with pytest.raises(UserError, match=r"damaged optimizer state \(.* lacks exp_avg_sq.*to start it over, delete"):
+        Trainer(longer, tmp_path, resume=True, progress=False)
 
 
 def test_sigterm_to_train_exits_143_with_a_checkpoint(tiny_data, tmp_path):

@@ -45,6 +45,7 @@ from pytorch3d.renderer import look_at_view_transform
 from pytorch3d.structures import Meshes
 
 from ..images import to_uint8
+from ..limits import check_memory
 from .config import RenderConfig
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
 
@@ -53,6 +54,17 @@ MESH_DIR = Path(__file__).resolve().parent / "meshes"
 package data, made by ``make_meshes.py`` beside them)."""
 
 _Z_NEAR, _Z_FAR = 1.0, 10.0
+
+HARD_BYTES_PER_LAYER_PIXEL = 64
+"""Peak memory of a hard render per object layer (object slot of a scene) per pixel: each
+object is rasterized over the whole image (fragments, colour, depth) and composited by depth.
+Measured with ``render-scene`` (7x7 and 10x10 grids of cubes at 512x512, torch 2.11): 61 bytes."""
+
+
+def hard_render_memory(layers: int, image_size: int) -> float:
+    """Bytes a hard render of ``layers`` object slots (scenes x their most objects) at
+    ``image_size`` needs at its peak, with half as much again to spare."""
+    return 1.5 * HARD_BYTES_PER_LAYER_PIXEL * max(1, layers) * image_size ** 2
 
 LOOK = {"size": "(B, K)", "color": "(B, K, 3)", "camera": "(B, 3)", "light_direction": "(B, 3)",
         "ambient": "(B,)", "diffuse": "(B,)", "ground_color": "(B, 3)"}
@@ -234,8 +246,16 @@ class SceneRenderer(torch.nn.Module):
         return self._composite(alpha, color, depth.view(B, K, H, W), background)
 
     def render_scenes(self, scenes: list[Scene]) -> np.ndarray:
-        """Hard-render scene descriptions (with their looks) to ``(B, H, W, 3)`` uint8 images."""
+        """Hard-render scene descriptions (with their looks) to ``(B, H, W, 3)`` uint8 images.
+
+        Raises:
+            UserError: the render would not fit in memory (:func:`hard_render_memory`).
+        """
         device = self.template_verts.device
+        most, size = max((len(scene.objects) for scene in scenes), default=0), self.config.image_size
+        check_memory(hard_render_memory(len(scenes) * most, size),
+                     f"rendering {len(scenes) * most:,} object{'s' if len(scenes) * most != 1 else ''} at "
+                     f"{size}x{size}", "use a smaller --image-size or fewer objects", device=device)
         shape, position, yaw, look = scenes_to_tensors(scenes, config=self.config)
         with torch.no_grad():
             images = self(shape.to(device), position.to(device), yaw.to(device),
