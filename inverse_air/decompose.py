@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .images import IMAGE_SUFFIXES, as_input, images_to_tensor, read_image, to_uint8
+from .images import as_input, images_to_tensor, list_images, read_image, to_uint8
 from .kinds import KINDS
 from .limits import cpu_count
 
@@ -117,11 +117,12 @@ def shipped_models() -> dict[str, Path]:
 
 
 def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Files as given; directories replaced by their image files, sorted by name."""
+    """Files as given; directories replaced by their image files (:func:`~inverse_air.images.list_images`:
+    sorted by name, hidden files skipped, as ``train`` reads a folder)."""
     paths = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            paths += list_images(item)
         else:
             paths.append(item)
     return paths

@@ -41,7 +41,7 @@ import numpy as np
 
 from .errors import UserError
 from .files import parse_json
-from .images import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS
+from .images import IMAGE_SUFFIXES, list_images, open_image
 from .kinds import KINDS
 from .limits import check_memory
 
@@ -60,17 +60,6 @@ _MONITOR_SEED = 20160601  # fixed: every run on a folder monitors on the same im
 
 def _notice(text: str) -> None:
     print(f"notice: {text}", file=sys.stderr)
-
-
-def list_images(directory: str | os.PathLike) -> list[Path]:
-    """The image files of a directory, sorted by name (hidden files and subdirectories skipped)."""
-    directory = Path(directory)
-    try:
-        entries = list(directory.iterdir())
-    except OSError as e:
-        raise UserError(f"{directory}: cannot list the directory: {e.strerror or e}") from None
-    return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                  and p.is_file())
 
 
 def is_image_folder(directory: str | os.PathLike) -> bool:
@@ -220,23 +209,11 @@ class ImageFolder:
 
 def _headers(paths: list[Path]) -> tuple[list[int], list[str]]:
     """Each image's longer side and PIL mode, from its header (nothing decoded)."""
-    from PIL import Image, UnidentifiedImageError
-
     sides, modes = [], []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                mode = image.mode
-        except UnidentifiedImageError:
-            raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
-        if width * height > MAX_IMAGE_PIXELS:
-            raise UserError(f"{path}: {width}x{height} pixels is more than this reads ({MAX_IMAGE_PIXELS:,} "
-                            f"pixels; a decompression bomb?)")
-        sides.append(max(width, height))
-        modes.append(mode)
+        with open_image(path) as image:
+            sides.append(max(image.size))
+            modes.append(image.mode)
     return sides, modes
 
 
