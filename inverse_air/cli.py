@@ -124,22 +124,22 @@ def parse_range(text: str) -> tuple[int, int]:
 @user_errors
 def render_scene(
     scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Image file to write: PNG, JPEG or BMP, as its suffix says.")],
     image_size: Annotated[Optional[int], typer.Option(
         help="Image size in pixels, 8 to 1024.", show_default="the render config's 64")] = None,
 ):
-    """Render one scene file to a PNG."""
-    from .files import check_output, write_png
+    """Render one scene file to an image (PNG, JPEG or BMP)."""
+    from .files import check_image_output, write_image
     from .objects3d.config import RenderConfig
     from .objects3d.scene import load_scene
 
     config = RenderConfig() if image_size is None else RenderConfig(image_size=image_size)
-    check_output(out, "-o", inputs=[scene])
+    check_image_output(out, "-o", inputs=[scene])
     parsed = load_scene(scene, config.object_scale)
     from .objects3d.render3d import SceneRenderer
 
     image = SceneRenderer(config).render_scenes([parsed])[0]
-    write_png(out, image)
+    write_image(out, image)
     typer.echo(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
 
 
@@ -318,7 +318,8 @@ def decompose(
         help=f"A checkpoint, or a kind's name ({', '.join(KINDS)}) for its shipped model.", show_default="3d")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout (JSON Lines).")] = False,
     overlay: Annotated[Optional[Path], typer.Option(
-        help="PNG: input, reconstruction and outlined objects per image.", show_default="none")] = None,
+        help="Image file (PNG, JPEG or BMP, as its suffix says): input, reconstruction and outlined objects per "
+             "image.", show_default="none")] = None,
     refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     precision: DecomposePrecisionOption = "auto",
@@ -328,11 +329,11 @@ def decompose(
     import json
 
     from .decompose import Decomposer, expand_inputs
-    from .files import check_output
+    from .files import check_image_output
 
     paths = expand_inputs(images)
     if overlay is not None:
-        check_output(overlay, "--overlay", inputs=paths)
+        check_image_output(overlay, "--overlay", inputs=paths)
     decomposer = Decomposer(model, device=Device(device).value, precision=DecomposePrecision(precision).value)
     if not paths:
         raise UserError("no image files in the given directories")
@@ -349,10 +350,10 @@ def decompose(
             for line in format_decomposition(r.path, r.result):
                 typer.echo(line)
     if overlay and pictures:
-        from .files import write_png
+        from .files import write_image
         from .viz import overlay_figure
 
-        write_png(overlay, overlay_figure(**pictures))
+        write_image(overlay, overlay_figure(**pictures))
         shown = len(pictures["inputs"])
         more = f" (the first {shown} of {sum(r.error is None for r in results)})" if shown == OVERLAY_MAX_IMAGES else ""
         typer.echo(f"wrote {overlay}{more}", err=True)

@@ -321,13 +321,13 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _write_preview(out: Path, config: DatasetConfig, n: int = 32) -> None:
     """``preview.png``: the first ``n`` scenes in a grid, to look at what was made."""
-    from .files import write_png
+    from .files import write_image
     from .viz import image_grid
 
     images = read_shard(out / shard_name(0), config, 0)["images"][:n]
     grid = image_grid(images, columns=8)
     scale = max(1, 256 // images.shape[1])  # small images are shown larger
-    write_png(out / PREVIEW, grid.repeat(scale, axis=0).repeat(scale, axis=1))
+    write_image(out / PREVIEW, grid.repeat(scale, axis=0).repeat(scale, axis=1))
 
 
 # ---------------------------------------------------------------------------- reading

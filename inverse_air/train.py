@@ -746,7 +746,7 @@ class Trainer:
     def snapshot(self) -> Path | None:
         """``images/step-N.png``: monitoring images (top) and their reconstructions (below), each
         inferred object outlined in its step's colour (2D: its window; 3D: its silhouette)."""
-        from .files import write_png
+        from .files import write_image
         from .viz import outlines_figure
 
         if not self.context.is_main:
@@ -758,7 +758,7 @@ class Trainer:
         figure = outlines_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)), masks.cpu().numpy(),
                                  latents.z_pres.cpu().numpy() > 0.5)
         path = self.out / "images" / f"step-{self.step:07d}.png"
-        write_png(path, figure)
+        write_image(path, figure)
         return path
 
     def _diverged(self, step: int, what: str) -> str:
