@@ -147,6 +147,23 @@ def validate(config) -> None:
         config.check()
 
 
+def check_value(hint, value, name: str):
+    """``value`` checked against a field's annotation ``hint`` (e.g. :data:`Pixels`) as a
+    config checks its field ``name``: for a flag whose range is a field's, checked before the
+    config is made (before any work). Returns the value (converted where lossless).
+
+    Raises:
+        ConfigError: naming ``name``.
+    """
+    return _checked(hint, value, name)
+
+
+def field_range(cls: type, name: str) -> Range:
+    """The :class:`Range` that config class ``cls``'s field ``name`` must lie in."""
+    hint = typing.get_type_hints(cls, include_extras=True)[name]
+    return next(rule for rule in typing.get_args(hint)[1:] if isinstance(rule, Range))
+
+
 def _checked(hint, value, path: str):
     """``value`` checked against ``hint`` (and converted where lossless); raises ConfigError."""
     rules = ()
