@@ -255,8 +255,16 @@ class ObjectsConfig(KindConfig):
 class ScenesConfig(KindConfig):
     """Base of each kind's dataset settings: how ``render-dataset`` makes one scene."""
 
-    max_objects: ClassVar[int] = 0
-    """The most objects one scene of this kind can hold (``--counts`` is checked against it)."""
+    @property
+    def max_objects(self) -> int:
+        """The most objects that one scene of these settings holds reliably (``--counts`` is
+        checked against it before anything is made)."""
+        raise NotImplementedError
+
+    @property
+    def scene_text(self) -> str:
+        """What one scene is, for the message that refuses too many objects in it."""
+        return f"a {self.kind} scene"
 
     @property
     def image_size(self) -> int:
@@ -293,7 +301,7 @@ class DatasetConfig(Checked):
     def check(self) -> None:
         limit = self.scenes.max_objects
         if self.max_count > limit:
-            raise ConfigError("counts", f"must be at most {limit} (what fits a {self.kind} scene), "
+            raise ConfigError("counts", f"must be at most {limit} (what fits {self.scenes.scene_text} reliably), "
                                         f"got {self.max_count}")
 
     @property
