@@ -68,6 +68,21 @@ def presets(value) -> str:
     return ", ".join(f"the {name} preset's {v}" for name, v in values.items())
 
 
+def path_param(name: str) -> dict:
+    """Settings of a path argument or option (``name``, as the messages call it): the text as
+    given becomes a ``Path``, whatever the file is: what is wrong with it (missing, unreadable)
+    is the command's one `error:` line with exit status 1, not a usage error of click's; an
+    empty text is refused in one line (``Path("")`` would silently be the current directory)."""
+
+    def parse(text: str) -> Path:
+        if text == "":
+            typer.echo(f"error: {name}: an empty path; give a file or directory", err=True)
+            raise typer.Exit(1)
+        return Path(text)
+
+    return dict(parser=parse)
+
+
 DeviceOption = Annotated[Device, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
 PrecisionOption = Annotated[Precision, typer.Option(
     help="fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 BF16 or AMX; slightly less precise poses).")]
@@ -123,8 +138,9 @@ def parse_range(text: str) -> tuple[int, int]:
 @app.command("render-scene")
 @user_errors
 def render_scene(
-    scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Image file to write: PNG, JPEG or BMP, as its suffix says.")],
+    scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.", **path_param("SCENE"))],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Image file to write: PNG, JPEG or BMP, as its suffix says.",
+                                       **path_param("-o"))],
     image_size: Annotated[Optional[int], typer.Option(
         help="Image size in pixels, 8 to 1024.", show_default="the render config's 64")] = None,
 ):
@@ -146,7 +162,7 @@ def render_scene(
 @app.command("render-dataset")
 @user_errors
 def render_dataset(
-    out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).")],
+    out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).", **path_param("OUT_DIR"))],
     model: Annotated[Model, typer.Option(help="The kind of scenes: " + "; ".join(
         f"{k}: {KINDS[k].summary}" for k in KINDS) + ".")] = "3d",
     num: Annotated[Optional[int], typer.Option(
@@ -160,7 +176,7 @@ def render_dataset(
     split: Annotated[Optional[Split], typer.Option(
         help="2D: disjoint digit pools; 3D: recorded only.", show_default=presets(lambda k: k.dataset.split))] = None,
     mnist: Annotated[Optional[Path], typer.Option(
-        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits")] = None,
+        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits", **path_param("--mnist"))] = None,
     shard_size: Annotated[Optional[int], typer.Option(
         help="Scenes per shard file.", show_default=presets(lambda k: k.dataset.shard_size))] = None,
     workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel (at most the CPU cores).")] = 1,
@@ -210,16 +226,17 @@ def render_dataset(
 @app.command("train")
 @user_errors
 def train(
-    out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.")],
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint.pt, metrics.jsonl, tb/, images/.",
+                                      **path_param("--out"))],
     data: Annotated[Optional[Path], typer.Option(
         help="A dataset directory (from render-dataset) or a folder of images (PNG, JPEG, BMP; any size, grey or "
              "RGB; an optional labels.jsonl only reports count accuracy); required for a new run.",
-        show_default="with --resume, the run's")] = None,
+        show_default="with --resume, the run's", **path_param("--data"))] = None,
     model: Annotated[Optional[Model], typer.Option(
         help="The kind of model; picks the presets.", show_default="3d; with --init or --resume, the checkpoint's")] = None,
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this checkpoint's model (e.g. a shipped one) and train it on --data from step 0 with a new "
-             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model")] = None,
+             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model", **path_param("--init"))] = None,
     max_objects: Annotated[Optional[int], typer.Option(
         help="The most objects the model finds in one image, 1 to 8.", show_default=presets(lambda k: k.air.max_steps))] = None,
     image_size: Annotated[Optional[int], typer.Option(
@@ -286,10 +303,10 @@ def train(
 @app.command("evaluate")
 @user_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.")],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.", **path_param("CHECKPOINT"))],
     data: Annotated[Path, typer.Option(
         help="A labelled dataset directory (e.g. a held-out test set), or a folder of images: scored on the images "
-             "its labels.jsonl names; without one, the inferred counts and the ELBO.")],
+             "its labels.jsonl names; without one, the inferred counts and the ELBO.", **path_param("--data"))],
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
     precision: PrecisionOption = "fp32",
@@ -313,13 +330,14 @@ def evaluate(
 @app.command("decompose")
 @user_errors
 def decompose(
-    images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).",
+                                                 **path_param("IMAGES"))],
     model: Annotated[Optional[str], typer.Option(
         help=f"A checkpoint, or a kind's name ({', '.join(KINDS)}) for its shipped model.", show_default="3d")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout (JSON Lines).")] = False,
     overlay: Annotated[Optional[Path], typer.Option(
         help="Image file (PNG, JPEG or BMP, as its suffix says): input, reconstruction and outlined objects per "
-             "image.", show_default="none")] = None,
+             "image.", show_default="none", **path_param("--overlay"))] = None,
     refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     precision: DecomposePrecisionOption = "auto",

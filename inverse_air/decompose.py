@@ -88,8 +88,18 @@ class ImageResult:
 def resolve_model(spec: str | os.PathLike | None) -> Path:
     """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; a shipped model's
     name (:func:`shipped_models`, e.g. ``"air3d-looks"``) -> that file; anything else is a
-    checkpoint path."""
-    spec = spec or "3d"
+    checkpoint path; an empty name is refused (it is not the default).
+
+    Raises:
+        UserError: an empty name, a kind without a shipped model, or a name that is neither a
+            file, a kind nor a shipped model.
+    """
+    if spec is None:
+        spec = "3d"
+    if isinstance(spec, str) and not spec.strip():
+        raise UserError(f"--model {spec!r}: an empty name; give a checkpoint file, a kind ({', '.join(KINDS)}) or a "
+                        f"shipped model ({', '.join(sorted(shipped_models()))}), or leave --model out for the "
+                        f"shipped 3d model")
     if isinstance(spec, str) and spec in KINDS:
         path = shipped_model(spec)
         if path is None or not path.is_file():

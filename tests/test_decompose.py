@@ -114,6 +114,22 @@ def test_bad_checkpoint_one_line(tmp_path, content, expected):
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_a_checkpoint_that_needs_pickle_is_refused_in_one_whole_line(tmp_path):
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # a whole module: pickle only
+    (tmp_path / "truncated.pt").write_bytes(shipped_model("2d").read_bytes()[:3000])
+    for name, expected in (("pickled.pt", "refused: it holds Python objects (torch.nn.modules.linear.Linear) that "
+                                          "only pickle loads, which can run code from the file; inverse-air loads "
+                                          "checkpoints of tensors and plain values only"),
+                           ("truncated.pt", "not a readable checkpoint (corrupted, truncated or not a checkpoint?): "
+                                            "PytorchStreamReader failed reading zip archive: failed finding central "
+                                            "directory. This is an internal miniz error.")):
+        for args in (["decompose", SCENES / "sphere.png", "--model", tmp_path / name],
+                     ["evaluate", tmp_path / name, "--data", tmp_path]):
+            result = invoke(*args)
+            assert result.exit_code == 1 and result.output.splitlines() == [f"error: {tmp_path / name}: {expected}"], \
+                result.output
+
+
 def test_checkpoint_of_an_unknown_kind(tmp_path):
     payload = torch.load(shipped_model("3d"), weights_only=True)
     config = json.loads(payload["config"])
