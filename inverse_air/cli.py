@@ -21,7 +21,7 @@ import typer
 
 from . import __version__
 from .config import FLAG_NAMES, SPLITS, ConfigError
-from .errors import Terminated, UserError
+from .errors import Terminated, UserError, printable
 from .kinds import KINDS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -30,7 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"inverse-air {__version__}")
+        say(f"inverse-air {__version__}")
         raise typer.Exit()
 
 
@@ -76,7 +76,7 @@ def path_param(name: str) -> dict:
 
     def parse(text: str) -> Path:
         if text == "":
-            typer.echo(f"error: {name}: an empty path; give a file or directory", err=True)
+            say(f"error: {name}: an empty path; give a file or directory", err=True)
             raise typer.Exit(1)
         return Path(text)
 
@@ -88,6 +88,14 @@ PrecisionOption = Annotated[Precision, typer.Option(
     help="fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 BF16 or AMX; slightly less precise poses).")]
 DecomposePrecisionOption = Annotated[DecomposePrecision, typer.Option(
     help="auto (bf16 for batches of 16 or more on CPUs with native bf16, fp32 otherwise), fp32 or bf16.")]
+
+
+# ---------------------------------------------------------------------------- output
+def say(text: str, err: bool = False) -> None:
+    """One line for people, on stdout (or stderr): file names in it are :func:`printable`, so
+    that a name with a newline or a terminal escape can neither break the line nor forge
+    another. (JSON output is escaped by ``json.dumps``.)"""
+    typer.echo(printable(text), err=err)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -103,14 +111,14 @@ def user_errors(fn):
         except ConfigError as e:
             name = FLAG_NAMES.get(e.field, e.field)
             where = f"--{name.replace('_', '-')}" if name in flags else e.path
-            typer.echo(f"error: {where} {e.problem}", err=True)
+            say(f"error: {where} {e.problem}", err=True)
             raise typer.Exit(1) from None
         except UserError as e:
-            typer.echo(f"error: {e}", err=True)
+            say(f"error: {e}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             what = "terminated" if isinstance(e, Terminated) else "interrupted"
-            typer.echo(f"{what}: finished files are kept; run the same command again to resume", err=True)
+            say(f"{what}: finished files are kept; run the same command again to resume", err=True)
             raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
 
     return wrapper
@@ -156,7 +164,7 @@ def render_scene(
 
     image = SceneRenderer(config).render_scenes([parsed])[0]
     write_image(out, image)
-    typer.echo(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
+    say(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
 
 
 @app.command("render-dataset")
@@ -217,9 +225,9 @@ def render_dataset(
     if quiet:
         return
     if ShardDataset.is_complete(out):
-        typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
+        say(f"dataset ready: {out} ({config.num} scenes)", err=True)
     else:
-        typer.echo(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
+        say(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
                    f"shard files are in one directory (see README, 'Scaling up')", err=True)
 
 
@@ -296,7 +304,7 @@ def train(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
-    typer.echo(f"trained to step {last['step']}{': ' + summary if summary else ''}; "
+    say(f"trained to step {last['step']}{': ' + summary if summary else ''}; "
                f"checkpoint {out / 'checkpoint.pt'}", err=True)
 
 
@@ -324,7 +332,7 @@ def evaluate(
         typer.echo(json.dumps(metrics, indent=2))
         return
     for line in format_metrics(metrics):
-        typer.echo(line)
+        say(line)
 
 
 @app.command("decompose")
@@ -359,14 +367,14 @@ def decompose(
     results, pictures = decomposer.run(paths, batch_size=batch_size, refine=refine, keep=keep)
     for r in results:
         for notice in r.notices:
-            typer.echo(f"notice: {r.path}: {notice}", err=True)
+            say(f"notice: {r.path}: {notice}", err=True)
         if r.error is not None:
-            typer.echo(f"error: {r.error}", err=True)
+            say(f"error: {r.error}", err=True)
         if json_out:
             typer.echo(json.dumps(r.to_json()))
         elif r.result is not None:
             for line in format_decomposition(r.path, r.result):
-                typer.echo(line)
+                say(line)
     if overlay and pictures:
         from .files import write_image
         from .viz import overlay_figure
@@ -374,7 +382,7 @@ def decompose(
         write_image(overlay, overlay_figure(**pictures))
         shown = len(pictures["inputs"])
         more = f" (the first {shown} of {sum(r.error is None for r in results)})" if shown == OVERLAY_MAX_IMAGES else ""
-        typer.echo(f"wrote {overlay}{more}", err=True)
+        say(f"wrote {overlay}{more}", err=True)
     if any(r.error is not None for r in results):
         raise typer.Exit(1)
 

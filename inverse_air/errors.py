@@ -1,9 +1,11 @@
-"""The one exception type the CLI turns into a one-line message and exit code 1, and how a
-termination request (SIGTERM) becomes an interruption that code can clean up after."""
+"""The one exception type the CLI turns into a one-line message and exit code 1, how a
+termination request (SIGTERM) becomes an interruption that code can clean up after, and how
+a line that names files reaches people (:func:`printable`, :func:`notice`)."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -35,3 +37,18 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def printable(text: str) -> str:
+    """``text`` as one line of output: every character that is not printable (newlines, tabs,
+    terminal escapes, bidirectional overrides, the undecodable bytes of a file name) written
+    as Python writes it in a string literal (``\\n``, ``\\x1b``, ``\\u202e``, ``\\udcff``), so that a
+    file name can neither break its line nor forge another."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def notice(text: str) -> None:
+    """One ``notice:`` line on stderr (:func:`printable`)."""
+    print(printable(f"notice: {text}"), file=sys.stderr)

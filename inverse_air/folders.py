@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, notice, printable
 from .files import parse_json
 from .images import IMAGE_SUFFIXES, list_images, open_image
 from .kinds import KINDS
@@ -56,10 +55,6 @@ GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 MONITOR_FRACTION = 10
 """``train`` on a folder holds out one image in this many (at most the monitor size) to monitor on."""
 _MONITOR_SEED = 20160601  # fixed: every run on a folder monitors on the same images
-
-
-def _notice(text: str) -> None:
-    print(f"notice: {text}", file=sys.stderr)
 
 
 def is_image_folder(directory: str | os.PathLike) -> bool:
@@ -91,7 +86,7 @@ class ImageFolder:
 
     def __init__(self, directory: str | os.PathLike, kind: str, image_size: int | None = None,
                  channels: int | None = None, labelled_only: bool = False, progress: bool = False,
-                 notice: Callable[[str], None] = _notice):
+                 notice: Callable[[str], None] = notice):
         self.directory = Path(directory)
         self.kind = kind
         paths = list_images(self.directory)
@@ -138,7 +133,7 @@ class ImageFolder:
         images = np.empty((n, S, S, C), dtype=np.uint8)
         seen: Counter = Counter()
         examples: dict[str, str] = {}
-        with progress_bar(total=n, unit="image", desc=f"reading {self.directory.name}",
+        with progress_bar(total=n, unit="image", desc=printable(f"reading {self.directory.name}"),
                           disable=not progress or n < 1000) as bar:
             for i, path in enumerate(self.paths):
                 images[i], notes = read_image(path, S, C)

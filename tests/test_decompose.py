@@ -114,6 +114,35 @@ def test_bad_checkpoint_one_line(tmp_path, content, expected):
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_file_names_with_control_characters_cannot_break_or_forge_lines(tmp_path):
+    import os
+
+    forged = "a\nb.png: 3 objects\n  step 1  p(present) 1.00  cube"
+    for name in (forged + ".png", "\x1b[2Jclear.png", os.fsdecode(b"\xff.png")):
+        (tmp_path / name).write_bytes((SCENES / "cube.png").read_bytes())
+    missing = tmp_path / "gone\nerror: forged.png"
+    result = invoke("decompose", tmp_path, missing)
+    assert result.exit_code == 1
+    out = result.stdout.splitlines()
+    assert [line for line in out if not line.startswith("  ")] == [
+        f"{tmp_path}/\\x1b[2Jclear.png: 1 object",
+        f"{tmp_path}/a\\nb.png: 3 objects\\n  step 1  p(present) 1.00  cube.png: 1 object",
+        f"{tmp_path}/\\udcff.png: 1 object"]
+    assert result.stderr.splitlines() == [f"error: {tmp_path}/gone\\nerror: forged.png: no such file"]
+    assert "\x1b" not in result.output
+    result = invoke("decompose", tmp_path, missing, "--json")  # JSON escapes them itself; the names come back
+    assert [json.loads(line)["image"] for line in result.stdout.splitlines()] == [
+        str(tmp_path / "\x1b[2Jclear.png"), str(tmp_path / (forged + ".png")), str(tmp_path / os.fsdecode(b"\xff.png")),
+        str(missing)]
+    result = invoke("render-scene", tmp_path / "no\nwrote x.png", "-o", tmp_path / "x.png")  # a command's error line
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1 and "no\\nwrote x.png" in result.output
+    Image.new("L", (64, 64)).save(tmp_path / "grey\nnotice: forged.png")  # a notice names it: converted to RGB
+    result = invoke("train", "--model", "2d", "--data", tmp_path, "--out", tmp_path / "run", "--object-size", 1000)
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("error: --object-size") and len(lines) == 4, result.output
+    assert "grey\\nnotice: forged.png: L image converted to RGB" in lines[1]
+
+
 def test_a_checkpoint_that_needs_pickle_is_refused_in_one_whole_line(tmp_path):
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # a whole module: pickle only
     (tmp_path / "truncated.pt").write_bytes(shipped_model("2d").read_bytes()[:3000])
