@@ -361,6 +361,8 @@ def decompose(
     if overlay is not None:
         check_image_output(overlay, "--overlay", inputs=paths)
     decomposer = Decomposer(model, device=Device(device).value, precision=DecomposePrecision(precision).value)
+    for line in decomposer.dataset_warnings(images):
+        say(f"warning: {line}", err=True)
     if not paths:
         raise UserError("no image files in the given directories")
     keep = OVERLAY_MAX_IMAGES if overlay else 0

@@ -177,6 +177,28 @@ class Decomposer:
         self.channels = self.model.channels
         self._bf16_pays = self.model.prior_pres.device.type == "cpu" and native_bf16()
 
+    def dataset_warnings(self, inputs: list[str | os.PathLike]) -> list[str]:
+        """What to warn of for each directory among ``inputs`` that is a dataset made by
+        ``render-dataset``: decompose reads its image files only (its preview), not its scenes;
+        and how its scenes differ from those the model was trained on
+        (:func:`~inverse_air.evaluate.data_mismatch`)."""
+        from .data import MANIFEST, PREVIEW, ShardDataset
+        from .evaluate import data_mismatch
+
+        lines = []
+        for item in map(Path, inputs):
+            if not (item / MANIFEST).is_file():
+                continue
+            lines.append(f"{item}: a dataset made by render-dataset; decompose reads its image files only ({PREVIEW}), "
+                         f"not its scenes (`inverse-air evaluate CHECKPOINT --data {item}` scores them)")
+            try:
+                mismatch = data_mismatch(self.config.air, ShardDataset(item))
+            except UserError:  # a manifest that cannot be read tells nothing
+                continue
+            if mismatch:
+                lines.append(mismatch)
+        return lines
+
     def precision_for(self, batch: int) -> str:
         """The arithmetic (``fp32`` or ``bf16``) a batch of ``batch`` images runs in."""
         if self.precision != "auto":

@@ -52,3 +52,9 @@ def printable(text: str) -> str:
 def notice(text: str) -> None:
     """One ``notice:`` line on stderr (:func:`printable`)."""
     print(printable(f"notice: {text}"), file=sys.stderr)
+
+
+def warning(text: str) -> None:
+    """One ``warning:`` line on stderr (:func:`printable`): the command goes on, but its result
+    may not be what was meant."""
+    print(printable(f"warning: {text}"), file=sys.stderr)

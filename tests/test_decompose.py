@@ -384,6 +384,38 @@ def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
 
 
+def test_the_fixed_look_model_on_data_whose_look_varies_is_warned_of(tmp_path):
+    from inverse_air.decompose import shipped_models
+
+    assert invoke("render-dataset", tmp_path / "varied", "--num", 4, "--quiet").exit_code == 0  # the default look
+    assert invoke("render-dataset", tmp_path / "fixed", "--num", 4, "--fixed-appearance", "--quiet").exit_code == 0
+    assert invoke("render-dataset", tmp_path / "lit", "--num", 4, "--fix", "camera,ground,color,size",
+                  "--quiet").exit_code == 0
+    fixed_look, looks = shipped_models()["air3d"], shipped_models()["air3d-looks"]
+
+    def warnings(*args):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+
+    (line,) = warnings("evaluate", fixed_look, "--data", tmp_path / "varied", "--json")
+    assert line.startswith(f"warning: {tmp_path / 'varied'}: its scenes' camera, light, ground, color, size vary, "
+                           f"but the model was trained on the fixed look: expect low scores")
+    assert "air3d-looks" in line and "render-dataset --fixed-appearance" in line
+    (line,) = warnings("evaluate", fixed_look, "--data", tmp_path / "lit")
+    assert "its scenes' light vary, but the model was trained on the fixed look" in line
+    assert warnings("evaluate", fixed_look, "--data", tmp_path / "fixed") == []
+    assert warnings("evaluate", looks, "--data", tmp_path / "varied") == []
+    assert warnings("evaluate", looks, "--data", tmp_path / "fixed") == []
+    # decompose cannot score a dataset's scenes: it says so, and warns of the look where it can tell
+    dataset_line = "a dataset made by render-dataset; decompose reads its image files only (preview.png)"
+    lines = warnings("decompose", tmp_path / "varied")
+    assert len(lines) == 2 and dataset_line in lines[0] and "the model was trained on the fixed look" in lines[1]
+    lines = warnings("decompose", tmp_path / "varied", "--model", "air3d-looks")
+    assert len(lines) == 1 and dataset_line in lines[0]
+    assert warnings("decompose", SCENES / "cube.png") == []
+
+
 def test_shipped_models_by_name():
     """``--model`` takes a shipped model's name: the 3D model of looks that vary beside the default."""
     from inverse_air.decompose import resolve_model, shipped_models
