@@ -146,7 +146,8 @@ def parse_range(text: str) -> tuple[int, int]:
 @app.command("render-scene")
 @user_errors
 def render_scene(
-    scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.", **path_param("SCENE"))],
+    scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.",
+                                          **path_param("SCENE"))],
     out: Annotated[Path, typer.Option("--out", "-o", help="Image file to write: PNG, JPEG or BMP, as its suffix says.",
                                        **path_param("-o"))],
     image_size: Annotated[Optional[int], typer.Option(
@@ -170,7 +171,8 @@ def render_scene(
 @app.command("render-dataset")
 @user_errors
 def render_dataset(
-    out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).", **path_param("OUT_DIR"))],
+    out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).",
+                                            **path_param("OUT_DIR"))],
     model: Annotated[Model, typer.Option(help="The kind of scenes: " + "; ".join(
         f"{k}: {KINDS[k].summary}" for k in KINDS) + ".")] = "3d",
     num: Annotated[Optional[int], typer.Option(
@@ -184,7 +186,8 @@ def render_dataset(
     split: Annotated[Optional[Split], typer.Option(
         help="2D: disjoint digit pools; 3D: recorded only.", show_default=presets(lambda k: k.dataset.split))] = None,
     mnist: Annotated[Optional[Path], typer.Option(
-        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits", **path_param("--mnist"))] = None,
+        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits",
+        **path_param("--mnist"))] = None,
     shard_size: Annotated[Optional[int], typer.Option(
         help="Scenes per shard file.", show_default=presets(lambda k: k.dataset.shard_size))] = None,
     workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel (at most the CPU cores).")] = 1,
@@ -228,7 +231,7 @@ def render_dataset(
         say(f"dataset ready: {out} ({config.num} scenes)", err=True)
     else:
         say(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
-                   f"shard files are in one directory (see README, 'Scaling up')", err=True)
+            f"shard files are in one directory (see README, 'Scaling up')", err=True)
 
 
 @app.command("train")
@@ -244,7 +247,8 @@ def train(
         help="The kind of model; picks the presets.", show_default="3d; with --init or --resume, the checkpoint's")] = None,
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this checkpoint's model (e.g. a shipped one) and train it on --data from step 0 with a new "
-             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model", **path_param("--init"))] = None,
+             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model",
+        **path_param("--init"))] = None,
     max_objects: Annotated[Optional[int], typer.Option(
         help="The most objects the model finds in one image, 1 to 8.", show_default=presets(lambda k: k.air.max_steps))] = None,
     image_size: Annotated[Optional[int], typer.Option(
@@ -311,7 +315,8 @@ def train(
 @app.command("evaluate")
 @user_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.", **path_param("CHECKPOINT"))],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.",
+                                               **path_param("CHECKPOINT"))],
     data: Annotated[Path, typer.Option(
         help="A labelled dataset directory (e.g. a held-out test set), or a folder of images: scored on the images "
              "its labels.jsonl names; without one, the inferred counts and the ELBO.", **path_param("--data"))],

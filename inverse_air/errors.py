@@ -50,11 +50,15 @@ def printable(text: str) -> str:
 
 
 def notice(text: str) -> None:
-    """One ``notice:`` line on stderr (:func:`printable`)."""
-    print(printable(f"notice: {text}"), file=sys.stderr)
+    """One ``notice:`` line on stderr (:func:`printable`): a conversion or a derived setting."""
+    _line("notice", text)
 
 
 def warning(text: str) -> None:
     """One ``warning:`` line on stderr (:func:`printable`): the command goes on, but its result
     may not be what was meant."""
-    print(printable(f"warning: {text}"), file=sys.stderr)
+    _line("warning", text)
+
+
+def _line(label: str, text: str) -> None:
+    print(printable(f"{label}: {text}"), file=sys.stderr)

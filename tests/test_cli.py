@@ -137,9 +137,9 @@ def unreadable(monkeypatch):
 
 
 def test_an_unreadable_input_is_one_line_and_exit_1_for_every_command(tmp_path, unreadable):
-    for name in ("scene.json", "image.png", "checkpoint.pt"):
-        source = {"scene.json": SCENES / "cube.json", "image.png": SCENES / "cube.png",
-                  "checkpoint.pt": Path(__file__).resolve().parent.parent / "inverse_air/objects2d/models/air2d.pt"}[name]
+    models = Path(__file__).resolve().parent.parent / "inverse_air" / "objects2d" / "models"
+    sources = {"scene.json": SCENES / "cube.json", "image.png": SCENES / "cube.png", "checkpoint.pt": models / "air2d.pt"}
+    for name, source in sources.items():
         (tmp_path / name).write_bytes(source.read_bytes())
         unreadable(tmp_path / name)
     folder = tmp_path / "folder"

@@ -55,7 +55,8 @@ def test_the_counts_limit_is_what_reliably_fits_and_is_checked_before_anything_i
     for scenes in (Scenes3DConfig(), Scenes3DConfig(variation=Variation.none()),
                    Scenes3DConfig(render=RenderConfig(object_scale=0.9), variation=Variation.none()),
                    Scenes3DConfig(variation=dataclasses.replace(Variation(), size_range=(0.85, 0.9)))):
-        arrays = sample_prior(np.full(40, scenes.max_objects), np.random.default_rng(1), scenes.render, scenes.variation)
+        counts = np.full(40, scenes.max_objects)
+        arrays = sample_prior(counts, np.random.default_rng(1), scenes.render, scenes.variation)
         assert (arrays["shape"] >= 0).all(), scenes
     # 2D: fewer digits fit a smaller canvas; more than fit is refused before anything is written
     composer = lambda size: Composer(load_digits("train"), Compose2DConfig(canvas_size=size))

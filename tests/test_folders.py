@@ -359,7 +359,8 @@ def test_folder_flags_and_their_errors_on_the_command_line(trained_2d, tiny_data
         (["train", "--model", "2d", "--data", folder, "--max-objects", 9], "--max-objects must be between 1 and 8"),
         (["train", "--model", "2d", "--data", folder, "--object-size", 0.1],
          "--object-size must be between 0.24 and 24, got 0.1 (pixels, for 24x24 images)"),
-        (["train", "--model", "2d", "--data", folder, "--object-size", 30], "--object-size must be between 0.24 and 24"),
+        (["train", "--model", "2d", "--data", folder, "--object-size", 30],
+         "--object-size must be between 0.24 and 24"),
         (["train", "--model", "2d", "--data", folder, "--supervised"], "--supervised: "),
         (["train", "--data", folder, "--init", trained_2d, "--max-objects", 5], "--max-objects 5: the model of --init"),
     ]
