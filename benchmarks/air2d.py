@@ -212,7 +212,7 @@ def downstream(work: Path, checkpoint: Path, labels=(100, 300, 1000), test_size:
 
 
 def figure(work: Path, checkpoint: Path, path: Path, n: int = 16) -> None:
-    from inverse_air.files import write_png
+    from inverse_air.files import write_image
     from inverse_air.viz import windows_figure
 
     model, _ = load_model(checkpoint)
@@ -221,7 +221,7 @@ def figure(work: Path, checkpoint: Path, path: Path, n: int = 16) -> None:
         lat = model.infer(images_to_tensor(images), sample=False)
         recon = model.reconstruct(lat)
     boxes = lat.objects["where"].numpy()
-    write_png(path, windows_figure(images, to_uint8(recon), boxes, lat.z_pres.numpy() > 0.5))
+    write_image(path, windows_figure(images, to_uint8(recon), boxes, lat.z_pres.numpy() > 0.5))
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from common import median_time
 from inverse_air.checkpoint import load_checkpoint
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.decompose import PRECISIONS, Decomposer, expand_inputs, resolve_model
-from inverse_air.files import write_json, write_png
+from inverse_air.files import write_json, write_image
 from inverse_air.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def test_images(work: Path, num: int, kind: str) -> tuple[np.ndarray, Path]:
     if len(list(png_dir.glob("*.png"))) != len(images):
         png_dir.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
-            write_png(png_dir / f"scene-{i:05d}.png", image)
+            write_image(png_dir / f"scene-{i:05d}.png", image)
     return images, png_dir
 
 

@@ -42,7 +42,7 @@ import torch
 
 from common import Results
 from inverse_air.evaluate import evaluate
-from inverse_air.files import write_png, write_text
+from inverse_air.files import write_image, write_text
 from inverse_air.train import CHECKPOINT, Trainer, prepare_run
 
 RESULTS = Path("benchmarks/results")
@@ -129,7 +129,7 @@ def make_folder(folder: Path, labels: Path, n: int, seed: int) -> Path:
         images, counts, boxes = sprites.batch(rng, min(500, n - start))
         for i, (image, count, box) in enumerate(zip(images, counts, boxes)):
             name = f"sprite-{start + i:06d}.png"
-            write_png(folder / name, image)
+            write_image(folder / name, image)
             lines.append(labels_line(name, count, box))
     write_text(labels, "\n".join(lines) + "\n")
     return folder

@@ -20,6 +20,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -77,15 +80,28 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
                         else f"{path}: not a checkpoint file (a directory?)")
     check_memory(2 * path.stat().st_size, f"{path}: loading this {path.stat().st_size:,}-byte checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings would come between our lines
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
-    except Exception as e:  # pickle, zip and torch errors alike: whatever it is, it is not ours
-        text = str(e).strip()
-        first = text.splitlines()[0][:200] if text else ""
-        first = first if len(first) > 20 else f"{type(e).__name__} {first}".strip()
+    except OSError as e:
+        if e.errno is None:  # torch's own errors about the content
+            raise UserError(f"{path}: not a readable checkpoint (corrupted, truncated or not a checkpoint?): "
+                            f"{_first_line(e)}") from None
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    except pickle.UnpicklingError as e:  # torch's weights-only unpickler refused the content
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise UserError(f"{path}: refused: it holds Python objects ({found.group(1)}) that only pickle loads, "
+                            f"which can run code from the file; inverse-air loads checkpoints of tensors and "
+                            f"plain values only") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(e))
         raise UserError(f"{path}: not a readable checkpoint (corrupted, truncated or not a checkpoint?): "
-                        f"{first}") from None
+                        f"{detail.group(1) if detail else _first_line(e)}") from None
+    except Exception as e:  # zip and torch errors alike: whatever it is, it is not ours
+        raise UserError(f"{path}: not a readable checkpoint (corrupted, truncated or not a checkpoint?): "
+                        f"{_first_line(e)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not an inverse-air checkpoint")
     version = payload.get("format_version")
@@ -126,6 +142,17 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise UserError(f"{path}: weight {name} holds NaN or infinite values")
     return payload
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    """The first line of an error's message (without terminal escapes), of whole sentences
+    within ``limit`` characters where it is longer, with its type where it says little."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    first = text.splitlines()[0] if text else ""
+    if len(first) > limit:
+        end = first.rfind(". ", 0, limit)
+        first = first[:end + 1] if end > 0 else first[:limit - 3] + "..."
+    return first if len(first) > 20 else f"{type(error).__name__} {first}".strip()
 
 
 def load_model(path: str | os.PathLike, expect_kind: str | None = None,

@@ -21,7 +21,7 @@ import typer
 
 from . import __version__
 from .config import FLAG_NAMES, SPLITS, ConfigError
-from .errors import Terminated, UserError
+from .errors import Terminated, UserError, printable
 from .kinds import KINDS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -30,7 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"inverse-air {__version__}")
+        say(f"inverse-air {__version__}")
         raise typer.Exit()
 
 
@@ -68,11 +68,34 @@ def presets(value) -> str:
     return ", ".join(f"the {name} preset's {v}" for name, v in values.items())
 
 
+def path_param(name: str) -> dict:
+    """Settings of a path argument or option (``name``, as the messages call it): the text as
+    given becomes a ``Path``, whatever the file is: what is wrong with it (missing, unreadable)
+    is the command's one `error:` line with exit status 1, not a usage error of click's; an
+    empty text is refused in one line (``Path("")`` would silently be the current directory)."""
+
+    def parse(text: str) -> Path:
+        if text == "":
+            say(f"error: {name}: an empty path; give a file or directory", err=True)
+            raise typer.Exit(1)
+        return Path(text)
+
+    return dict(parser=parse)
+
+
 DeviceOption = Annotated[Device, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
 PrecisionOption = Annotated[Precision, typer.Option(
     help="fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 BF16 or AMX; slightly less precise poses).")]
 DecomposePrecisionOption = Annotated[DecomposePrecision, typer.Option(
     help="auto (bf16 for batches of 16 or more on CPUs with native bf16, fp32 otherwise), fp32 or bf16.")]
+
+
+# ---------------------------------------------------------------------------- output
+def say(text: str, err: bool = False) -> None:
+    """One line for people, on stdout (or stderr): file names in it are :func:`printable`, so
+    that a name with a newline or a terminal escape can neither break the line nor forge
+    another. (JSON output is escaped by ``json.dumps``.)"""
+    typer.echo(printable(text), err=err)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -88,14 +111,14 @@ def user_errors(fn):
         except ConfigError as e:
             name = FLAG_NAMES.get(e.field, e.field)
             where = f"--{name.replace('_', '-')}" if name in flags else e.path
-            typer.echo(f"error: {where} {e.problem}", err=True)
+            say(f"error: {where} {e.problem}", err=True)
             raise typer.Exit(1) from None
         except UserError as e:
-            typer.echo(f"error: {e}", err=True)
+            say(f"error: {e}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             what = "terminated" if isinstance(e, Terminated) else "interrupted"
-            typer.echo(f"{what}: finished files are kept; run the same command again to resume", err=True)
+            say(f"{what}: finished files are kept; run the same command again to resume", err=True)
             raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
 
     return wrapper
@@ -123,30 +146,33 @@ def parse_range(text: str) -> tuple[int, int]:
 @app.command("render-scene")
 @user_errors
 def render_scene(
-    scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    scene: Annotated[Path, typer.Argument(help="Scene file (JSON), e.g. scenes/two_objects.json.",
+                                          **path_param("SCENE"))],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Image file to write: PNG, JPEG or BMP, as its suffix says.",
+                                       **path_param("-o"))],
     image_size: Annotated[Optional[int], typer.Option(
         help="Image size in pixels, 8 to 1024.", show_default="the render config's 64")] = None,
 ):
-    """Render one scene file to a PNG."""
-    from .files import check_output, write_png
+    """Render one scene file to an image (PNG, JPEG or BMP)."""
+    from .files import check_image_output, write_image
     from .objects3d.config import RenderConfig
     from .objects3d.scene import load_scene
 
     config = RenderConfig() if image_size is None else RenderConfig(image_size=image_size)
-    check_output(out, "-o", inputs=[scene])
+    check_image_output(out, "-o", inputs=[scene])
     parsed = load_scene(scene, config.object_scale)
     from .objects3d.render3d import SceneRenderer
 
     image = SceneRenderer(config).render_scenes([parsed])[0]
-    write_png(out, image)
-    typer.echo(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
+    write_image(out, image)
+    say(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
 
 
 @app.command("render-dataset")
 @user_errors
 def render_dataset(
-    out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).")],
+    out_dir: Annotated[Path, typer.Argument(help="Dataset directory (created; re-run to resume).",
+                                            **path_param("OUT_DIR"))],
     model: Annotated[Model, typer.Option(help="The kind of scenes: " + "; ".join(
         f"{k}: {KINDS[k].summary}" for k in KINDS) + ".")] = "3d",
     num: Annotated[Optional[int], typer.Option(
@@ -160,7 +186,8 @@ def render_dataset(
     split: Annotated[Optional[Split], typer.Option(
         help="2D: disjoint digit pools; 3D: recorded only.", show_default=presets(lambda k: k.dataset.split))] = None,
     mnist: Annotated[Optional[Path], typer.Option(
-        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits")] = None,
+        help="Directory of MNIST IDX files (2D).", show_default="the 5,000 embedded digits",
+        **path_param("--mnist"))] = None,
     shard_size: Annotated[Optional[int], typer.Option(
         help="Scenes per shard file.", show_default=presets(lambda k: k.dataset.shard_size))] = None,
     workers: Annotated[int, typer.Option(help="Processes rendering shards in parallel (at most the CPU cores).")] = 1,
@@ -201,26 +228,28 @@ def render_dataset(
     if quiet:
         return
     if ShardDataset.is_complete(out):
-        typer.echo(f"dataset ready: {out} ({config.num} scenes)", err=True)
+        say(f"dataset ready: {out} ({config.num} scenes)", err=True)
     else:
-        typer.echo(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
-                   f"shard files are in one directory (see README, 'Scaling up')", err=True)
+        say(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
+            f"shard files are in one directory (see README, 'Scaling up')", err=True)
 
 
 @app.command("train")
 @user_errors
 def train(
     out: Annotated[Path, typer.Option(
-        help="Run directory (a new or empty folder, or a run's): checkpoint.pt, metrics.jsonl, tb/, images/.")],
+        help="Run directory (a new or empty folder, or a run's): checkpoint.pt, metrics.jsonl, tb/, images/.",
+        **path_param("--out"))],
     data: Annotated[Optional[Path], typer.Option(
         help="A dataset directory (from render-dataset) or a folder of images (PNG, JPEG, BMP; any size, grey or "
              "RGB; an optional labels.jsonl only reports count accuracy); required for a new run.",
-        show_default="with --resume, the run's")] = None,
+        show_default="with --resume, the run's", **path_param("--data"))] = None,
     model: Annotated[Optional[Model], typer.Option(
         help="The kind of model; picks the presets.", show_default="3d; with --init or --resume, the checkpoint's")] = None,
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this checkpoint's model (e.g. a shipped one) and train it on --data from step 0 with a new "
-             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model")] = None,
+             "optimizer, ELBO only unless --sleep-fraction says otherwise.", show_default="a new model",
+        **path_param("--init"))] = None,
     max_objects: Annotated[Optional[int], typer.Option(
         help="The most objects the model finds in one image, 1 to 8.", show_default=presets(lambda k: k.air.max_steps))] = None,
     image_size: Annotated[Optional[int], typer.Option(
@@ -280,17 +309,18 @@ def train(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
-    typer.echo(f"trained to step {last['step']}{': ' + summary if summary else ''}; "
+    say(f"trained to step {last['step']}{': ' + summary if summary else ''}; "
                f"checkpoint {out / 'checkpoint.pt'}", err=True)
 
 
 @app.command("evaluate")
 @user_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.")],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt from a training run.",
+                                               **path_param("CHECKPOINT"))],
     data: Annotated[Path, typer.Option(
         help="A labelled dataset directory (e.g. a held-out test set), or a folder of images: scored on the images "
-             "its labels.jsonl names; without one, the inferred counts and the ELBO.")],
+             "its labels.jsonl names; without one, the inferred counts and the ELBO.", **path_param("--data"))],
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
     precision: PrecisionOption = "fp32",
@@ -308,18 +338,20 @@ def evaluate(
         typer.echo(json.dumps(metrics, indent=2))
         return
     for line in format_metrics(metrics):
-        typer.echo(line)
+        say(line)
 
 
 @app.command("decompose")
 @user_errors
 def decompose(
-    images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories of images (PNG, JPEG, BMP).",
+                                                 **path_param("IMAGES"))],
     model: Annotated[Optional[str], typer.Option(
         help=f"A checkpoint, or a kind's name ({', '.join(KINDS)}) for its shipped model.", show_default="3d")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout (JSON Lines).")] = False,
     overlay: Annotated[Optional[Path], typer.Option(
-        help="PNG: input, reconstruction and outlined objects per image.", show_default="none")] = None,
+        help="Image file (PNG, JPEG or BMP, as its suffix says): input, reconstruction and outlined objects per "
+             "image.", show_default="none", **path_param("--overlay"))] = None,
     refine: Annotated[int, typer.Option(help="Gradient steps on the pose through the soft renderer after inference.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     precision: DecomposePrecisionOption = "auto",
@@ -329,34 +361,36 @@ def decompose(
     import json
 
     from .decompose import Decomposer, expand_inputs, resolve_model
-    from .files import check_output
+    from .files import check_image_output
 
     paths = expand_inputs(images)
     if overlay is not None:
-        check_output(overlay, "--overlay", inputs=[*paths, resolve_model(model)])
+        check_image_output(overlay, "--overlay", inputs=[*paths, resolve_model(model)])
     decomposer = Decomposer(model, device=Device(device).value, precision=DecomposePrecision(precision).value)
+    for line in decomposer.dataset_warnings(images):
+        say(f"warning: {line}", err=True)
     if not paths:
         raise UserError("no image files in the given directories")
     keep = OVERLAY_MAX_IMAGES if overlay else 0
     results, pictures = decomposer.run(paths, batch_size=batch_size, refine=refine, keep=keep)
     for r in results:
         for notice in r.notices:
-            typer.echo(f"notice: {r.path}: {notice}", err=True)
+            say(f"notice: {r.path}: {notice}", err=True)
         if r.error is not None:
-            typer.echo(f"error: {r.error}", err=True)
+            say(f"error: {r.error}", err=True)
         if json_out:
             typer.echo(json.dumps(r.to_json()))
         elif r.result is not None:
             for line in format_decomposition(r.path, r.result):
-                typer.echo(line)
+                say(line)
     if overlay and pictures:
-        from .files import write_png
+        from .files import write_image
         from .viz import overlay_figure
 
-        write_png(overlay, overlay_figure(**pictures))
+        write_image(overlay, overlay_figure(**pictures))
         shown = len(pictures["inputs"])
         more = f" (the first {shown} of {sum(r.error is None for r in results)})" if shown == OVERLAY_MAX_IMAGES else ""
-        typer.echo(f"wrote {overlay}{more}", err=True)
+        say(f"wrote {overlay}{more}", err=True)
     if any(r.error is not None for r in results):
         raise typer.Exit(1)
 

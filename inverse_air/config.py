@@ -157,6 +157,23 @@ def check_field(cls: type, name: str, value) -> None:
     _checked(typing.get_type_hints(cls, include_extras=True)[name], value, name)
 
 
+def check_value(hint, value, name: str):
+    """``value`` checked against a field's annotation ``hint`` (e.g. :data:`Pixels`) as a
+    config checks its field ``name``: for a flag whose range is a field's, checked before the
+    config is made (before any work). Returns the value (converted where lossless).
+
+    Raises:
+        ConfigError: naming ``name``.
+    """
+    return _checked(hint, value, name)
+
+
+def field_range(cls: type, name: str) -> Range:
+    """The :class:`Range` that config class ``cls``'s field ``name`` must lie in."""
+    hint = typing.get_type_hints(cls, include_extras=True)[name]
+    return next(rule for rule in typing.get_args(hint)[1:] if isinstance(rule, Range))
+
+
 def _checked(hint, value, path: str):
     """``value`` checked against ``hint`` (and converted where lossless); raises ConfigError."""
     rules = ()
@@ -248,8 +265,16 @@ class ObjectsConfig(KindConfig):
 class ScenesConfig(KindConfig):
     """Base of each kind's dataset settings: how ``render-dataset`` makes one scene."""
 
-    max_objects: ClassVar[int] = 0
-    """The most objects one scene of this kind can hold (``--counts`` is checked against it)."""
+    @property
+    def max_objects(self) -> int:
+        """The most objects that one scene of these settings holds reliably (``--counts`` is
+        checked against it before anything is made)."""
+        raise NotImplementedError
+
+    @property
+    def scene_text(self) -> str:
+        """What one scene is, for the message that refuses too many objects in it."""
+        return f"a {self.kind} scene"
 
     @property
     def image_size(self) -> int:
@@ -286,7 +311,7 @@ class DatasetConfig(Checked):
     def check(self) -> None:
         limit = self.scenes.max_objects
         if self.max_count > limit:
-            raise ConfigError("counts", f"must be at most {limit} (what fits a {self.kind} scene), "
+            raise ConfigError("counts", f"must be at most {limit} (what fits {self.scenes.scene_text} reliably), "
                                         f"got {self.max_count}")
 
     @property

@@ -47,7 +47,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from .config import AIRConfig, ConfigError, DatasetConfig, from_dict, to_dict, upgrade_v1
-from .errors import UserError, sigterm_interrupts
+from .errors import UserError, notice, sigterm_interrupts
 from .files import TMP_SUFFIX, check_output, read_json, write_json, write_npz
 from .kinds import KINDS
 from .limits import check_memory, cpu_count, disk_free, size_text
@@ -168,13 +168,9 @@ def _worker_ensure(args: tuple[str, int]) -> tuple[int, str | None, int]:
     return _ensure(lambda: _worker_maker, Path(directory), _worker_maker.config, index)
 
 
-def _notice(text: str) -> None:
-    print(f"notice: {text}", file=sys.stderr)
-
-
 def render_dataset(out_dir: str | os.PathLike, config: DatasetConfig, workers: int = 1,
                    progress: bool = True, shard_range: tuple[int, int] | None = None,
-                   notice: Callable[[str], None] = _notice) -> Path:
+                   notice: Callable[[str], None] = notice) -> Path:
     """Render (3D) or compose (2D) a dataset into ``out_dir``, resuming a partial one.
 
     Args:
@@ -321,13 +317,13 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _write_preview(out: Path, config: DatasetConfig, n: int = 32) -> None:
     """``preview.png``: the first ``n`` scenes in a grid, to look at what was made."""
-    from .files import write_png
+    from .files import write_image
     from .viz import image_grid
 
     images = read_shard(out / shard_name(0), config, 0)["images"][:n]
     grid = image_grid(images, columns=8)
     scale = max(1, 256 // images.shape[1])  # small images are shown larger
-    write_png(out / PREVIEW, grid.repeat(scale, axis=0).repeat(scale, axis=1))
+    write_image(out / PREVIEW, grid.repeat(scale, axis=0).repeat(scale, axis=1))
 
 
 # ---------------------------------------------------------------------------- reading

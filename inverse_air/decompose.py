@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .images import IMAGE_SUFFIXES, as_input, images_to_tensor, read_image, to_uint8
+from .images import as_input, images_to_tensor, list_images, read_image, to_uint8
 from .kinds import KINDS
 from .limits import cpu_count
 
@@ -88,8 +88,18 @@ class ImageResult:
 def resolve_model(spec: str | os.PathLike | None) -> Path:
     """``None`` or a kind's name (``"3d"``, ``"2d"``) -> its shipped model; a shipped model's
     name (:func:`shipped_models`, e.g. ``"air3d-looks"``) -> that file; anything else is a
-    checkpoint path."""
-    spec = spec or "3d"
+    checkpoint path; an empty name is refused (it is not the default).
+
+    Raises:
+        UserError: an empty name, a kind without a shipped model, or a name that is neither a
+            file, a kind nor a shipped model.
+    """
+    if spec is None:
+        spec = "3d"
+    if isinstance(spec, str) and not spec.strip():
+        raise UserError(f"--model {spec!r}: an empty name; give a checkpoint file, a kind ({', '.join(KINDS)}) or a "
+                        f"shipped model ({', '.join(sorted(shipped_models()))}), or leave --model out for the "
+                        f"shipped 3d model")
     if isinstance(spec, str) and spec in KINDS:
         path = shipped_model(spec)
         if path is None or not path.is_file():
@@ -117,11 +127,12 @@ def shipped_models() -> dict[str, Path]:
 
 
 def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Files as given; directories replaced by their image files, sorted by name."""
+    """Files as given; directories replaced by their image files (:func:`~inverse_air.images.list_images`:
+    sorted by name, hidden files skipped, as ``train`` reads a folder)."""
     paths = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            paths += list_images(item)
         else:
             paths.append(item)
     return paths
@@ -165,6 +176,28 @@ class Decomposer:
         self.size = self.config.air.image_size
         self.channels = self.model.channels
         self._bf16_pays = self.model.prior_pres.device.type == "cpu" and native_bf16()
+
+    def dataset_warnings(self, inputs: list[str | os.PathLike]) -> list[str]:
+        """What to warn of for each directory among ``inputs`` that is a dataset made by
+        ``render-dataset``: decompose reads its image files only (its preview), not its scenes;
+        and how its scenes differ from those the model was trained on
+        (:func:`~inverse_air.evaluate.data_mismatch`)."""
+        from .data import MANIFEST, PREVIEW, ShardDataset
+        from .evaluate import data_mismatch
+
+        lines = []
+        for item in map(Path, inputs):
+            if not (item / MANIFEST).is_file():
+                continue
+            lines.append(f"{item}: a dataset made by render-dataset; decompose reads its image files only ({PREVIEW}), "
+                         f"not its scenes (`inverse-air evaluate CHECKPOINT --data {item}` scores them)")
+            try:
+                mismatch = data_mismatch(self.config.air, ShardDataset(item))
+            except UserError:  # a manifest that cannot be read tells nothing
+                continue
+            if mismatch:
+                lines.append(mismatch)
+        return lines
 
     def precision_for(self, batch: int) -> str:
         """The arithmetic (``fp32`` or ``bf16``) a batch of ``batch`` images runs in."""

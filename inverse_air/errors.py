@@ -1,11 +1,13 @@
-"""The one exception type the CLI turns into a one-line message and exit code 1, and how a
+"""The one exception type the CLI turns into a one-line message and exit code 1, how a
 termination request (SIGTERM) becomes an interruption that code can clean up after (at once,
-:func:`sigterm_interrupts`, or once the step under way is finished, :func:`deferred_interrupts`)."""
+:func:`sigterm_interrupts`, or once the step under way is finished, :func:`deferred_interrupts`),
+and how a line that names files reaches people (:func:`printable`, :func:`notice`)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -80,3 +82,28 @@ def deferred_interrupts(notice: str = "") -> Iterator[StopRequest]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, signal.SIG_DFL if old is None else old)
+
+
+def printable(text: str) -> str:
+    """``text`` as one line of output: every character that is not printable (newlines, tabs,
+    terminal escapes, bidirectional overrides, the undecodable bytes of a file name) written
+    as Python writes it in a string literal (``\\n``, ``\\x1b``, ``\\u202e``, ``\\udcff``), so that a
+    file name can neither break its line nor forge another."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def notice(text: str) -> None:
+    """One ``notice:`` line on stderr (:func:`printable`): a conversion or a derived setting."""
+    _line("notice", text)
+
+
+def warning(text: str) -> None:
+    """One ``warning:`` line on stderr (:func:`printable`): the command goes on, but its result
+    may not be what was meant."""
+    _line("warning", text)
+
+
+def _line(label: str, text: str) -> None:
+    print(printable(f"{label}: {text}"), file=sys.stderr)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .checkpoint import load_model
+from .config import AIRConfig
 from .data import Dataset, open_dataset
-from .errors import UserError
+from .errors import UserError, warning
 from .folders import LABELS
 from .images import images_to_tensor
 from .kinds import KINDS
@@ -92,12 +94,21 @@ def batches(dataset: Dataset, batch_size: int, truths: list[dict[str, np.ndarray
         yield np.concatenate(pending)
 
 
+def data_mismatch(air: AIRConfig, dataset: Dataset) -> str | None:
+    """One line naming the dataset and how its scenes differ from those a model of configuration
+    ``air`` was trained on (``Kind.data_mismatch``: 3D, a look that varies where the model saw
+    it fixed), or None (no difference the kind knows of; a folder of images says nothing)."""
+    check = KINDS[air.kind].data_mismatch
+    text = check(air, dataset.config) if check is not None and dataset.config is not None else None
+    return f"{dataset.directory}: {text}" if text else None
+
+
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
-             device: str = "cpu", precision: str = "fp32") -> dict:
+             device: str = "cpu", precision: str = "fp32", warn: Callable[[str], None] = warning) -> dict:
     """The metrics of a checkpoint's kind (``Kind.metrics``: count accuracy and confusion
     matrix; 3D identity and pose, 2D window position and scale) on a dataset, and
     images/s of inference on ``device`` (``auto``, ``cpu`` or ``cuda``) in ``precision`` (see
-    :meth:`AIR.predict`)."""
+    :meth:`AIR.predict`). ``warn`` is called with :func:`data_mismatch`'s line, if any."""
     from .distributed import resolve_device
 
     check_batch_size(batch_size)
@@ -107,6 +118,9 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     dataset = open_dataset(data_dir, air.kind, air.image_size, air.channels,
                            labelled_only=(Path(data_dir) / LABELS).exists())
     dataset.check_fits(air, str(checkpoint))
+    mismatch = data_mismatch(air, dataset)
+    if mismatch:
+        warn(mismatch)
     check_batch(model, batch_size, len(dataset))
     if dataset.counts is None:
         metrics, seconds = unlabelled_metrics(model, dataset, batch_size)

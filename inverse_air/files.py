@@ -3,11 +3,12 @@
 **Writing.** Nothing is ever half-written: every writer here writes to a temporary name beside
 the target and renames it over the target only once the file is complete (a rename within a
 directory is atomic), so a killed process, a full disk or an error leaves the old file (or
-none), never a broken one. Only a regular file is ever replaced: a device (``/dev/null``), a
-FIFO or a socket at the target is refused, never turned into a file. Before a command does any
-work, :func:`check_output` refuses an output that cannot be written (a directory, a device, a
-FIFO, a missing or unwritable folder) or that is one of the command's inputs, by any name (hard
-and symbolic links included; it would be overwritten).
+none), never a broken one; missing parent folders are created. Only a regular file is ever
+replaced: a device (``/dev/null``), a FIFO or a socket at the target is refused, never turned
+into a file. Before a command does any work, :func:`check_output` refuses an output that cannot
+be written (a directory, a device, a FIFO, a file or an unwritable folder on its way) or that is
+one of the command's inputs, by any name (hard and symbolic links included; it would be
+overwritten).
 
 **Reading JSON.** :func:`read_json` reads a bounded amount of UTF-8 text and turns every way
 the file can be wrong (missing, not a regular file, too large, not text, not JSON, nested too
@@ -38,14 +39,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; on leaving the block without an
     error it replaces ``path``, otherwise it is removed.
 
+    Missing parent folders are created (every output path's rule: :func:`check_output`).
+
     Raises:
-        UserError: the directory does not exist, ``path`` exists and is not a regular file
+        UserError: a parent is not a folder, ``path`` exists and is not a regular file
             (:func:`check_regular`), or writing failed (permissions, a full disk).
     """
     path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"{path}: directory {path.parent} does not exist")
     check_regular(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create its folder {path.parent}: {e.strerror or e}") from None
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         yield tmp
@@ -89,14 +94,39 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
                 zf.writestr(info, buffer.getvalue(), compresslevel=1)
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an ``(H, W, C)`` or ``(H, W)`` uint8 image as PNG atomically."""
+IMAGE_FORMATS = {".png": {}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".bmp": {}}
+"""The image files written, by suffix (any case), with the writer's settings: the formats
+that are read (:data:`inverse_air.images.IMAGE_SUFFIXES`)."""
+
+
+def image_suffix(path: str | os.PathLike, option: str = "") -> str:
+    """The suffix of an image file to write (lower case), which names its format.
+
+    Raises:
+        UserError: a suffix that is not in :data:`IMAGE_FORMATS` (naming ``option`` and ``path``).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise UserError(f"{option + ' ' if option else ''}{path}: the file name's suffix gives the image format; "
+                        f"use one of {', '.join(IMAGE_FORMATS)}")
+    return suffix
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an ``(H, W, C)`` or ``(H, W)`` uint8 image atomically, in the format its suffix
+    names (PNG, JPEG or BMP: :data:`IMAGE_FORMATS`).
+
+    Raises:
+        UserError: another suffix, or the file cannot be written.
+    """
     import imageio.v3 as iio
 
+    suffix = image_suffix(path)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+        iio.imwrite(tmp, image, extension=suffix, **IMAGE_FORMATS[suffix])
 
 
 # ---------------------------------------------------------------------------- checks
@@ -141,8 +171,19 @@ def file_ids(paths) -> set[tuple[int, int]]:
     return ids
 
 
+def check_image_output(path: str | os.PathLike, option: str, inputs=()) -> Path:
+    """:func:`check_output` for an image file, whose suffix must name a format that
+    :func:`write_image` writes."""
+    path = check_output(path, option, inputs)
+    image_suffix(path, option)
+    return path
+
+
 def check_output(path: str | os.PathLike, option: str, inputs=(), directory: bool = False) -> Path:
     """Refuse, before any work, an output that cannot be written or that is an input.
+
+    Missing folders on the way to an output are created when it is written (the rule for every
+    output: a file's parent folders, a folder and its parents).
 
     Args:
         path: the output file (or, with ``directory``, the folder a command creates or fills).
@@ -159,18 +200,15 @@ def check_output(path: str | os.PathLike, option: str, inputs=(), directory: boo
     if directory:
         if path.exists() and not path.is_dir():
             raise UserError(f"{option} {path}: exists and is not a directory")
-        parent = path
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            raise UserError(f"{option} {path}: {parent} is not a directory")
     else:
         check_regular(path, option)
-        parent = path.absolute().parent
-        if not parent.is_dir():
-            raise UserError(f"{option} {path}: directory {path.parent} does not exist")
         if path.exists() and not os.access(path, os.W_OK):
             raise UserError(f"{option} {path}: file is not writable")
+    parent = path.absolute() if directory else path.absolute().parent  # the folder written in ...
+    while not parent.exists() and parent != parent.parent:  # ... or, where it is missing, the one created in
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{option} {path}: cannot write in {parent}")
     output_id = None

@@ -32,16 +32,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, notice, printable
 from .files import parse_json
-from .images import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS
+from .images import IMAGE_SUFFIXES, list_images, open_image
 from .kinds import KINDS
 from .limits import check_memory
 
@@ -59,21 +58,6 @@ GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 MONITOR_FRACTION = 10
 """``train`` on a folder holds out one image in this many (at most the monitor size) to monitor on."""
 _MONITOR_SEED = 20160601  # fixed: every run on a folder monitors on the same images
-
-
-def _notice(text: str) -> None:
-    print(f"notice: {text}", file=sys.stderr)
-
-
-def list_images(directory: str | os.PathLike) -> list[Path]:
-    """The image files of a directory, sorted by name (hidden files and subdirectories skipped)."""
-    directory = Path(directory)
-    try:
-        entries = list(directory.iterdir())
-    except OSError as e:
-        raise UserError(f"{directory}: cannot list the directory: {e.strerror or e}") from None
-    return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                  and p.is_file())
 
 
 def is_image_folder(directory: str | os.PathLike) -> bool:
@@ -105,7 +89,7 @@ class ImageFolder:
 
     def __init__(self, directory: str | os.PathLike, kind: str, image_size: int | None = None,
                  channels: int | None = None, labelled_only: bool = False, progress: bool = False,
-                 notice: Callable[[str], None] = _notice):
+                 notice: Callable[[str], None] = notice):
         self.directory = Path(directory)
         self.kind = kind
         paths = list_images(self.directory)
@@ -152,7 +136,7 @@ class ImageFolder:
         images = np.empty((n, S, S, C), dtype=np.uint8)
         seen: Counter = Counter()
         examples: dict[str, str] = {}
-        with progress_bar(total=n, unit="image", desc=f"reading {self.directory.name}",
+        with progress_bar(total=n, unit="image", desc=printable(f"reading {self.directory.name}"),
                           disable=not progress or n < 1000) as bar:
             for i, path in enumerate(self.paths):
                 images[i], notes = read_image(path, S, C)
@@ -223,23 +207,11 @@ class ImageFolder:
 
 def _headers(paths: list[Path]) -> tuple[list[int], list[str]]:
     """Each image's longer side and PIL mode, from its header (nothing decoded)."""
-    from PIL import Image, UnidentifiedImageError
-
     sides, modes = [], []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                mode = image.mode
-        except UnidentifiedImageError:
-            raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
-        if width * height > MAX_IMAGE_PIXELS:
-            raise UserError(f"{path}: {width}x{height} pixels is more than this reads ({MAX_IMAGE_PIXELS:,} "
-                            f"pixels; a decompression bomb?)")
-        sides.append(max(width, height))
-        modes.append(mode)
+        with open_image(path) as image:
+            sides.append(max(image.size))
+            modes.append(image.mode)
     return sides, modes
 
 

@@ -4,20 +4,42 @@
 Every image becomes input through one function, :func:`decode` (files through
 :func:`read_image`, PIL images and arrays through :func:`as_input`): 16-bit and float pixel
 values are scaled to 8 bits or refused, never clipped to white or black; colour modes,
-transparency and sizes are converted with a notice each; files of more than
+transparency, EXIF orientation and sizes are converted with a notice each; files of more than
 :data:`MAX_IMAGE_PIXELS` are refused before they are decoded."""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from .errors import UserError
 
+if TYPE_CHECKING:
+    import PIL.Image
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-"""Files a directory argument contributes (sorted by name); other files are skipped."""
+"""Files a directory contributes (:func:`list_images`); other files are skipped."""
+
+
+def list_images(directory: str | os.PathLike) -> list[Path]:
+    """The image files of a directory (:data:`IMAGE_SUFFIXES`, any case), sorted by name;
+    hidden files (``.name``) and subdirectories are skipped: what every command reads of a
+    directory of images.
+
+    Raises:
+        UserError: the directory cannot be listed.
+    """
+    directory = Path(directory)
+    try:
+        entries = list(directory.iterdir())
+    except OSError as e:
+        raise UserError(f"{directory}: cannot list the directory: {e.strerror or e}") from None
+    return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                  and p.is_file())
 
 
 def images_to_tensor(images: np.ndarray):
@@ -42,12 +64,27 @@ so a decompression bomb (a small file that decodes to gigabytes) costs nothing."
 
 def read_image(path: str | os.PathLike, size: int, channels: int) -> tuple[np.ndarray, list[str]]:
     """Read an image file as the model's input ``(size, size, channels)`` uint8
-    (:func:`decode`).
+    (:func:`open_image`, then :func:`decode`).
 
     Raises:
-        UserError: the file is missing, not a regular file, unreadable, not an image,
-            truncated, too large (:data:`MAX_IMAGE_PIXELS`) or of values that do not map to
-            [0, 1] (:func:`decode`).
+        UserError: the file cannot be opened (:func:`open_image`), is truncated, or holds
+            values that do not map to [0, 1] (:func:`decode`).
+    """
+    with open_image(path) as image:
+        image.load()
+        return decode(image, size, channels, str(path))
+
+
+@contextmanager
+def open_image(path: str | os.PathLike) -> Iterator["PIL.Image.Image"]:
+    """An image file opened (its header read, its pixels not yet decoded): the one way image
+    files are opened. Whatever is wrong with the file, now or while the block decodes it, is
+    one line naming it.
+
+    Raises:
+        UserError: the file is missing, not a regular file, unreadable, not an image, larger
+            than :data:`MAX_IMAGE_PIXELS` (refused from its header: a decompression bomb costs
+            nothing), or truncated or corrupted.
     """
     import warnings
 
@@ -58,21 +95,24 @@ def read_image(path: str | os.PathLike, size: int, channels: int) -> tuple[np.nd
         raise UserError(f"{path}: no such file")
     if not path.is_file():
         raise UserError(f"{path}: not a regular file")
+    too_large = f"is more than this reads ({MAX_IMAGE_PIXELS:,} pixels; a decompression bomb?)"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
-                    raise UserError(f"{path}: {width}x{height} pixels is more than this reads "
-                                    f"({MAX_IMAGE_PIXELS:,} pixels; a decompression bomb?)")
-                image.load()
-                return decode(image, size, channels, str(path))
-    except Image.DecompressionBombError:
-        raise UserError(f"{path}: too many pixels (a decompression bomb?)") from None
+                    raise UserError(f"{path}: {width}x{height} pixels {too_large}")
+                yield image
+    except Image.DecompressionBombError:  # Pillow's own limit, above ours
+        raise UserError(f"{path}: its size {too_large}") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except OSError as e:
+        if e.errno is not None:  # the file system's error, not the image's
+            raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
+    except (SyntaxError, ValueError, EOFError) as e:
         raise UserError(f"{path}: unreadable image (truncated or corrupted?): {e}") from None
 
 
@@ -80,6 +120,8 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
     """A PIL image as the model's input ``(size, size, channels)`` uint8, with a notice for
     each conversion: the one way every image (a file, a PIL image, an array) becomes input.
 
+    - An image whose EXIF orientation tag says it is stored turned or mirrored (as phone
+      cameras store photos) is turned upright first (:func:`upright`).
     - 16-bit grey (``I;16``, and ``I`` with values in 0..65535) is scaled to 8 bits
       (65535 -> 255); float images (``F``) must hold finite values in [0, 1] (scaled by 255).
       Anything else of more than 8 bits is refused rather than clipped to white or black.
@@ -97,6 +139,7 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
     from PIL import Image
 
     notices = []
+    image = upright(image, notices)
     mode, (width, height) = image.mode, image.size
     if mode.startswith("I") or mode == "F":
         image = Image.fromarray(_high_depth_to_uint8(np.asarray(image), mode, source, notices))
@@ -124,6 +167,26 @@ def decode(image, size: int, channels: int, source: str = "image") -> tuple[np.n
         notices.append(f"{image.size[0]}x{image.size[1]} image resized to the model's {size}x{size}")
         image = image.resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8).reshape(size, size, channels), notices
+
+
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag saying how a stored image is to be turned or mirrored for display (1: as stored)."""
+
+
+def upright(image, notices: list[str]):
+    """A PIL image turned as its EXIF orientation tag says (``PIL.ImageOps.exif_transpose``),
+    with a notice; the image itself when it has no such tag or the tag says "as stored"."""
+    from PIL import ImageOps
+
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # EXIF data Pillow cannot parse: the pixels are still the image
+        return image
+    if orientation not in range(2, 9):  # 1: as stored; other values mean nothing
+        return image
+    turned = ImageOps.exif_transpose(image)
+    notices.append(f"turned upright as its EXIF orientation ({orientation}) says")
+    return turned
 
 
 def pad_to_square(image):

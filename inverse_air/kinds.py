@@ -120,6 +120,10 @@ class Kind:
     neither size."""
     labels: Labels | None = None
     """How the kind reads a folder's ``labels.jsonl`` objects (None: counts only)."""
+    data_mismatch: Callable[[AIRConfig, DatasetConfig], str | None] | None = None
+    """``(air, data) -> one line`` saying how a dataset's scenes differ from those a model of
+    configuration ``air`` was trained on (where its scores will suffer: 3D, a look that varies
+    where the model saw it fixed), or None; ``evaluate`` and ``decompose`` warn with it."""
 
 
 def lazy(module: str, name: str) -> Callable:

@@ -44,7 +44,7 @@ from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import FLAG_NAMES, AIRConfig, RunConfig, check_field, to_dict
+from .config import FLAG_NAMES, AIRConfig, Pixels, RunConfig, check_field, check_value, to_dict
 from .data import Dataset, dataset_counts, is_dataset, open_dataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
@@ -147,11 +147,14 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
         UserError: an unknown kind, data of another kind, a setting the kind or the checkpoint
             does not take, or counts the model cannot infer.
     """
+    if image_size is not None:  # before any image is read: the range of every image side
+        check_value(Pixels, image_size, "image_size")
     if init is not None:
         return _prepare_init(init, data_dir, model, train_overrides, air_overrides, count_prior,
                              dict(image_size=image_size, object_size=object_size, window_size=window_size), progress)
     kind = get_kind(model or "3d")
     check_overrides(kind.air, air_overrides)  # before the data are read
+    train = dataclasses.replace(kind.train, **train_overrides)  # checked before any image is read
     sized = {k: v for k, v in (("--object-size", object_size), ("--window-size", window_size)) if v is not None}
     if kind.fit_to_images is None:
         for flag in sized:
@@ -173,14 +176,11 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
                             f"images (made by render-dataset); the flag is for folders of images")
         air = kind.fit_to_data(air, dataset.config)
     if kind.fit_to_images is not None and (dataset.config is None or sized):
-        if object_size is not None and object_size > dataset.image_size:
-            raise UserError(f"--object-size {object_size:g}: larger than the {dataset.image_size}-pixel images")
         air = kind.fit_to_images(air, dataset.image_size, dataset.channels, object_size, window_size)
     air = replace_fields(air, air_overrides)
     source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
     air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
     dataset.check_fits(air, "--model")
-    train = dataclasses.replace(kind.train, **train_overrides)
     return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute())), dataset
 
 
@@ -204,6 +204,7 @@ def _prepare_init(init, data_dir, model, train_overrides: dict, air_overrides: d
             raise UserError(f"{flag} {value}: the model of --init {init} has {kept!r}; --init trains that model "
                             f"as it is (leave {flag} out, or train a new model without --init)")
     kind = get_kind(air.kind)
+    train = dataclasses.replace(kind.train, **{"sleep_fraction": 0.0, **train_overrides})
     dataset = open_dataset(data_dir, kind.name, air.image_size, air.channels, progress=progress)
     dataset.check_kind(kind.name, f"--init {init}")
     dataset.check_fits(air, f"--init {init}")
@@ -211,7 +212,6 @@ def _prepare_init(init, data_dir, model, train_overrides: dict, air_overrides: d
         air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, count_prior, str(data_dir)))
     elif dataset.counts is not None:
         count_prior_for(dataset.counts, air.max_steps, "uniform", str(data_dir))  # counts the model can infer
-    train = dataclasses.replace(kind.train, **{"sleep_fraction": 0.0, **train_overrides})
     return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute()),
                      init=str(Path(init).absolute())), dataset
 
@@ -814,7 +814,7 @@ class Trainer:
     def snapshot(self) -> Path | None:
         """``images/step-N.png``: monitoring images (top) and their reconstructions (below), each
         inferred object outlined in its step's colour (2D: its window; 3D: its silhouette)."""
-        from .files import write_png
+        from .files import write_image
         from .viz import outlines_figure
 
         if not self.context.is_main:
@@ -826,7 +826,7 @@ class Trainer:
         figure = outlines_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)), masks.cpu().numpy(),
                                  latents.z_pres.cpu().numpy() > 0.5)
         path = self.out / SNAPSHOTS / f"step-{self.step:07d}.png"
-        write_png(path, figure)
+        write_image(path, figure)
         return path
 
     def _diverged(self, step: int, what: str) -> str:

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -110,6 +111,79 @@ def test_render_scene_bad_image_size(tmp_path):
     result = invoke("render-scene", SCENES / "cube.json", "-o", tmp_path / "x.png", "--image-size", 4)
     assert result.exit_code == 1 and "--image-size must be between 8 and 1024" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """``unreadable(path)``: reading ``path`` fails as it does for a user without the right to
+    (the tests may run as root, who may read anything): opening it is refused, and click's
+    own check says so too (``os.access``)."""
+    import builtins
+    import io
+
+    refused = set()
+    real_open, real_access = builtins.open, os.access
+
+    def open_(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and str(file) in refused:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (str(path) not in refused or not mode & os.R_OK)
+                        and real_access(path, mode, **kw))
+    return lambda path: refused.add(str(path))
+
+
+def test_an_unreadable_input_is_one_line_and_exit_1_for_every_command(tmp_path, unreadable):
+    models = Path(__file__).resolve().parent.parent / "inverse_air" / "objects2d" / "models"
+    sources = {"scene.json": SCENES / "cube.json", "image.png": SCENES / "cube.png", "checkpoint.pt": models / "air2d.pt"}
+    for name, source in sources.items():
+        (tmp_path / name).write_bytes(source.read_bytes())
+        unreadable(tmp_path / name)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((SCENES / "cube.png").read_bytes())
+    unreadable(folder / "a.png")
+    cases = [(["render-scene", tmp_path / "scene.json", "-o", tmp_path / "out.png"], "scene.json"),
+             (["decompose", tmp_path / "image.png"], "image.png"),
+             (["decompose", SCENES / "cube.png", "--model", tmp_path / "checkpoint.pt"], "checkpoint.pt"),
+             (["evaluate", tmp_path / "checkpoint.pt", "--data", folder], "checkpoint.pt"),
+             (["train", "--model", "2d", "--data", folder, "--out", tmp_path / "run", "--quiet"], "a.png")]
+    for args, name in cases:
+        result = invoke(*args)
+        errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+        assert result.exit_code == 1 and "Usage" not in result.output, (args, result.output)
+        assert len(errors) == 1 and name in errors[0] and "cannot read: Permission denied" in errors[0], result.output
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, name", [
+    (["render-scene", "", "-o", "x.png"], "SCENE"), (["render-scene", SCENES / "cube.json", "-o", ""], "-o"),
+    (["render-dataset", ""], "OUT_DIR"), (["render-dataset", "d", "--model", "2d", "--mnist", ""], "--mnist"),
+    (["train", "--data", "", "--out", "run"], "--data"), (["train", "--data", "d", "--out", ""], "--out"),
+    (["train", "--data", "d", "--out", "run", "--init", ""], "--init"),
+    (["evaluate", "", "--data", "d"], "CHECKPOINT"), (["evaluate", "c.pt", "--data", ""], "--data"),
+    (["decompose", ""], "IMAGES"), (["decompose", SCENES / "cube.png", "--overlay", ""], "--overlay"),
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_directory(tmp_path, monkeypatch, args, name):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"error: {name}: an empty path; give a file or directory"], result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_model_name_is_refused_not_read_as_the_default():
+    from inverse_air import Decomposer
+    from inverse_air.errors import UserError
+
+    result = invoke("decompose", SCENES / "cube.png", "--model", "")
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert result.output.startswith("error: --model '': an empty name; give a checkpoint file, a kind (3d, 2d)")
+    with pytest.raises(UserError, match="an empty name"):
+        Decomposer("")
 
 
 # ---------------------------------------------------------------- train / evaluate

@@ -42,6 +42,34 @@ def test_3d_dataset_has_full_ground_truth(tmp_path):
         assert np.array_equal(image, background) == (count == 0)
 
 
+def test_the_counts_limit_is_what_reliably_fits_and_is_checked_before_anything_is_written(tmp_path):
+    from typer.testing import CliRunner
+
+    from inverse_air.cli import app
+    from inverse_air.objects3d.prior import sample_prior
+
+    invoke = lambda *args: CliRunner().invoke(app, [str(a) for a in args])
+    # 3D, the default look (sizes up to 0.8): 6 objects, which failed about one scene in 20
+    result = invoke("render-dataset", tmp_path / "six", "--num", 200, "--counts", 6, "--image-size", 8, "--quiet")
+    assert result.exit_code == 0, result.output
+    for scenes in (Scenes3DConfig(), Scenes3DConfig(variation=Variation.none()),
+                   Scenes3DConfig(render=RenderConfig(object_scale=0.9), variation=Variation.none()),
+                   Scenes3DConfig(variation=dataclasses.replace(Variation(), size_range=(0.85, 0.9)))):
+        counts = np.full(40, scenes.max_objects)
+        arrays = sample_prior(counts, np.random.default_rng(1), scenes.render, scenes.variation)
+        assert (arrays["shape"] >= 0).all(), scenes
+    # 2D: fewer digits fit a smaller canvas; more than fit is refused before anything is written
+    composer = lambda size: Composer(load_digits("train"), Compose2DConfig(canvas_size=size))
+    for size in (14, 24, 28, 32, 36, 44, 50, 64):
+        limit = Compose2DConfig(canvas_size=size).max_objects
+        assert all(composer(size).compose(np.random.default_rng(i), limit) for i in range(20))
+    assert [Compose2DConfig(canvas_size=size).max_objects for size in (20, 28, 32, 36, 50, 64)] == [1, 1, 2, 2, 5, 5]
+    result = invoke("render-dataset", tmp_path / "two", "--model", "2d", "--num", 20, "--counts", 2, "--image-size", 20)
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: --counts must be at most 1 (what fits a 20x20 canvas without overlapping ink reliably), got 2"]
+    assert not (tmp_path / "two").exists()
+
+
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     render_dataset(tmp_path / "one", TINY_3D, workers=1, progress=False)
     render_dataset(tmp_path / "two", TINY_3D, workers=2, progress=False)

@@ -114,6 +114,51 @@ def test_bad_checkpoint_one_line(tmp_path, content, expected):
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_file_names_with_control_characters_cannot_break_or_forge_lines(tmp_path):
+    import os
+
+    forged = "a\nb.png: 3 objects\n  step 1  p(present) 1.00  cube"
+    for name in (forged + ".png", "\x1b[2Jclear.png", os.fsdecode(b"\xff.png")):
+        (tmp_path / name).write_bytes((SCENES / "cube.png").read_bytes())
+    missing = tmp_path / "gone\nerror: forged.png"
+    result = invoke("decompose", tmp_path, missing)
+    assert result.exit_code == 1
+    out = result.stdout.splitlines()
+    assert [line for line in out if not line.startswith("  ")] == [
+        f"{tmp_path}/\\x1b[2Jclear.png: 1 object",
+        f"{tmp_path}/a\\nb.png: 3 objects\\n  step 1  p(present) 1.00  cube.png: 1 object",
+        f"{tmp_path}/\\udcff.png: 1 object"]
+    assert result.stderr.splitlines() == [f"error: {tmp_path}/gone\\nerror: forged.png: no such file"]
+    assert "\x1b" not in result.output
+    result = invoke("decompose", tmp_path, missing, "--json")  # JSON escapes them itself; the names come back
+    assert [json.loads(line)["image"] for line in result.stdout.splitlines()] == [
+        str(tmp_path / "\x1b[2Jclear.png"), str(tmp_path / (forged + ".png")), str(tmp_path / os.fsdecode(b"\xff.png")),
+        str(missing)]
+    result = invoke("render-scene", tmp_path / "no\nwrote x.png", "-o", tmp_path / "x.png")  # a command's error line
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1 and "no\\nwrote x.png" in result.output
+    Image.new("L", (64, 64)).save(tmp_path / "grey\nnotice: forged.png")  # a notice names it: converted to RGB
+    result = invoke("train", "--model", "2d", "--data", tmp_path, "--out", tmp_path / "run", "--object-size", 1000)
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("error: --object-size") and len(lines) == 4, result.output
+    assert "grey\\nnotice: forged.png: L image converted to RGB" in lines[1]
+
+
+def test_a_checkpoint_that_needs_pickle_is_refused_in_one_whole_line(tmp_path):
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # a whole module: pickle only
+    (tmp_path / "truncated.pt").write_bytes(shipped_model("2d").read_bytes()[:3000])
+    for name, expected in (("pickled.pt", "refused: it holds Python objects (torch.nn.modules.linear.Linear) that "
+                                          "only pickle loads, which can run code from the file; inverse-air loads "
+                                          "checkpoints of tensors and plain values only"),
+                           ("truncated.pt", "not a readable checkpoint (corrupted, truncated or not a checkpoint?): "
+                                            "PytorchStreamReader failed reading zip archive: failed finding central "
+                                            "directory. This is an internal miniz error.")):
+        for args in (["decompose", SCENES / "sphere.png", "--model", tmp_path / name],
+                     ["evaluate", tmp_path / name, "--data", tmp_path]):
+            result = invoke(*args)
+            assert result.exit_code == 1 and result.output.splitlines() == [f"error: {tmp_path / name}: {expected}"], \
+                result.output
+
+
 def test_checkpoint_of_an_unknown_kind(tmp_path):
     payload = torch.load(shipped_model("3d"), weights_only=True)
     config = json.loads(payload["config"])
@@ -337,6 +382,38 @@ def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_
     drawn = invoke("render-scene", scene_file, "-o", out, "--image-size", 32)
     assert drawn.exit_code == 0, drawn.output
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
+
+
+def test_the_fixed_look_model_on_data_whose_look_varies_is_warned_of(tmp_path):
+    from inverse_air.decompose import shipped_models
+
+    assert invoke("render-dataset", tmp_path / "varied", "--num", 4, "--quiet").exit_code == 0  # the default look
+    assert invoke("render-dataset", tmp_path / "fixed", "--num", 4, "--fixed-appearance", "--quiet").exit_code == 0
+    assert invoke("render-dataset", tmp_path / "lit", "--num", 4, "--fix", "camera,ground,color,size",
+                  "--quiet").exit_code == 0
+    fixed_look, looks = shipped_models()["air3d"], shipped_models()["air3d-looks"]
+
+    def warnings(*args):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+
+    (line,) = warnings("evaluate", fixed_look, "--data", tmp_path / "varied", "--json")
+    assert line.startswith(f"warning: {tmp_path / 'varied'}: its scenes' camera, light, ground, color, size vary, "
+                           f"but the model was trained on the fixed look: expect low scores")
+    assert "air3d-looks" in line and "render-dataset --fixed-appearance" in line
+    (line,) = warnings("evaluate", fixed_look, "--data", tmp_path / "lit")
+    assert "its scenes' light vary, but the model was trained on the fixed look" in line
+    assert warnings("evaluate", fixed_look, "--data", tmp_path / "fixed") == []
+    assert warnings("evaluate", looks, "--data", tmp_path / "varied") == []
+    assert warnings("evaluate", looks, "--data", tmp_path / "fixed") == []
+    # decompose cannot score a dataset's scenes: it says so, and warns of the look where it can tell
+    dataset_line = "a dataset made by render-dataset; decompose reads its image files only (preview.png)"
+    lines = warnings("decompose", tmp_path / "varied")
+    assert len(lines) == 2 and dataset_line in lines[0] and "the model was trained on the fixed look" in lines[1]
+    lines = warnings("decompose", tmp_path / "varied", "--model", "air3d-looks")
+    assert len(lines) == 1 and dataset_line in lines[0]
+    assert warnings("decompose", SCENES / "cube.png") == []
 
 
 def test_shipped_models_by_name():

@@ -68,9 +68,9 @@ def test_devices_fifos_and_sockets_are_never_replaced_by_a_file(tmp_path, monkey
     import socket
     import stat
 
-    from inverse_air.files import write_png
+    from inverse_air.files import write_image
 
-    fifo = tmp_path / "fifo"
+    fifo = tmp_path / "fifo.png"
     os.mkfifo(fifo)
     link = tmp_path / "link.png"
     link.symlink_to(fifo)
@@ -78,9 +78,9 @@ def test_devices_fifos_and_sockets_are_never_replaced_by_a_file(tmp_path, monkey
         one_line_error(invoke("render-scene", SCENES / "cube.json", "-o", out), "-o", "is a FIFO")
         one_line_error(invoke("decompose", SCENES / "cube.png", "--overlay", out), "--overlay", "is a FIFO")
     with pytest.raises(UserError, match="is a FIFO"):  # the writer itself refuses, whoever calls it
-        write_png(fifo, np.zeros((4, 4), dtype=np.uint8))
+        write_image(fifo, np.zeros((4, 4), dtype=np.uint8))
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and link.is_symlink()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.png"]  # no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.png", "link.png"]  # no temporary file left
     server = socket.socket(socket.AF_UNIX)
     try:
         monkeypatch.chdir(tmp_path)  # a short relative name: socket paths are limited to about 100 bytes
@@ -103,14 +103,45 @@ def test_a_run_directory_inside_its_dataset_is_refused(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("make_out, fragment", [
     (lambda d: d, "is a directory"),
-    (lambda d: d / "missing" / "x.png", "does not exist"),
-    (lambda d: d / "file.txt" / "x.png", "does not exist"),
+    (lambda d: d / "file.txt" / "x.png", "is not a directory"),
+    (lambda d: d / "file.txt" / "more" / "x.png", "is not a directory"),
+    (lambda d: d / "x.gif", "suffix gives the image format; use one of .png, .jpg, .jpeg, .bmp"),
+    (lambda d: d / "x", "suffix gives the image format"),
 ])
 def test_unusable_file_outputs_are_one_line_before_any_work(tmp_path, make_out, fragment):
     (tmp_path / "file.txt").write_text("a file")
     out = make_out(tmp_path)
     one_line_error(invoke("render-scene", SCENES / "cube.json", "-o", out), fragment)
     one_line_error(invoke("decompose", SCENES / "cube.png", "--overlay", out), "--overlay", fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff", ".JPG": b"\xff\xd8\xff",
+         ".bmp": b"BM"}
+
+
+@pytest.mark.parametrize("suffix", list(MAGIC))
+def test_image_outputs_are_in_the_format_their_suffix_names(tmp_path, suffix):
+    from PIL import Image
+
+    out, overlay = tmp_path / f"scene{suffix}", tmp_path / f"overlay{suffix}"
+    assert invoke("render-scene", SCENES / "cube.json", "-o", out).exit_code == 0
+    assert invoke("decompose", SCENES / "cube.png", "--overlay", overlay).exit_code == 0
+    for path in (out, overlay):
+        assert path.read_bytes().startswith(MAGIC[suffix]), path
+        assert Image.open(path).format == {".png": "PNG", ".bmp": "BMP"}.get(suffix.lower(), "JPEG")
+    assert Image.open(out).size == (64, 64)
+
+
+def test_missing_parent_folders_of_every_output_are_created(tiny_data, tmp_path):
+    """One rule for every output path: missing folders on the way are created."""
+    assert invoke("render-scene", SCENES / "cube.json", "-o", tmp_path / "a" / "b" / "cube.png").exit_code == 0
+    assert invoke("decompose", SCENES / "cube.png", "--overlay", tmp_path / "c" / "o.png").exit_code == 0
+    assert invoke("render-dataset", tmp_path / "d" / "data", "--num", 2, "--model", "2d", "--quiet").exit_code == 0
+    result = invoke("train", "--data", tiny_data, "--out", tmp_path / "e" / "run", "--steps", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    for made in ("a/b/cube.png", "c/o.png", "d/data/manifest.json", "e/run/checkpoint.pt"):
+        assert (tmp_path / made).is_file(), made
 
 
 def test_unusable_directory_outputs_are_one_line(tiny_data, tmp_path):

@@ -329,6 +329,26 @@ def test_evaluate_on_a_labelled_folder_unlabelled_and_counted_only(trained_2d, t
     assert boxed["num_scenes"] == 2 and "position_error" in boxed and "scale_error" in boxed
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--image-size", -1, "--image-size must be between 8 and 1024, got -1"),
+    ("--image-size", 0, "--image-size must be between 8 and 1024, got 0"),
+    ("--image-size", 2000, "--image-size must be between 8 and 1024, got 2000"),
+    ("--steps", 0, "--steps must be between 1 and"),
+])
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_flag_ranges_are_checked_before_any_image_is_read(tmp_path, kind, flag, value, message):
+    from typer.testing import CliRunner
+
+    from inverse_air.cli import app
+
+    folder = grey_blobs(tmp_path / "blobs", n=3)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # innocent: never reached
+    result = CliRunner().invoke(app, ["train", "--model", kind, "--data", str(folder), "--out", str(tmp_path / "run"),
+                                      flag, str(value), "--quiet"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.output
+
+
 def test_folder_flags_and_their_errors_on_the_command_line(trained_2d, tiny_data_2d, tmp_path):
     from typer.testing import CliRunner
 
@@ -341,6 +361,10 @@ def test_folder_flags_and_their_errors_on_the_command_line(trained_2d, tiny_data
         (["train", "--model", "2d", "--data", tiny_data_2d, "--image-size", 32], "--image-size: "),
         (["train", "--model", "2d", "--data", folder, "--count-prior", "dataset"], "--count-prior dataset: "),
         (["train", "--model", "2d", "--data", folder, "--max-objects", 9], "--max-objects must be between 1 and 8"),
+        (["train", "--model", "2d", "--data", folder, "--object-size", 0.1],
+         "--object-size must be between 0.24 and 24, got 0.1 (pixels, for 24x24 images)"),
+        (["train", "--model", "2d", "--data", folder, "--object-size", 30],
+         "--object-size must be between 0.24 and 24"),
         (["train", "--model", "2d", "--data", folder, "--supervised"], "--supervised: "),
         (["train", "--data", folder, "--init", trained_2d, "--max-objects", 5], "--max-objects 5: the model of --init"),
     ]

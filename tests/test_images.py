@@ -39,6 +39,37 @@ def test_float_images_are_scaled_from_0_1_or_refused(tmp_path):
             read_image(tmp_path / "bad.tif", 64, 1)
 
 
+def test_exif_orientation_turns_a_phone_jpeg_upright(tmp_path):
+    upright = np.zeros((32, 32), np.uint8)
+    upright[:8] = 255  # white along the top, as the photo is seen
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # white along the left, as stored
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to display": what phones write
+    stored.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    array, notices = read_image(tmp_path / "phone.jpg", 32, 1)
+    assert array[:8].mean() > 200 and array[8:, :8].mean() < 50, "read as stored, not as seen"
+    assert any("EXIF orientation" in n for n in notices)
+    seen, _ = as_input(Image.open(tmp_path / "phone.jpg"), 32, 1)  # a PIL image given to the Python API
+    assert np.array_equal(seen, array)
+    Image.fromarray(upright).save(tmp_path / "plain.png")  # no tag: as stored, no notice
+    assert np.array_equal(read_image(tmp_path / "plain.png", 32, 1)[0][..., 0], upright)
+    assert read_image(tmp_path / "plain.png", 32, 1)[1] == []
+
+
+def test_decompose_and_train_read_the_same_files_of_a_folder(tmp_path):
+    from inverse_air.decompose import expand_inputs
+    from inverse_air.folders import ImageFolder
+
+    for name in ("b.png", "a.JPG", ".hidden.png", "notes.txt"):
+        (tmp_path / name).write_bytes((SCENES / "sphere.png").read_bytes())
+    (tmp_path / "sub.png").mkdir()
+    assert [p.name for p in expand_inputs([tmp_path])] == ["a.JPG", "b.png"]
+    assert [p.name for p in ImageFolder(tmp_path, "3d", 64, 3, notice=lambda text: None).paths] == ["a.JPG", "b.png"]
+    result = CliRunner().invoke(app, ["decompose", str(tmp_path), "--json"])
+    assert result.exit_code == 0 and [json.loads(line)["image"] for line in result.stdout.splitlines()] == [
+        str(tmp_path / "a.JPG"), str(tmp_path / "b.png")]
+
+
 def test_arrays_and_pil_images_take_the_same_path():
     rgb = np.asarray(Image.open(SCENES / "sphere.png"))
     assert np.array_equal(as_input(rgb, 64, 3)[0], rgb) and as_input(rgb, 64, 3)[1] == []
@@ -86,3 +117,28 @@ def test_a_long_strip_is_scaled_before_it_is_padded(tmp_path, monkeypatch):
     Image.fromarray(strip[:, 14850:15150]).save(tmp_path / "short.png")  # 300x100: padded first, as ever
     image, notices = read_image(tmp_path / "short.png", 64, 3)
     assert notices[0] == "300x100 image padded to 300x300 with its border's median colour"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "decompose"])
+def test_a_decompression_bomb_in_a_folder_is_one_line_for_every_command(tmp_path, command):
+    import struct
+    import zlib
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((SCENES / "sphere.png").read_bytes())
+    side = 20000  # 400 Mpixels, above Pillow's own limit too: it refuses the file while opening it
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    (folder / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (side // 100 + 1), 9)) + chunk(b"IEND", b""))
+    model = Path(__file__).resolve().parent.parent / "inverse_air" / "objects2d" / "models" / "air2d.pt"
+    args = {"train": ["train", "--model", "2d", "--data", folder, "--out", tmp_path / "run", "--steps", 1, "--quiet"],
+            "evaluate": ["evaluate", model, "--data", folder],
+            "decompose": ["decompose", folder, "--model", "2d"]}[command]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and "bomb.png" in errors[0] and "decompression bomb" in errors[0], result.output
+    assert not (tmp_path / "run").exists()

@@ -25,7 +25,6 @@ class Compose2DConfig(ScenesConfig):
     """
 
     kind = "2d"
-    max_objects = 5  # what fits a 50x50 canvas without overlapping ink, reliably
     canvas_size: Pixels = 50
     """Height and width of the canvas in pixels (at least ``min_window``)."""
     digit_scale_mean: Annotated[float, Range(0.1, 10.0)] = 1.3
@@ -50,6 +49,18 @@ class Compose2DConfig(ScenesConfig):
     @property
     def image_size(self) -> int:
         return self.canvas_size
+
+    @property
+    def max_objects(self) -> int:
+        """As many digit windows of the mean size as the canvas holds by area (at least one, at
+        most 5). Measured with the embedded digits (100 canvases each, all placed): 1 on 28x28
+        (2: 8% fail), 2 on 32x32 (3: 73% fail), 5 on 48x48 and 50x50; the rule stays below each."""
+        window = min(max(28.0 / self.digit_scale_mean, self.min_window), self.max_window, self.canvas_size)
+        return max(1, min(5, int((self.canvas_size / window) ** 2)))
+
+    @property
+    def scene_text(self) -> str:
+        return f"a {self.canvas_size}x{self.canvas_size} canvas without overlapping ink"
 
     def with_image_size(self, size: int) -> "Compose2DConfig":
         return replace(self, canvas_size=size)

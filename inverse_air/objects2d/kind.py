@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import AIRConfig, DatasetConfig, TrainConfig
+from ..config import AIRConfig, ConfigError, DatasetConfig, Range, TrainConfig, field_range
 from ..errors import UserError
 from ..kinds import Codec, Kind, Labels, lazy
 from .config import Compose2DConfig, Objects2DConfig
@@ -41,8 +41,17 @@ def fit_to_images(air: AIRConfig, size: int, channels: int, object_size: float |
     """The model for a folder of ``size x size`` images of ``channels`` (or a dataset's, with
     other sizes): the canvas, the prior mean of a window's side (``object_size`` pixels,
     default :data:`OBJECT_FRACTION` of the side) and the decoder's and glimpse's window side
-    (``window_size`` pixels, default the object size within :data:`WINDOW_RANGE`)."""
+    (``window_size`` pixels, default the object size within :data:`WINDOW_RANGE`).
+
+    Raises:
+        ConfigError: an ``object_size`` out of the range ``Objects2DConfig.scale_prior_mean``
+            allows (named ``object_size``), or a window size out of range.
+    """
     object_size = OBJECT_FRACTION * size if object_size is None else float(object_size)
+    fraction = field_range(Objects2DConfig, "scale_prior_mean")  # of the object size over the image side
+    problem = Range(fraction.low * size, fraction.high * size).problem(object_size)
+    if problem:
+        raise ConfigError("object_size", f"{problem} (pixels, for {size}x{size} images)")
     if window_size is None:
         window_size = int(np.clip(round(object_size), *WINDOW_RANGE))
     scale = round(object_size / size, 4)

@@ -178,6 +178,21 @@ def look_text(result: dict) -> list[str]:
     return lines
 
 
+def data_mismatch(air: AIRConfig, data: DatasetConfig) -> str | None:
+    """The factors of the look that the dataset varies and the model was trained with fixed
+    (the shipped ``air3d.pt`` saw the fixed look only; ``render-dataset`` varies every factor by
+    default), or None."""
+    trained, varied = air.objects.variation.varied, data.scenes.variation.varied
+    new = [factor for factor in varied if factor not in trained]
+    if not new:
+        return None
+    seen = f"with only {', '.join(trained)} varying" if trained else "on the fixed look"
+    looks = MODELS / "air3d-looks.pt"
+    return (f"its scenes' {', '.join(new)} vary, but the model was trained {seen}: expect low scores. Use a "
+            f"model trained on looks that vary ({looks}; decompose --model air3d-looks), or data that hold the "
+            f"look fixed (render-dataset --fixed-appearance)")
+
+
 def upgrade_v1(old: dict, which: str) -> dict:
     """Format 1 kept the 3D model's glimpse and renderer in ``AIRConfig`` and the renderer in
     ``DatasetConfig``; nothing of the look varied."""
@@ -211,4 +226,5 @@ KIND = Kind(
     shipped_model=MODELS / "air3d.pt",
     upgrade_v1=upgrade_v1,
     labels=Labels(field="objects", read=read_objects),
+    data_mismatch=data_mismatch,
 )

@@ -29,7 +29,9 @@ Every bounded uniform latent is an :class:`Interval`: the posterior works on ``u
 logistic density of ``u``, as for positions.
 
 Objects are placed one after another; a placement that would interpenetrate an earlier object
-(with both objects' sizes) is re-drawn (:func:`~inverse_air.objects3d.scene.min_distance`). The
+(with both objects' sizes) is re-drawn (:func:`~inverse_air.objects3d.scene.min_distance`); an
+object that finds no place (the earlier ones left no room) starts the scene's objects over
+(a scene placed at the first attempt draws exactly what it drew before restarts existed). The
 ELBO ignores this constraint's normalizer. The object count is the AIR core's
 (:meth:`inverse_air.air.AIR.sample_counts` for the sleep phase; ``--counts`` for datasets).
 
@@ -140,7 +142,24 @@ def sample_scene(rng: np.random.Generator, count: int, object_scale: float,
 
 
 def _sample_objects(rng, count: int, render: RenderConfig, variation: Variation,
-                    latents: dict[str, Interval], max_tries: int = 1000) -> list[ObjectSpec]:
+                    latents: dict[str, Interval], max_tries: int = 1000, restarts: int = 50) -> list[ObjectSpec]:
+    """``count`` objects placed without interpenetration: each position re-drawn up to
+    ``max_tries`` times, the whole scene's objects drawn again up to ``restarts`` times.
+
+    Raises:
+        SceneError: no placement found.
+    """
+    for _ in range(restarts):
+        objects = _try_objects(rng, count, render, variation, latents, max_tries)
+        if objects is not None:
+            return objects
+    raise SceneError(f"could not place {count} objects without interpenetration ({restarts} attempts; "
+                     f"at most {render.object_scale if not variation.size else latents['size'].high:g} in size)")
+
+
+def _try_objects(rng, count: int, render: RenderConfig, variation: Variation,
+                 latents: dict[str, Interval], max_tries: int) -> list[ObjectSpec] | None:
+    """One attempt of :func:`_sample_objects`: None when an object finds no place."""
     objects: list[ObjectSpec] = []
     for _ in range(count):
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
@@ -156,8 +175,7 @@ def _sample_objects(rng, count: int, render: RenderConfig, variation: Variation,
             if fits:
                 break
         else:
-            raise SceneError(f"could not place {count} objects of scale {size or render.object_scale} "
-                             f"without interpenetration")
+            return None
         yaw = float(rng.uniform(0.0, 360.0))
         color = tuple(float(c) for c in latents["color"].sample(rng, 3)) if variation.color else None
         objects.append(ObjectSpec(shape, (float(x), float(z)), yaw, color, size))
