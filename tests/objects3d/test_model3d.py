@@ -12,7 +12,8 @@ from inverse_air.densities import normal_log_prob, soft_clamp
 from inverse_air.models import build_model
 from inverse_air.object_model import PriorSampler
 from inverse_air.objects3d.config import Objects3DConfig, RenderConfig, Variation
-from inverse_air.objects3d.model3d import latents_to_arrays, targets_from_arrays, wrapped_normal_log_prob
+from inverse_air.objects3d.codec import latents_to_arrays, targets_from_arrays
+from inverse_air.objects3d.posterior import wrapped_normal_log_prob
 from inverse_air.objects3d.prior import logistic_log_prob, sample_prior
 
 from conftest import TINY_AIR
