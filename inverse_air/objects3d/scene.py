@@ -266,7 +266,8 @@ def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
         look.setdefault(section, {})
         if key in given:
             look[section][key] = _look_value(f, given[key], f"{where}: {key}")
-    scene = Scene(objects, **{k: SECTIONS[k](**v) if k in SECTIONS else v for k, v in look.items()})
+    sections = {k: SECTIONS[k](**v) for k, v in look.items() if k in SECTIONS and v}  # {}: nothing given
+    scene = Scene(objects, **sections, **{k: v for k, v in look.items() if k not in SECTIONS})
     check_overlaps(scene, object_scale, source)
     return scene
 
