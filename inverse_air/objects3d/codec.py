@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .look import FACTORS, GROUPS, IMAGE, OBJECT, arrays
+from .look import FACTORS, GROUPS, IMAGE, OBJECT, arrays_of
 from .scene import SHAPES, YAW_SYMMETRY_DEG
 
-_LOOK = arrays(GROUPS)  # every look array: name -> (per, factors)
+_LOOK = arrays_of(GROUPS)  # every look array: name -> (per, factors)
 
 
 def targets_from_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from ..config import AIRConfig, DatasetConfig, TrainConfig, to_dict
 from ..errors import UserError
 from ..kinds import Codec, Kind, Labels, lazy
 from .config import Objects3DConfig, Scenes3DConfig, Variation
-from .look import FACTORS, IMAGE, OBJECT, TRUTH_ORDER, array_shape, arrays
+from .look import FACTORS, IMAGE, OBJECT, TRUTH_ORDER, array_shape, arrays_of
 from .metrics import scene_metrics_3d
 
 RENDER_BATCH = 64
@@ -79,7 +79,7 @@ def shard_arrays(config: DatasetConfig) -> dict[str, tuple[str, tuple[int, ...]]
     S, K = config.scenes.image_size, config.max_count
     out = {"images": ("uint8", (S, S, 3)), "shape": ("int64", (K,)), "position": ("float32", (K, 2)),
            "yaw": ("float32", (K,))}
-    for name, (per, factors) in arrays(config.scenes.variation.varied, truth=True).items():
+    for name, (per, factors) in arrays_of(config.scenes.variation.varied, truth=True).items():
         out[name] = ("float32", ((K,) if per == OBJECT else ()) + array_shape(factors))
     return out
 

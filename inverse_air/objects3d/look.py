@@ -189,7 +189,7 @@ TRUTH_ORDER: tuple[Factor, ...] = (
 then each image's. Shards have always been written in it (the same seed, the same bytes)."""
 
 
-def arrays(groups, truth: bool = False) -> dict[str, tuple[str, tuple[Factor, ...]]]:
+def arrays_of(groups, truth: bool = False) -> dict[str, tuple[str, tuple[Factor, ...]]]:
     """The look's arrays of the factors in ``groups`` (names from :data:`GROUPS`):
     ``name -> (per, its factors)``, in table order (``truth``: in :data:`TRUTH_ORDER`)."""
     out: dict[str, tuple[str, tuple[Factor, ...]]] = {}
@@ -202,7 +202,7 @@ def arrays(groups, truth: bool = False) -> dict[str, tuple[str, tuple[Factor, ..
 
 def array_shape(factors: tuple[Factor, ...]) -> tuple[int, ...]:
     """One image's or object's part of an array holding ``factors``: ``()`` or ``(C,)``."""
-    width = len(factors) if factors[0].field is not None else factors[0].channels
+    width = len(CameraPose._fields) if factors[0].field is not None else factors[0].channels
     return () if width == 1 else (width,)
 
 

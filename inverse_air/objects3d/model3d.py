@@ -45,7 +45,7 @@ from ..densities import normal_log_prob, soft_clamp
 from ..networks import MLP, ImageEncoder
 from ..object_model import ObjectStep, SceneStep
 from . import codec
-from .look import IMAGE, OBJECT, CameraPose, array_shape, arrays, varied
+from .look import IMAGE, OBJECT, CameraPose, array_shape, arrays_of, varied
 from .posterior import LOG_SIGMA, Draw, Layout, LookPosterior, heads, standardized, wrap, wrapped_normal_log_prob
 from .prior import LOG_PRIOR_PSI, intervals, log_prior_identity, logistic_log_prob, sample_prior
 from .render3d import LOOK, SceneRenderer
@@ -208,7 +208,7 @@ class Objects3D(nn.Module):
         out = {"identity": torch.zeros(batch, 0, dtype=torch.long, device=like.device),
                "position": like.new_zeros(batch, 0, 2), "yaw": like.new_zeros(batch, 0),
                "identity_probs": like.new_zeros(batch, 0, len(SHAPES))}
-        for name, (per, factors) in arrays(self.variation.varied).items():
+        for name, (per, factors) in arrays_of(self.variation.varied).items():
             if per == OBJECT:
                 out[name] = like.new_zeros((batch, 0) + array_shape(factors))
         return out

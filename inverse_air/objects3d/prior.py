@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import RenderConfig, Variation
-from .look import IMAGE, OBJECT, Factor, array_shape, arrays, defaults, varied
+from .look import IMAGE, OBJECT, Factor, array_shape, arrays_of, defaults, varied
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError, min_distance
 
 LOG_2PI = math.log(2 * math.pi)
@@ -201,7 +201,7 @@ def sample_prior(counts: np.ndarray, rng: np.random.Generator, render: RenderCon
     out: dict[str, np.ndarray] = {"count": counts, "shape": np.full((B, K), -1, np.int64),
                                   "position": np.zeros((B, K, 2), np.float32), "yaw": np.zeros((B, K), np.float32)}
     default = defaults(render)
-    for name, (per, factors) in arrays(variation.varied, truth=True).items():
+    for name, (per, factors) in arrays_of(variation.varied, truth=True).items():
         out[name] = np.zeros(((B, K) if per == OBJECT else (B,)) + array_shape(factors), np.float32)
         if per == OBJECT:  # empty slots hold the render config's value
             out[name][...] = np.asarray(default[name], np.float32).reshape(array_shape(factors))

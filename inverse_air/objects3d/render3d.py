@@ -46,7 +46,7 @@ from pytorch3d.structures import Meshes
 
 from ..images import to_uint8
 from .config import RenderConfig
-from .look import GROUPS, OBJECT, CameraPose, array_shape, arrays
+from .look import GROUPS, OBJECT, CameraPose, array_shape, arrays_of
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
 
 MESH_DIR = Path(__file__).resolve().parent / "meshes"
@@ -60,12 +60,12 @@ def _shape_text(per: str, factors) -> str:
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-LOOK: dict[str, str] = {name: _shape_text(per, factors) for name, (per, factors) in arrays(GROUPS, truth=True).items()}
+LOOK: dict[str, str] = {name: _shape_text(per, factors) for name, (per, factors) in arrays_of(GROUPS, truth=True).items()}
 """The look a batch of scenes may give (the look table's arrays, :mod:`inverse_air.objects3d.look`),
 with each tensor's shape: per object ``size`` (mesh scale) and ``color`` (RGB albedo); per image
 ``camera`` (:class:`~inverse_air.objects3d.look.CameraPose`'s fields), ``light_direction``
 (unit, towards the light), ``ambient``, ``diffuse`` and ``ground_color`` (RGB, as seen)."""
-_SHADING = tuple(arrays(("light",)))  # per image, but shading each of the image's objects
+_SHADING = tuple(arrays_of(("light",)))  # per image, but shading each of the image's objects
 
 
 def scenes_to_tensors(scenes: list[Scene], max_objects: int | None = None,
@@ -194,7 +194,7 @@ class SceneRenderer(torch.nn.Module):
         if not bool(present.any()):
             return background
         image_of = torch.arange(B, device=shape.device).unsqueeze(1).expand(B, K)[present]  # (N,)
-        per_object = {k: look[k][present] for k, (per, _) in arrays(GROUPS).items() if per == OBJECT and k in look}
+        per_object = {k: look[k][present] for k, (per, _) in arrays_of(GROUPS).items() if per == OBJECT and k in look}
         per_object.update({k: look[k][image_of] for k in _SHADING if k in look})
         object_cameras = None if cameras is None else self._cameras(shape.device, *(t[image_of] for t in cameras))
         meshes, face_colors = self._object_meshes(shape[present], position[present], yaw[present], **per_object)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import read_json, write_text
-from .look import FACTORS, GROUPS, IMAGE, OBJECT, arrays, array_shape, defaults, unit_direction
+from .look import FACTORS, GROUPS, IMAGE, OBJECT, array_shape, arrays_of, defaults, unit_direction
 
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 """Object identities, in the order of their integer labels (0, 1, 2)."""
@@ -341,7 +341,7 @@ def _look_arrays(scenes: list[Scene], K: int, render) -> dict[str, np.ndarray]:
     """The look's arrays some scene gives (see :func:`scenes_to_arrays`), in the ground truth's order."""
     default = defaults(render)
     out = {}
-    for name, (per, factors) in arrays(GROUPS, truth=True).items():
+    for name, (per, factors) in arrays_of(GROUPS, truth=True).items():
         array = None
         for i, scene in enumerate(scenes):
             for k, item in enumerate([scene] if per == IMAGE else scene.objects):
