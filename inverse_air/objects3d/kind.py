@@ -86,7 +86,8 @@ def shard_arrays(config: DatasetConfig) -> dict[str, tuple[str, tuple[int, ...]]
 
 def check_truth(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str | None:
     """Shapes are -1 or a label, filled slots first and as many as ``count``; positions of
-    objects inside the scene square."""
+    objects inside the scene square; the look within its valid ranges (the look table's),
+    directions of unit length."""
     from .scene import POSITION_MAX, POSITION_MIN, SHAPES
 
     shape, count = arrays["shape"], arrays["count"]
