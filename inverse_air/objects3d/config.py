@@ -153,7 +153,7 @@ def check_prior(render: RenderConfig, variation: Variation) -> None:
     leave the look's valid range (the other ranges are checked field by field)."""
     for f in FACTORS:
         if f.prior_scale is not None:
-            scale, (low, high) = getattr(render, f.prior_scale), FACTOR[f.name].valid
+            scale, (low, high) = getattr(render, f.prior_scale), f.valid
             values = [v * scale for v in getattr(variation, f.prior_range)]
             if not low <= min(values) <= max(values) <= high:
                 raise ConfigError(f"variation.{f.prior_range}", f"gives {f.label}s {values[0]:g} to {values[1]:g} "

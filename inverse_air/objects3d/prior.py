@@ -105,9 +105,11 @@ def intervals(variation: Variation, render: RenderConfig) -> dict[str, Interval]
         if f.direction:
             out[f.name] = Interval(0.0, 1.0)
         else:
-            scale = 1.0 if f.prior_scale is None else getattr(render, f.prior_scale)
             low, high = getattr(variation, f.prior_range)
-            out[f.name] = Interval(low, high) if f.prior_scale is None else Interval(low * scale, high * scale)
+            if f.prior_scale is not None:  # a range of factors of a render-config value
+                scale = getattr(render, f.prior_scale)
+                low, high = low * scale, high * scale
+            out[f.name] = Interval(low, high)
     return out
 
 
