@@ -33,16 +33,15 @@ from common import Results
 from inverse_air.data import render_dataset
 from inverse_air.evaluate import evaluate
 from inverse_air.kinds import KINDS
-from inverse_air.objects3d.config import FACTORS
+from inverse_air.objects3d.look import GROUPS, TRUTH_ORDER
 from inverse_air.train import run_config_for, train
 
-TESTS = {"fixed": (1001, FACTORS), **{f: (1002 + i, tuple(x for x in FACTORS if x != f)) for i, f in enumerate(FACTORS)},
+TESTS = {"fixed": (1001, GROUPS), **{f: (1002 + i, tuple(x for x in GROUPS if x != f)) for i, f in enumerate(GROUPS)},
          "all": (1000, ())}
-"""Test set -> (seed, factors held fixed)."""
+"""Test set -> (seed, groups of the look held fixed)."""
 
-KEYS = ("count_accuracy", "identity_accuracy", "position_error", "cube_yaw_error_deg", "size_error", "color_error",
-        "camera_elevation_error_deg", "camera_azimuth_error_deg", "camera_distance_error",
-        "light_direction_error_deg", "light_ambient_error", "light_diffuse_error", "ground_color_error")
+KEYS = ("count_accuracy", "identity_accuracy", "position_error", "cube_yaw_error_deg",
+        *(f.metric for f in TRUTH_ORDER))
 
 
 def dataset(work: Path, name: str) -> Path:

@@ -218,12 +218,12 @@ def test_scene_latents_are_inferred_once_per_image_and_charged_once(varied):
     # and the scene head learns from it
     varied.zero_grad()
     lat.scene_kl.sum().backward()
-    assert varied.objects.scene_head[0].weight.grad.abs().sum() > 0
+    assert varied.objects.scene.head[0].weight.grad.abs().sum() > 0
 
 
 def test_teacher_forced_scene_latents_are_the_targets(varied):
     rng = np.random.default_rng(3)
-    from inverse_air.objects3d.model3d import targets_from_arrays
+    from inverse_air.objects3d.codec import targets_from_arrays
 
     target = targets_from_arrays(varied.objects.sample_prior(np.array([0, 2, 3]), rng), 3)
     lat = varied.infer(torch.rand(3, 3, 32, 32), target=target)

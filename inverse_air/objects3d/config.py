@@ -1,5 +1,6 @@
 """Configuration of the 3D kind: the renderer, the object model and how datasets are made
-(branches of the tree in :mod:`inverse_air.config`)."""
+(branches of the tree in :mod:`inverse_air.config`). Every range of a factor of the look is the
+look table's (:mod:`inverse_air.objects3d.look`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Annotated
 
 from ..config import Checked, ConfigError, Fraction, Layer, ObjectsConfig, Pixels, Range, ScenesConfig
+from .look import FACTOR, FACTORS, GROUPS, unit_direction
 
-Unit = Fraction
-"""A colour channel or a light intensity, in [0, 1]."""
 Coordinate = Annotated[float, Range(-100.0, 100.0)]
 """A world coordinate (the scene square is [-1, 1]^2)."""
-Degrees = Annotated[float, Range(-360.0, 360.0)]
-Scale = Annotated[float, Range(0.05, 0.9)]
-"""An object's size (unit mesh times this; the render config's ``object_scale`` and the
-varied sizes)."""
+
+
+def _look(name: str):
+    """``float`` annotated with the valid range of the look's factor ``name``."""
+    return Annotated[float, Range(*FACTOR[name].valid)]
+
+
+Elevation, Azimuth, Distance = _look("camera_elevation"), _look("camera_azimuth"), _look("camera_distance")
+Ambient, Diffuse, Ground, Color = _look("light_ambient"), _look("light_diffuse"), _look("ground_color"), _look("color")
+Size = _look("size")
+"""An object's size (the scale of its unit mesh)."""
 
 
 @dataclass(frozen=True)
@@ -29,29 +36,30 @@ class RenderConfig(Checked):
 
     image_size: Pixels = 64
     """Height and width of rendered images in pixels."""
-    object_scale: Scale = 0.6
+    object_scale: Size = 0.6
     """World size of every object: unit meshes are multiplied by this (cube side 0.6)."""
-    camera_distance: Annotated[float, Range(1.5, 9.0)] = 5.8
+    camera_distance: Distance = 5.8
     """Distance from the camera to its target (world units)."""
-    camera_elevation_deg: Annotated[float, Range(1.0, 90.0)] = 60.0
+    camera_elevation_deg: Elevation = 60.0
     """Angle of the camera above the ground plane, in degrees."""
-    camera_azimuth_deg: Degrees = 0.0
+    camera_azimuth_deg: Azimuth = 0.0
     """Rotation of the camera about +Y, in degrees; 0 puts it on the +Z side, facing -Z."""
     camera_target: tuple[Coordinate, Coordinate, Coordinate] = (0.0, 0.15, 0.0)
     """The point the camera looks at (world units)."""
     fov_deg: Annotated[float, Range(1.0, 170.0)] = 35.0
     """Vertical field of view of the perspective camera, in degrees."""
-    light_direction: tuple[Coordinate, Coordinate, Coordinate] = (-0.4, 1.0, 0.6)
-    """Direction towards a distant light (normalized internally); above, front and left."""
-    ambient: Unit = 0.35
+    light_direction: tuple[float, float, float] = (-0.4, 1.0, 0.6)
+    """Direction towards a distant light (normalized internally; any vector of normal, finite
+    length); above, front and left."""
+    ambient: Ambient = 0.35
     """Ambient light intensity; faces turned away from the light keep this much of the albedo."""
-    diffuse: Unit = 0.65
+    diffuse: Diffuse = 0.65
     """Lambertian (diffuse) light intensity."""
-    object_color: tuple[Unit, Unit, Unit] = (0.95, 0.75, 0.3)
+    object_color: tuple[Color, Color, Color] = (0.95, 0.75, 0.3)
     """Albedo shared by all objects (RGB in [0, 1]): identity is inferred from shape alone."""
-    ground_color: tuple[Unit, Unit, Unit] = (0.2, 0.25, 0.35)
+    ground_color: tuple[Ground, Ground, Ground] = (0.2, 0.25, 0.35)
     """Colour of the ground plane as seen (already shaded), RGB in [0, 1]."""
-    sky_color: tuple[Unit, Unit, Unit] = (0.05, 0.05, 0.08)
+    sky_color: tuple[Fraction, Fraction, Fraction] = (0.05, 0.05, 0.08)
     """Colour of pixels that see no ground (above the horizon), RGB in [0, 1]."""
     cull_backfaces: bool = True
     """Skip faces that point away from the camera (closed meshes: same image, less work)."""
@@ -63,28 +71,26 @@ class RenderConfig(Checked):
     the soft image jump where many small faces meet (the low-poly sphere's vertices)."""
 
     def check(self) -> None:
-        if not any(self.light_direction):
-            raise ConfigError("light_direction", "must not be (0, 0, 0)")
+        if unit_direction(self.light_direction) is None:
+            raise ConfigError("light_direction", "must have a length that is neither 0, subnormal nor infinite, "
+                                                 f"got {list(self.light_direction)}")
 
 
-FACTORS = ("camera", "light", "ground", "color", "size")
-"""What can vary from scene to scene: camera pose; light direction and intensities; ground
-colour; each object's colour; each object's size."""
-
-
-Elevation = Annotated[float, Range(1.0, 90.0)]
-Azimuth = Annotated[float, Range(-180.0, 180.0)]
-DistanceFactor = Annotated[float, Range(0.3, 1.5)]
+DistanceFactor = Annotated[float, Range(0.0)]
+"""A factor of ``RenderConfig.camera_distance`` (the distances it gives are checked against the
+look's range where both are known: :func:`check_prior`)."""
 
 
 @dataclass(frozen=True)
 class Variation(Checked):
     """What varies from one scene to the next, and over which ranges: the prior of a scene's
-    look (:mod:`inverse_air.objects3d.prior` samples it and gives its densities). A factor that
-    does not vary takes :class:`RenderConfig`'s value, so today's fixed look is the point of this
-    prior where nothing varies (``Variation.none()``; ``render-dataset --fixed-appearance``).
+    look (:mod:`inverse_air.objects3d.prior` samples it and gives its densities). Its switches
+    are the look's groups (:data:`~inverse_air.objects3d.look.GROUPS`); a factor that does not
+    vary takes :class:`RenderConfig`'s value, so the fixed look is the point of this prior where
+    nothing varies (``Variation.none()``; ``render-dataset --fixed-appearance``).
 
-    Every range is sampled uniformly; the light direction is uniform over the upper hemisphere
+    Every range is sampled uniformly and lies within its factor's valid range (the look table's,
+    :mod:`inverse_air.objects3d.look`); the light direction is uniform over the upper hemisphere
     (the sine of its elevation uniform in [0, 1], its azimuth uniform on the circle).
     """
 
@@ -105,15 +111,15 @@ class Variation(Checked):
     """Camera azimuth about +Y, degrees (0: on the +Z side)."""
     distance_range: tuple[DistanceFactor, DistanceFactor] = (0.85, 1.15)
     """Camera distance as a factor of ``RenderConfig.camera_distance`` (+-15%)."""
-    ambient_range: tuple[Unit, Unit] = (0.2, 0.5)
+    ambient_range: tuple[Ambient, Ambient] = (0.2, 0.5)
     """Ambient light intensity."""
-    diffuse_range: tuple[Unit, Unit] = (0.4, 0.9)
+    diffuse_range: tuple[Diffuse, Diffuse] = (0.4, 0.9)
     """Diffuse (Lambertian) light intensity."""
-    ground_color_range: tuple[Unit, Unit] = (0.05, 0.7)
+    ground_color_range: tuple[Ground, Ground] = (0.05, 0.7)
     """Each RGB channel of the ground's colour."""
-    color_range: tuple[Unit, Unit] = (0.15, 1.0)
+    color_range: tuple[Color, Color] = (0.15, 1.0)
     """Each RGB channel of an object's albedo."""
-    size_range: tuple[Scale, Scale] = (0.4, 0.8)
+    size_range: tuple[Size, Size] = (0.4, 0.8)
     """An object's scale (cube side, sphere and cylinder diameter); interpenetration is
     checked with each object's own size."""
 
@@ -127,19 +133,31 @@ class Variation(Checked):
     @classmethod
     def none(cls) -> "Variation":
         """Nothing varies: every scene has :class:`RenderConfig`'s look."""
-        return cls(**{name: False for name in FACTORS})
+        return cls(**{name: False for name in GROUPS})
 
     @property
     def varied(self) -> tuple[str, ...]:
-        """The factors that vary, in :data:`FACTORS` order."""
-        return tuple(name for name in FACTORS if getattr(self, name))
+        """The groups that vary, in :data:`~inverse_air.objects3d.look.GROUPS` order."""
+        return tuple(name for name in GROUPS if getattr(self, name))
 
-    def fixing(self, factors) -> "Variation":
-        """The same prior with ``factors`` (names from :data:`FACTORS`) fixed."""
-        unknown = set(factors) - set(FACTORS)
+    def fixing(self, groups) -> "Variation":
+        """The same prior with ``groups`` (names from :data:`~inverse_air.objects3d.look.GROUPS`) fixed."""
+        unknown = set(groups) - set(GROUPS)
         if unknown:
-            raise ValueError(f"unknown factor(s) {', '.join(sorted(unknown))} (known: {', '.join(FACTORS)})")
-        return replace(self, **{name: False for name in factors})
+            raise ValueError(f"unknown factor(s) {', '.join(sorted(unknown))} (known: {', '.join(GROUPS)})")
+        return replace(self, **{name: False for name in groups})
+
+
+def check_prior(render: RenderConfig, variation: Variation) -> None:
+    """Refuse a prior whose camera distances (``distance_range`` times ``camera_distance``)
+    leave the look's valid range (the other ranges are checked field by field)."""
+    for f in FACTORS:
+        if f.prior_scale is not None:
+            scale, (low, high) = getattr(render, f.prior_scale), f.valid
+            values = [v * scale for v in getattr(variation, f.prior_range)]
+            if not low <= min(values) <= max(values) <= high:
+                raise ConfigError(f"variation.{f.prior_range}", f"gives {f.label}s {values[0]:g} to {values[1]:g} "
+                                  f"(times render.{f.prior_scale}); they must lie between {low:g} and {high:g}")
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,31 @@ class Objects3DConfig(ObjectsConfig):
     variation: Variation = field(default_factory=Variation)
     """What varies from scene to scene (the prior over camera, light, ground and object looks;
     training takes it from the dataset's manifest). The inference network infers what varies."""
+    standardize_glimpse: bool | None = None
+    """The glimpse encoder also reads the glimpse's log standardized
+    (:func:`~inverse_air.objects3d.posterior.standardized`), where a shape looks the same
+    whatever its colour and light (docs/looks3d.md). None: true where anything of the look
+    varies (the rule of checkpoints made before this field), resolved when the config is made."""
+    psi_log_sigma_max: Annotated[float, Range(-5.0, 5.0)] | None = None
+    """Upper bound of the log standard deviation of a cube's yaw posterior (over ``psi = 4
+    yaw``). A wrapped normal much wider than 1 is nearly flat on the circle, so its mean gets
+    no gradient: a spread that reaches such a bound before the features that show the yaw
+    exist keeps the yaw at chance (docs/looks3d.md). None: 0 where anything of the look varies,
+    1 otherwise (the rule of checkpoints made before this field), resolved when the config is
+    made."""
+
+    def check(self) -> None:
+        check_prior(self.render, self.variation)
+        looks = bool(self.variation.varied)
+        if self.standardize_glimpse is None:
+            object.__setattr__(self, "standardize_glimpse", looks)
+        if self.psi_log_sigma_max is None:
+            object.__setattr__(self, "psi_log_sigma_max", 0.0 if looks else 1.0)
+
+    def fitted(self, render: RenderConfig, variation: Variation) -> "Objects3DConfig":
+        """The same model for another renderer and prior, its look switches
+        (``standardize_glimpse``, ``psi_log_sigma_max``) resolved anew for what varies there."""
+        return replace(self, render=render, variation=variation, standardize_glimpse=None, psi_log_sigma_max=None)
 
     @property
     def image_size(self) -> int:
@@ -186,6 +229,9 @@ class Scenes3DConfig(ScenesConfig):
     variation: Variation = field(default_factory=Variation)
     """What varies from scene to scene, over which ranges (``render-dataset --fix``,
     ``--fixed-appearance``)."""
+
+    def check(self) -> None:
+        check_prior(self.render, self.variation)
 
     @property
     def image_size(self) -> int:

@@ -13,6 +13,7 @@ from ..config import AIRConfig, DatasetConfig, TrainConfig, to_dict
 from ..errors import UserError
 from ..kinds import Codec, Kind, Labels, lazy
 from .config import Objects3DConfig, Scenes3DConfig, Variation
+from .look import FACTORS, IMAGE, OBJECT, TRUTH_ORDER, array_shape, arrays_of
 from .metrics import scene_metrics_3d
 
 RENDER_BATCH = 64
@@ -24,8 +25,9 @@ MODELS = Path(__file__).resolve().parent / "models"
 
 def fit_to_data(air: AIRConfig, data: DatasetConfig) -> AIRConfig:
     """The model draws with the dataset's renderer and infers what the dataset varies (its
-    prior is the dataset's)."""
-    return replace(air, objects=replace(air.objects, render=data.scenes.render, variation=data.scenes.variation))
+    prior is the dataset's), with the look switches that go with it
+    (:meth:`~inverse_air.objects3d.config.Objects3DConfig.fitted`)."""
+    return replace(air, objects=air.objects.fitted(data.scenes.render, data.scenes.variation))
 
 
 def read_objects(objects: list, K: int, where: str) -> dict[str, np.ndarray]:
@@ -56,7 +58,6 @@ class ShardMaker:
 
         from ..images import to_uint8
         from .prior import sample_prior
-
         from .render3d import LOOK
 
         scenes = self.config.scenes
@@ -73,27 +74,20 @@ class ShardMaker:
 
 
 def shard_arrays(config: DatasetConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """The pose arrays, and the look arrays of what the dataset's ``variation`` varies
-    (:func:`~inverse_air.objects3d.prior.sample_prior`)."""
-    S, K, variation = config.scenes.image_size, config.max_count, config.scenes.variation
-    arrays = {"images": ("uint8", (S, S, 3)), "shape": ("int64", (K,)), "position": ("float32", (K, 2)),
-              "yaw": ("float32", (K,))}
-    if variation.size:
-        arrays["size"] = ("float32", (K,))
-    if variation.color:
-        arrays["color"] = ("float32", (K, 3))
-    if variation.camera:
-        arrays["camera"] = ("float32", (3,))
-    if variation.light:
-        arrays.update(light_direction=("float32", (3,)), ambient=("float32", ()), diffuse=("float32", ()))
-    if variation.ground:
-        arrays["ground_color"] = ("float32", (3,))
-    return arrays
+    """The pose arrays, and the look arrays of what the dataset's ``variation`` varies (the
+    look table's, in the ground truth's order: :func:`~inverse_air.objects3d.prior.sample_prior`)."""
+    S, K = config.scenes.image_size, config.max_count
+    out = {"images": ("uint8", (S, S, 3)), "shape": ("int64", (K,)), "position": ("float32", (K, 2)),
+           "yaw": ("float32", (K,))}
+    for name, (per, factors) in arrays_of(config.scenes.variation.varied, truth=True).items():
+        out[name] = ("float32", ((K,) if per == OBJECT else ()) + array_shape(factors))
+    return out
 
 
 def check_truth(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str | None:
     """Shapes are -1 or a label, filled slots first and as many as ``count``; positions of
-    objects inside the scene square."""
+    objects inside the scene square; the look within its valid ranges (the look table's),
+    directions of unit length."""
     from .scene import POSITION_MAX, POSITION_MIN, SHAPES
 
     shape, count = arrays["shape"], arrays["count"]
@@ -105,13 +99,18 @@ def check_truth(arrays: dict[str, np.ndarray], config: DatasetConfig) -> str | N
     position = arrays["position"][present]
     if ((position < POSITION_MIN) | (position > POSITION_MAX)).any():
         return f"position outside the scene square [{POSITION_MIN:g}, {POSITION_MAX:g}]"
-    for name in ("color", "ground_color", "ambient", "diffuse"):
-        if name in arrays and ((arrays[name] < 0) | (arrays[name] > 1)).any():
-            return f"{name} outside [0, 1]"
-    if "size" in arrays and ((arrays["size"] <= 0) | (arrays["size"] > 2)).any():
-        return "size outside (0, 2]"
-    if "light_direction" in arrays and (np.linalg.norm(arrays["light_direction"], axis=-1) < 1e-6).any():
-        return "light_direction of length 0"
+    for f in TRUTH_ORDER:  # the look's ranges, in the arrays' float32
+        if f.array not in arrays:
+            continue
+        values = f.take(arrays[f.array])
+        if f.direction:
+            if (np.abs(np.linalg.norm(values, axis=-1) - 1) > 1e-3).any():
+                return f"{f.array} holds directions that are not unit vectors"
+            continue
+        low, high = np.asarray(f.valid, values.dtype)
+        if not ((values >= low) & (values <= high)).all():  # NaN fails too
+            name = f.array if f.field is None else f"{f.array}.{f.field}"
+            return f"{name} outside [{f.valid[0]:g}, {f.valid[1]:g}]"
     return None
 
 
@@ -132,50 +131,39 @@ def memory_per_image(air: AIRConfig, phase: str) -> float:
     return 1.5 * per_pixel * pixels * max(1.0, air.max_steps / 3)
 
 
-LOOK_LINES = (("size_error", "size error", ".4f", ""), ("color_error", "colour error", ".4f", " (mean |RGB| difference)"),
-              ("camera_elevation_error_deg", "camera elevation", ".2f", " degrees"),
-              ("camera_azimuth_error_deg", "camera azimuth", ".2f", " degrees"),
-              ("camera_distance_error", "camera distance", ".4f", " world units"),
-              ("light_direction_error_deg", "light direction", ".2f", " degrees"),
-              ("light_ambient_error", "light ambient", ".4f", ""), ("light_diffuse_error", "light diffuse", ".4f", ""),
-              ("ground_color_error", "ground colour", ".4f", " (mean |RGB| difference)"))
-"""Evaluate's lines for the errors of the inferred look: key, label, format, unit."""
-
-
 def metric_lines(m: dict) -> list[str]:
     median = lambda key, fmt: "n/a" if m[key] is None else format(m[key]["median"], fmt)
     identity = "n/a" if m["identity_accuracy"] is None else format(m["identity_accuracy"], ".2%")
     lines = [f"identity accuracy  {identity}",
              f"position error     median {median('position_error', '.4f')} world units",
              f"cube yaw error     median {median('cube_yaw_error_deg', '.2f')} degrees"]
-    return lines + [f"{label:<18s} median {median(key, fmt)}{unit}" for key, label, fmt, unit in LOOK_LINES if key in m]
+    return lines + [f"{f.label:<18s} median {median(f.metric, f.metric_format)}{f.unit}"
+                    for f in TRUTH_ORDER if f.metric in m]
+
+
+def _given(result: dict, factor):
+    """A factor's value in a scene file's terms (``decompose``'s result), or None."""
+    for key in factor.scene:
+        result = result.get(key) if isinstance(result, dict) else None
+    return result
 
 
 def step_text(step: dict) -> str:
     probs = " ".join(f"{k} {v:.2f}" for k, v in step["shape_probs"].items())
     x, z = step["position"]
-    look = ""
-    if "size" in step:
-        look += f"  size {step['size']:.2f}"
-    if "color" in step:
-        look += "  colour (" + ", ".join(f"{c:.2f}" for c in step["color"]) + ")"
+    look = "".join(f"  {f.describe(_given(step, f))}" for f in TRUTH_ORDER
+                   if f.per == OBJECT and _given(step, f) is not None)
     return f"{step['shape']:<8s} position ({x:+.3f}, {z:+.3f})  yaw {step['yaw_deg']:+6.1f} deg{look}  [{probs}]"
 
 
 def look_text(result: dict) -> list[str]:
-    """The inferred look of a decompose result, for people (nothing when it does not vary)."""
-    lines = []
-    if "camera" in result:
-        c = result["camera"]
-        lines.append(f"  camera  elevation {c['elevation_deg']:.1f} deg  azimuth {c['azimuth_deg']:+.1f} deg  "
-                     f"distance {c['distance']:.2f}")
-    if "light" in result:
-        l = result["light"]
-        lines.append("  light   direction (" + ", ".join(f"{v:+.2f}" for v in l["direction"]) +
-                     f")  ambient {l['ambient']:.2f}  diffuse {l['diffuse']:.2f}")
-    if "ground_color" in result:
-        lines.append("  ground  colour (" + ", ".join(f"{v:.2f}" for v in result["ground_color"]) + ")")
-    return lines
+    """The inferred look of a decompose result, for people (nothing when it does not vary):
+    a line per group of the look."""
+    lines: dict[str, list[str]] = {}
+    for f in FACTORS:
+        if f.per == IMAGE and _given(result, f) is not None:
+            lines.setdefault(f.group, []).append(f.describe(_given(result, f)))
+    return [f"  {group:<8s}" + "  ".join(parts) for group, parts in lines.items()]
 
 
 def data_mismatch(air: AIRConfig, data: DatasetConfig) -> str | None:
@@ -214,8 +202,8 @@ KIND = Kind(
     build_objects=lazy("inverse_air.objects3d.model3d", "Objects3D"),
     fit_to_data=fit_to_data,
     shard_maker=ShardMaker,
-    codec=Codec(targets=lazy("inverse_air.objects3d.model3d", "targets_from_arrays"),
-                to_arrays=lazy("inverse_air.objects3d.model3d", "latents_to_arrays")),
+    codec=Codec(targets=lazy("inverse_air.objects3d.codec", "targets_from_arrays"),
+                to_arrays=lazy("inverse_air.objects3d.codec", "latents_to_arrays")),
     shard_arrays=shard_arrays,
     check_truth=check_truth,
     memory_per_image=memory_per_image,

@@ -5,13 +5,13 @@
   (world units);
 - **yaw error**, symmetry-aware: none for spheres and cylinders (yaw is not observable),
   modulo 90 degrees for cubes; measured on matched objects whose true shape is a cube;
-- where the look varies (both the truth and the prediction hold it): on matched objects, the
-  **size error** ``|inferred - true|`` and the **colour error**, the mean over R, G, B of
-  ``|inferred - true|`` albedo; per image, the camera's **elevation and azimuth errors**
-  (degrees) and **distance error** (world units), and the **ground colour error** (mean over
-  R, G, B); per image holding at least one object (an empty scene shows no light), the angle
-  between the inferred and the true **light direction** (degrees) and the **ambient** and
-  **diffuse** intensity errors.
+- where the look varies (both the truth and the prediction hold it), each factor's metric of
+  the look table (:mod:`inverse_air.objects3d.look`), ``{factor}_error``: ``|inferred - true|``
+  (of RGB, the mean over R, G, B), on matched objects for the objects' size and colour, per
+  image for the camera's elevation, azimuth (degrees) and distance (world units) and the
+  ground's colour; per image holding at least one object (an empty scene shows no light), the
+  angle between the inferred and the true **light direction** (degrees) and the **ambient**
+  and **diffuse** intensity errors.
 
 Note that an image cannot tell an object's albedo from the light's intensity apart (the same
 image results if every albedo is scaled by ``k`` and ambient and diffuse by ``1 / k``): only
@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import count_metrics, match_by_position, summary
+from .look import OBJECT, TRUTH_ORDER
 from .scene import SHAPES, YAW_SYMMETRY_DEG
 
 
@@ -76,39 +77,37 @@ def scene_metrics_3d(true: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -
 
 def look_metrics(true: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict:
     """The errors of the inferred look, for what both ``true`` and ``pred`` hold (see the
-    module docstring); objects matched as in :func:`scene_metrics_3d`."""
-    has = lambda key: key in true and key in pred
-    out = {}
+    module docstring), in the ground truth's order; objects matched as in :func:`scene_metrics_3d`."""
+    held = [f for f in TRUTH_ORDER if f.array in true and f.array in pred]
     true_count, pred_count = np.asarray(true["count"]), np.asarray(pred["count"])
-    if has("size") or has("color"):
-        sizes, colors = [], []
+    matched = {f.name: ([], []) for f in held if f.per == OBJECT}
+    if matched:
         for i in np.flatnonzero(true_count == pred_count):
             n = int(true_count[i])
             t_slots = np.flatnonzero(true["shape"][i] >= 0)[:n]
             p_slots = np.flatnonzero(pred["shape"][i] >= 0)[:n]
             p_slots = p_slots[match_by_position(true["position"][i][t_slots], pred["position"][i][p_slots])]
-            if has("size"):
-                sizes.extend(np.abs(true["size"][i][t_slots] - pred["size"][i][p_slots]))
-            if has("color"):
-                colors.extend(np.abs(true["color"][i][t_slots] - pred["color"][i][p_slots]).mean(-1))
-        if has("size"):
-            out["size_error"] = summary(sizes)
-        if has("color"):
-            out["color_error"] = summary(colors)
-    if has("camera"):
-        d = np.abs(np.asarray(pred["camera"], np.float64) - true["camera"])
-        out["camera_elevation_error_deg"] = summary(d[:, 0])
-        out["camera_azimuth_error_deg"] = summary(d[:, 1])
-        out["camera_distance_error"] = summary(d[:, 2])
-    if has("light_direction"):
-        lit = true_count > 0
-        a, b = np.asarray(true["light_direction"], np.float64)[lit], np.asarray(pred["light_direction"], np.float64)[lit]
-        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)).clip(1e-12)
-        out["light_direction_error_deg"] = summary(np.degrees(np.arccos(cos.clip(-1.0, 1.0))))
-        for key in ("ambient", "diffuse"):
-            if has(key):
-                out[f"light_{key}_error"] = summary(np.abs(np.asarray(pred[key], np.float64) - true[key])[lit])
-    if has("ground_color"):
-        out["ground_color_error"] = summary(np.abs(np.asarray(pred["ground_color"], np.float64)
-                                                   - true["ground_color"]).mean(-1))
+            for f in held:
+                if f.per == OBJECT:
+                    matched[f.name][0].append(true[f.array][i][t_slots])
+                    matched[f.name][1].append(pred[f.array][i][p_slots])
+    lit = true_count > 0
+    out = {}
+    for f in held:
+        if f.per == OBJECT:
+            t, p = (np.concatenate(v) if v else np.zeros((0,) + np.shape(true[f.array])[2:]) for v in matched[f.name])
+        else:
+            t, p = f.take(np.asarray(true[f.array])), f.take(np.asarray(pred[f.array]))
+            t, p = (t[lit], p[lit]) if f.lit_only else (t, p)
+        out[f.metric] = summary(_error(f, np.asarray(t, np.float64), np.asarray(p, np.float64)))
     return out
+
+
+def _error(factor, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Each value's error: the angle between directions (degrees), or ``|pred - true|`` (the
+    mean over channels)."""
+    if factor.direction:
+        cos = (true * pred).sum(-1) / (np.linalg.norm(true, axis=-1) * np.linalg.norm(pred, axis=-1)).clip(1e-12)
+        return np.degrees(np.arccos(cos.clip(-1.0, 1.0)))
+    error = np.abs(pred - true)
+    return error.mean(-1) if factor.channels > 1 else error

@@ -1,12 +1,13 @@
 """The 3D scene prior, written once: how scenes are drawn (``render-dataset`` and the sleep
 phase draw them with :func:`sample_prior`) and the densities the ELBO charges for them.
 
-Per image, for each factor that varies (:class:`~inverse_air.objects3d.config.Variation`;
-the others take the render config's value):
+Per image, for each factor of the look that varies (the look table's,
+:mod:`inverse_air.objects3d.look`, where :class:`~inverse_air.objects3d.config.Variation`
+varies its group; the others take the render config's value):
 
 - ``camera``: elevation, azimuth and distance, each uniform over its range;
 - ``light``: the direction towards it uniform over the upper hemisphere (the sine of its
-  elevation, ``light_height``, uniform in [0, 1]; its azimuth uniform on the circle); the
+  elevation, its *height*, uniform in [0, 1]; its azimuth uniform on the circle); the
   ambient and diffuse intensities uniform over their ranges;
 - ``ground``: each RGB channel of the ground's colour uniform over its range.
 
@@ -35,8 +36,9 @@ object that finds no place (the earlier ones left no room) starts the scene's ob
 ELBO ignores this constraint's normalizer. The object count is the AIR core's
 (:meth:`inverse_air.air.AIR.sample_counts` for the sleep phase; ``--counts`` for datasets).
 
-Draws come from a numpy ``Generator`` in a fixed order (per image: camera, light, ground; then
-per object: shape, size, position re-drawn until it fits, yaw, colour; each only where it
+Draws come from a numpy ``Generator`` in a fixed order (per image: its factors in table order,
+camera, light, ground; then per object: shape, the factors drawn before placement (size),
+position re-drawn until it fits, yaw, the factors drawn after it (colour); each only where it
 varies), so a seed gives the same scenes anywhere, and with nothing varying exactly the scenes
 of the fixed-look prior before the look could vary.
 """
@@ -51,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import RenderConfig, Variation
+from .look import IMAGE, OBJECT, Factor, array_shape, arrays_of, defaults, varied
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, ObjectSpec, Scene, SceneError, min_distance
 
 LOG_2PI = math.log(2 * math.pi)
@@ -96,27 +99,31 @@ class Interval(NamedTuple):
 
 
 def intervals(variation: Variation, render: RenderConfig) -> dict[str, Interval]:
-    """The bounded latents of the prior that ``variation`` varies, by name: ``elevation``,
-    ``azimuth`` (degrees), ``distance`` (world units); ``light_height`` (sine of the light's
-    elevation), ``ambient``, ``diffuse``; ``ground_color`` and ``color`` (each channel);
-    ``size``."""
-    v = variation
+    """The bounded latents of the look's factors that ``variation`` varies, by factor name
+    (:data:`~inverse_air.objects3d.look.FACTORS`): each its range (``Variation``'s, the camera's
+    distance times ``render.camera_distance``); a direction its height's, [0, 1]."""
     out = {}
-    if v.camera:
-        out["elevation"] = Interval(*v.elevation_range_deg)
-        out["azimuth"] = Interval(*v.azimuth_range_deg)
-        out["distance"] = Interval(*(f * render.camera_distance for f in v.distance_range))
-    if v.light:
-        out["light_height"] = Interval(0.0, 1.0)
-        out["ambient"] = Interval(*v.ambient_range)
-        out["diffuse"] = Interval(*v.diffuse_range)
-    if v.ground:
-        out["ground_color"] = Interval(*v.ground_color_range)
-    if v.color:
-        out["color"] = Interval(*v.color_range)
-    if v.size:
-        out["size"] = Interval(*v.size_range)
+    for f in varied(variation.varied):
+        if f.direction:
+            out[f.name] = Interval(0.0, 1.0)
+        else:
+            low, high = getattr(variation, f.prior_range)
+            if f.prior_scale is not None:  # a range of factors of a render-config value
+                scale = getattr(render, f.prior_scale)
+                low, high = low * scale, high * scale
+            out[f.name] = Interval(low, high)
     return out
+
+
+def draw(factor: Factor, rng: np.random.Generator, latents: dict[str, Interval]):
+    """One image's or object's value of a factor of the look from the prior: a number, RGB
+    (a tuple), or a unit direction (``(3,)`` float64)."""
+    if factor.direction:
+        height, azimuth = latents[factor.name].sample(rng), rng.uniform(-math.pi, math.pi)
+        return light_direction(np.float64(height), np.float64(azimuth))
+    if factor.channels == 1:
+        return float(latents[factor.name].sample(rng))
+    return tuple(float(v) for v in latents[factor.name].sample(rng, factor.channels))
 
 
 def light_direction(height, azimuth):
@@ -161,9 +168,11 @@ def _try_objects(rng, count: int, render: RenderConfig, variation: Variation,
                  latents: dict[str, Interval], max_tries: int) -> list[ObjectSpec] | None:
     """One attempt of :func:`_sample_objects`: None when an object finds no place."""
     objects: list[ObjectSpec] = []
+    factors = varied(variation.varied, OBJECT)
     for _ in range(count):
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        size = float(latents["size"].sample(rng)) if variation.size else None
+        look = {f.scene[0]: draw(f, rng, latents) for f in factors if f.drawn == "before placement"}
+        size = look.get("size")
         for _ in range(max_tries):
             x, z = rng.uniform(POSITION_MIN, POSITION_MAX, size=2)
             if size is None:
@@ -177,8 +186,8 @@ def _try_objects(rng, count: int, render: RenderConfig, variation: Variation,
         else:
             return None
         yaw = float(rng.uniform(0.0, 360.0))
-        color = tuple(float(c) for c in latents["color"].sample(rng, 3)) if variation.color else None
-        objects.append(ObjectSpec(shape, (float(x), float(z)), yaw, color, size))
+        look.update({f.scene[0]: draw(f, rng, latents) for f in factors if f.drawn == "after yaw"})
+        objects.append(ObjectSpec(shape, (float(x), float(z)), yaw, **look))
     return objects
 
 
@@ -196,10 +205,11 @@ def sample_prior(counts: np.ndarray, rng: np.random.Generator, render: RenderCon
 
     Returns:
         ``count (B,)``, ``shape (B, K)`` (-1 = empty slot), ``position (B, K, 2)``, ``yaw (B, K)``
-        degrees; and for what varies: ``size (B, K)``, ``color (B, K, 3)``, ``camera (B, 3)``
-        (elevation and azimuth in degrees, distance), ``light_direction (B, 3)`` (unit),
-        ``ambient (B,)``, ``diffuse (B,)``, ``ground_color (B, 3)``. Objects in the order drawn;
-        empty slots hold the render config's size and colour.
+        degrees; and the look's arrays of what varies, in the ground truth's order
+        (:data:`~inverse_air.objects3d.look.TRUTH_ORDER`: ``size (B, K)``, ``color (B, K, 3)``,
+        ``camera (B, 3)``, ``light_direction (B, 3)`` (unit), ``ambient (B,)``, ``diffuse (B,)``,
+        ``ground_color (B, 3)``). Objects in the order drawn; empty slots hold the render
+        config's size and colour.
     """
     if not isinstance(render, RenderConfig):
         render = RenderConfig(object_scale=float(render))
@@ -210,33 +220,19 @@ def sample_prior(counts: np.ndarray, rng: np.random.Generator, render: RenderCon
     K = max_objects if max_objects is not None else int(counts.max(initial=0))
     out: dict[str, np.ndarray] = {"count": counts, "shape": np.full((B, K), -1, np.int64),
                                   "position": np.zeros((B, K, 2), np.float32), "yaw": np.zeros((B, K), np.float32)}
-    if variation.size:
-        out["size"] = np.full((B, K), render.object_scale, np.float32)
-    if variation.color:
-        out["color"] = np.tile(np.asarray(render.object_color, np.float32), (B, K, 1))
-    if variation.camera:
-        out["camera"] = np.zeros((B, 3), np.float32)
-    if variation.light:
-        out.update(light_direction=np.zeros((B, 3), np.float32), ambient=np.zeros(B, np.float32),
-                   diffuse=np.zeros(B, np.float32))
-    if variation.ground:
-        out["ground_color"] = np.zeros((B, 3), np.float32)
+    default = defaults(render)
+    for name, (per, factors) in arrays_of(variation.varied, truth=True).items():
+        out[name] = np.zeros(((B, K) if per == OBJECT else (B,)) + array_shape(factors), np.float32)
+        if per == OBJECT:  # empty slots hold the render config's value
+            out[name][...] = np.asarray(default[name], np.float32).reshape(array_shape(factors))
+    image_factors, object_factors = varied(variation.varied, IMAGE), varied(variation.varied, OBJECT)
     for i, n in enumerate(counts):
-        if variation.camera:
-            out["camera"][i] = [latents["elevation"].sample(rng), latents["azimuth"].sample(rng),
-                                latents["distance"].sample(rng)]
-        if variation.light:
-            height, azimuth = latents["light_height"].sample(rng), rng.uniform(-math.pi, math.pi)
-            out["light_direction"][i] = light_direction(np.float64(height), np.float64(azimuth))
-            out["ambient"][i], out["diffuse"][i] = latents["ambient"].sample(rng), latents["diffuse"].sample(rng)
-        if variation.ground:
-            out["ground_color"][i] = latents["ground_color"].sample(rng, 3)
+        for f in image_factors:
+            out[f.array][(i,) if f.column is None else (i, f.column)] = draw(f, rng, latents)
         if n > K:
             raise ValueError(f"scene {i} has {n} objects, more than {K} slots")
         for k, obj in enumerate(_sample_objects(rng, int(n), render, variation, latents)):
             out["shape"][i, k], out["position"][i, k], out["yaw"][i, k] = obj.label, obj.position, obj.yaw_deg
-            if obj.size is not None:
-                out["size"][i, k] = obj.size
-            if obj.color is not None:
-                out["color"][i, k] = obj.color
+            for f in object_factors:
+                out[f.array][i, k] = getattr(obj, f.scene[0])
     return out

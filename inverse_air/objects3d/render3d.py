@@ -47,6 +47,7 @@ from pytorch3d.structures import Meshes
 from ..images import to_uint8
 from ..limits import check_memory
 from .config import RenderConfig
+from .look import GROUPS, OBJECT, CameraPose, array_shape, arrays_of
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
 
 MESH_DIR = Path(__file__).resolve().parent / "meshes"
@@ -66,21 +67,18 @@ def hard_render_memory(layers: int, image_size: int) -> float:
     ``image_size`` needs at its peak, with half as much again to spare."""
     return 1.5 * HARD_BYTES_PER_LAYER_PIXEL * max(1, layers) * image_size ** 2
 
-LOOK = {"size": "(B, K)", "color": "(B, K, 3)", "camera": "(B, 3)", "light_direction": "(B, 3)",
-        "ambient": "(B,)", "diffuse": "(B,)", "ground_color": "(B, 3)"}
-"""The look a batch of scenes may give, with each tensor's shape: per object ``size`` (mesh
-scale) and ``color`` (RGB albedo); per image ``camera`` ``(elevation_deg, azimuth_deg,
-distance)``, ``light_direction`` (towards the light; normalized here), ``ambient``, ``diffuse``
-and ``ground_color`` (RGB, as seen)."""
+
+def _shape_text(per: str, factors) -> str:
+    dims = ("B", "K")[:1 + (per == OBJECT)] + tuple(map(str, array_shape(factors)))
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def look_defaults(config: RenderConfig) -> dict[str, tuple]:
-    """What each :data:`LOOK` entry is where a scene does not give it (per object or image)."""
-    light = np.asarray(config.light_direction, dtype=np.float64)
-    return {"size": (config.object_scale,), "color": tuple(config.object_color),
-            "camera": (config.camera_elevation_deg, config.camera_azimuth_deg, config.camera_distance),
-            "light_direction": tuple(light / np.linalg.norm(light)), "ambient": (config.ambient,),
-            "diffuse": (config.diffuse,), "ground_color": tuple(config.ground_color)}
+LOOK: dict[str, str] = {name: _shape_text(per, factors) for name, (per, factors) in arrays_of(GROUPS, truth=True).items()}
+"""The look a batch of scenes may give (the look table's arrays, :mod:`inverse_air.objects3d.look`),
+with each tensor's shape: per object ``size`` (mesh scale) and ``color`` (RGB albedo); per image
+``camera`` (:class:`~inverse_air.objects3d.look.CameraPose`'s fields), ``light_direction``
+(unit, towards the light), ``ambient``, ``diffuse`` and ``ground_color`` (RGB, as seen)."""
+_SHADING = tuple(arrays_of(("light",)))  # per image, but shading each of the image's objects
 
 
 def scenes_to_tensors(scenes: list[Scene], max_objects: int | None = None,
@@ -93,39 +91,18 @@ def scenes_to_tensors(scenes: list[Scene], max_objects: int | None = None,
         ``config``, a dict of the :data:`LOOK` entries some scene gives (the others' values
         filled in from ``config``), to pass as the renderer's keyword arguments.
     """
-    arrays = scenes_to_arrays(scenes, max_objects)
-    pose = (torch.from_numpy(arrays["shape"]), torch.from_numpy(arrays["position"]),
-            torch.deg2rad(torch.from_numpy(arrays["yaw"])))
-    if config is None:
-        return pose
-    default = look_defaults(config)
-    B, K = arrays["shape"].shape
-    look: dict[str, torch.Tensor] = {}
-    if any(o.size is not None for s in scenes for o in s.objects):
-        look["size"] = torch.tensor([[o.size if o.size is not None else default["size"][0] for o in s.objects]
-                                     + [default["size"][0]] * (K - len(s.objects)) for s in scenes])
-    if any(o.color is not None for s in scenes for o in s.objects):
-        look["color"] = torch.tensor([[list(o.color or default["color"]) for o in s.objects]
-                                      + [list(default["color"])] * (K - len(s.objects)) for s in scenes])
-    if any(s.camera is not None for s in scenes):
-        look["camera"] = torch.tensor([[s.camera.elevation_deg, s.camera.azimuth_deg, s.camera.distance]
-                                       if s.camera else list(default["camera"]) for s in scenes])
-    if any(s.light is not None for s in scenes):
-        direction = torch.tensor([list(s.light.direction) if s.light else list(default["light_direction"])
-                                  for s in scenes], dtype=torch.float64)
-        look["light_direction"] = (direction / direction.norm(dim=1, keepdim=True)).float()
-        look["ambient"] = torch.tensor([s.light.ambient if s.light else default["ambient"][0] for s in scenes])
-        look["diffuse"] = torch.tensor([s.light.diffuse if s.light else default["diffuse"][0] for s in scenes])
-    if any(s.ground_color is not None for s in scenes):
-        look["ground_color"] = torch.tensor([list(s.ground_color or default["ground_color"]) for s in scenes])
-    return pose + ({k: v.float() for k, v in look.items()},)
+    arrays = scenes_to_arrays(scenes, max_objects, config)
+    pose = (torch.from_numpy(arrays.pop("shape")), torch.from_numpy(arrays.pop("position")),
+            torch.deg2rad(torch.from_numpy(arrays.pop("yaw"))))
+    return pose if config is None else pose + ({k: torch.from_numpy(v) for k, v in arrays.items()},)
 
 
 def camera_frames(camera: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each camera's rotation and centre, as PyTorch3D's ``look_at_view_transform`` places it.
 
     Args:
-        camera: ``(B, 3)`` elevation (degrees), azimuth (degrees), distance.
+        camera: ``(B, 3)`` :class:`~inverse_air.objects3d.look.CameraPose` fields (elevation and
+            azimuth in degrees, distance).
         target: ``(1, 3)`` or ``(B, 3)`` the point the cameras look at.
 
     Returns:
@@ -133,7 +110,8 @@ def camera_frames(camera: torch.Tensor, target: torch.Tensor) -> tuple[torch.Ten
         (view coordinates of a world point ``X`` are ``(X - C) @ R``, PyTorch3D's row-vector
         convention), and ``C (B, 3)`` the camera centres.
     """
-    elevation, azimuth, distance = torch.deg2rad(camera[:, 0]), torch.deg2rad(camera[:, 1]), camera[:, 2]
+    pose = CameraPose.of(camera)
+    elevation, azimuth, distance = torch.deg2rad(pose.elevation_deg), torch.deg2rad(pose.azimuth_deg), pose.distance
     offset = torch.stack([torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation),
                           torch.cos(elevation) * torch.cos(azimuth)], dim=1)  # (B, 3) unit
     centre = target.to(camera.dtype) + distance[:, None] * offset
@@ -229,8 +207,8 @@ class SceneRenderer(torch.nn.Module):
         if not bool(present.any()):
             return background
         image_of = torch.arange(B, device=shape.device).unsqueeze(1).expand(B, K)[present]  # (N,)
-        per_object = {k: look[k][present] for k in ("size", "color") if k in look}
-        per_object.update({k: look[k][image_of] for k in ("light_direction", "ambient", "diffuse") if k in look})
+        per_object = {k: look[k][present] for k, (per, _) in arrays_of(GROUPS).items() if per == OBJECT and k in look}
+        per_object.update({k: look[k][image_of] for k in _SHADING if k in look})
         object_cameras = None if cameras is None else self._cameras(shape.device, *(t[image_of] for t in cameras))
         meshes, face_colors = self._object_meshes(shape[present], position[present], yaw[present], **per_object)
         if soft:

@@ -9,18 +9,18 @@ A scene is a list of objects resting on the ground plane. Each object has
 - optionally ``color`` (RGB albedo in [0, 1]) and ``size`` (the scale of its unit mesh: cube
   side, sphere and cylinder diameter).
 
-A scene may also say how it looks (each optional): ``camera`` (``elevation_deg`` above the
-ground, ``azimuth_deg`` about +Y, ``distance`` from the point the camera looks at), ``light``
-(``direction`` towards the light, ``ambient`` and ``diffuse`` intensities) and
+A scene may also say how it looks (each field optional): ``camera`` (``elevation_deg`` above
+the ground, ``azimuth_deg`` about +Y, ``distance`` from the point the camera looks at),
+``light`` (``direction`` towards the light, ``ambient`` and ``diffuse`` intensities) and
 ``ground_color`` (RGB). What a scene leaves out takes the render config's value
-(:class:`inverse_air.objects3d.config.RenderConfig`).
+(:class:`inverse_air.objects3d.config.RenderConfig`). Where each factor of the look sits in a
+scene file, and its valid range, is the look table's (:mod:`inverse_air.objects3d.look`).
 
 **Convention.** PyTorch3D's world frame: +Y up, the ground is ``y = 0``. The default camera
 looks at the origin from above and in front (from +Z). Object centres must lie in the square
 ``[POSITION_MIN, POSITION_MAX]^2``; objects must not interpenetrate, which is checked
 conservatively on their footprint circles (:data:`FOOTPRINT_RADIUS` times each object's size).
 Occlusion is allowed. Scenes are drawn at random by the prior (:mod:`inverse_air.objects3d.prior`).
-Every valid range is defined here (:data:`RANGES`).
 
 This module does not import torch, so scene files can be read and checked cheaply.
 """
@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import read_json, write_text
+from .look import FACTORS, GROUPS, IMAGE, OBJECT, array_shape, arrays_of, defaults, unit_direction
 
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 """Object identities, in the order of their integer labels (0, 1, 2)."""
@@ -45,18 +46,6 @@ POSITION_MIN: float = -1.0
 """Smallest valid x or z coordinate of an object centre (world units)."""
 POSITION_MAX: float = 1.0
 """Largest valid x or z coordinate of an object centre (world units)."""
-
-RANGES: dict[str, tuple[float, float]] = {
-    "size": (0.05, 1.5),
-    "color": (0.0, 1.0),
-    "elevation_deg": (1.0, 89.0),
-    "distance": (2.5, 20.0),
-    "ambient": (0.0, 1.0),
-    "diffuse": (0.0, 1.0),
-    "ground_color": (0.0, 1.0),
-}
-"""Valid values (inclusive) of a scene file's numeric fields other than positions and angles
-(``azimuth_deg`` and ``yaw_deg`` are any finite angle)."""
 
 FOOTPRINT_RADIUS: dict[str, float] = {"sphere": 0.5, "cube": math.sqrt(0.5), "cylinder": 0.5}
 """Radius of the circle on the ground that holds the unit-size mesh at any yaw.
@@ -92,21 +81,28 @@ class ObjectSpec:
 @dataclass(frozen=True)
 class Camera:
     """Where the camera is: ``elevation_deg`` above the ground, ``azimuth_deg`` about +Y (0 on
-    the +Z side), ``distance`` from the point it looks at (the render config's target)."""
+    the +Z side), ``distance`` from the point it looks at (the render config's target); each
+    None where the render config's value applies."""
 
-    elevation_deg: float
-    azimuth_deg: float
-    distance: float
+    elevation_deg: float | None = None
+    azimuth_deg: float | None = None
+    distance: float | None = None
 
 
 @dataclass(frozen=True)
 class Light:
-    """A distant light: ``direction`` towards it (any length but 0), and its ``ambient`` and
-    ``diffuse`` intensities (a face shows ``albedo * (ambient + diffuse * max(0, n . l))``)."""
+    """A distant light: ``direction`` towards it (any vector of normal, finite length), and its
+    ``ambient`` and ``diffuse`` intensities (a face shows ``albedo * (ambient + diffuse *
+    max(0, n . l))``); each None where the render config's value applies."""
 
-    direction: tuple[float, float, float]
-    ambient: float
-    diffuse: float
+    direction: tuple[float, float, float] | None = None
+    ambient: float | None = None
+    diffuse: float | None = None
+
+
+SECTIONS: dict[str, type] = {"camera": Camera, "light": Light}
+"""The scene file's objects that hold several factors of the look, by key (the look table's
+``scene`` paths name their fields)."""
 
 
 @dataclass(frozen=True)
@@ -118,28 +114,33 @@ class Scene:
     light: Light | None = None
     ground_color: tuple[float, float, float] | None = None
 
+    def look(self, factor):
+        """The value a per-image ``factor`` of the look table has in this scene (None: not given)."""
+        value = getattr(self, factor.scene[0])
+        return value if len(factor.scene) == 1 or value is None else getattr(value, factor.scene[1])
+
     def to_dict(self) -> dict:
         """The scene file's JSON (fields left None are left out)."""
         out: dict = {}
-        if self.camera is not None:
-            c = self.camera
-            out["camera"] = {"elevation_deg": float(c.elevation_deg), "azimuth_deg": float(c.azimuth_deg),
-                             "distance": float(c.distance)}
-        if self.light is not None:
-            out["light"] = {"direction": [float(v) for v in self.light.direction],
-                            "ambient": float(self.light.ambient), "diffuse": float(self.light.diffuse)}
-        if self.ground_color is not None:
-            out["ground_color"] = [float(v) for v in self.ground_color]
+        for f in FACTORS:
+            value = self.look(f) if f.per == IMAGE else None
+            if value is not None:
+                *section, key = f.scene
+                (out.setdefault(section[0], {}) if section else out)[key] = _plain(value)
         out["objects"] = []
         for o in self.objects:
             item = {"shape": o.shape, "position": [float(o.position[0]), float(o.position[1])],
                     "yaw_deg": float(o.yaw_deg)}
-            if o.color is not None:
-                item["color"] = [float(v) for v in o.color]
-            if o.size is not None:
-                item["size"] = float(o.size)
+            for f in FACTORS:
+                if f.per == OBJECT and getattr(o, f.scene[0]) is not None:
+                    item[f.scene[0]] = _plain(getattr(o, f.scene[0]))
             out["objects"].append(item)
         return out
+
+
+def _plain(value):
+    """A value of the look as JSON: a float, or a list of floats."""
+    return [float(v) for v in value] if isinstance(value, (tuple, list)) else float(value)
 
 
 def min_distance(shape_a: str, shape_b: str, size_a: float, size_b: float | None = None) -> float:
@@ -194,8 +195,25 @@ def _fields(item, where: str, allowed: set[str], required: tuple[str, ...] = ())
     return item
 
 
+def _look_value(factor, value, where: str):
+    """A scene file's value of a factor of the look, checked against the look table."""
+    if factor.direction:
+        vector = _numbers(value, where, factor.channels)
+        if unit_direction(vector) is None:
+            raise SceneError(f"{where}: {_show(value)} has no direction (its length is 0, subnormal or not finite)")
+        return vector
+    if factor.channels > 1:
+        return _numbers(value, where, factor.channels, factor.valid)
+    if factor.angle:
+        return reduce_degrees(_number(value, where))
+    return _number(value, where, factor.valid)
+
+
+_OBJECT_LOOK = {f.scene[0]: f for f in FACTORS if f.per == OBJECT}
+
+
 def _object_from_dict(item, where: str) -> ObjectSpec:
-    item = _fields(item, where, {"shape", "position", "yaw_deg", "color", "size"}, ("shape",))
+    item = _fields(item, where, {"shape", "position", "yaw_deg", *_OBJECT_LOOK}, ("shape",))
     shape = item["shape"]
     if shape not in SHAPES:
         raise SceneError(f"{where}: field 'shape': unknown shape {_show(shape)} "
@@ -212,9 +230,8 @@ def _object_from_dict(item, where: str) -> ObjectSpec:
             raise SceneError(f"{where}: field 'position': {name} = {v:g} is outside the valid "
                              f"region [{POSITION_MIN:g}, {POSITION_MAX:g}]")
     yaw = reduce_degrees(_number(item.get("yaw_deg", 0.0), f"{where}: field 'yaw_deg'"))
-    color = _numbers(item["color"], f"{where}: field 'color'", 3, RANGES["color"]) if "color" in item else None
-    size = _number(item["size"], f"{where}: field 'size'", RANGES["size"]) if "size" in item else None
-    return ObjectSpec(shape, (x, z), yaw, color, size)
+    look = {key: _look_value(f, item[key], f"{where}: field '{key}'") for key, f in _OBJECT_LOOK.items() if key in item}
+    return ObjectSpec(shape, (x, z), yaw, **look)
 
 
 def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
@@ -236,25 +253,21 @@ def scene_from_dict(data, object_scale: float, source: str = "scene") -> Scene:
     if not isinstance(items, list):
         raise SceneError(f"{source}: field 'objects': expected a list")
     objects = tuple(_object_from_dict(item, f"{source}: object {i}") for i, item in enumerate(items))
-    camera = light = ground = None
-    if "camera" in data:
-        where = f"{source}: field 'camera'"
-        c = _fields(data["camera"], where, {"elevation_deg", "azimuth_deg", "distance"},
-                    ("elevation_deg", "azimuth_deg", "distance"))
-        camera = Camera(_number(c["elevation_deg"], f"{where}: elevation_deg", RANGES["elevation_deg"]),
-                        reduce_degrees(_number(c["azimuth_deg"], f"{where}: azimuth_deg")),
-                        _number(c["distance"], f"{where}: distance", RANGES["distance"]))
-    if "light" in data:
-        where = f"{source}: field 'light'"
-        l = _fields(data["light"], where, {"direction", "ambient", "diffuse"}, ("direction", "ambient", "diffuse"))
-        direction = _numbers(l["direction"], f"{where}: direction", 3)
-        if not any(direction):
-            raise SceneError(f"{where}: direction: must not be [0, 0, 0]")
-        light = Light(direction, _number(l["ambient"], f"{where}: ambient", RANGES["ambient"]),
-                      _number(l["diffuse"], f"{where}: diffuse", RANGES["diffuse"]))
-    if "ground_color" in data:
-        ground = _numbers(data["ground_color"], f"{source}: field 'ground_color'", 3, RANGES["ground_color"])
-    scene = Scene(objects, camera, light, ground)
+    look: dict = {}
+    for f in FACTORS:
+        if f.per != IMAGE or f.scene[0] not in data:
+            continue
+        where = f"{source}: field '{f.scene[0]}'"
+        if len(f.scene) == 1:
+            look[f.scene[0]] = _look_value(f, data[f.scene[0]], where)
+            continue
+        section, key = f.scene
+        given = _fields(data[section], where, set(SECTIONS[section].__dataclass_fields__))
+        look.setdefault(section, {})
+        if key in given:
+            look[section][key] = _look_value(f, given[key], f"{where}: {key}")
+    sections = {k: SECTIONS[k](**v) for k, v in look.items() if k in SECTIONS and v}  # {}: nothing given
+    scene = Scene(objects, **sections, **{k: v for k, v in look.items() if k not in SECTIONS})
     check_overlaps(scene, object_scale, source)
     return scene
 
@@ -292,14 +305,20 @@ def save_scene(scene: Scene, path: str | os.PathLike) -> None:
     write_text(path, json.dumps(scene.to_dict(), indent=2) + "\n")
 
 
-def scenes_to_arrays(scenes: list[Scene], max_objects: int | None = None) -> dict[str, np.ndarray]:
+def scenes_to_arrays(scenes: list[Scene], max_objects: int | None = None, render=None) -> dict[str, np.ndarray]:
     """Pad scenes into the dataset's ground-truth arrays.
+
+    Args:
+        scenes: the scenes.
+        max_objects: object slots ``K`` (default: the largest count).
+        render: a :class:`~inverse_air.objects3d.config.RenderConfig`: also the look's arrays
+            that some scene gives (each a float32 array of the look table: a factor left out
+            takes ``render``'s value; light directions normalized in float64). None: no look.
 
     Returns:
         ``shape (n, K)`` int64 (-1 = empty slot), ``position (n, K, 2)`` float32,
-        ``yaw (n, K)`` float32 in degrees, with ``K = max_objects`` or the largest count.
-        The look (colours, sizes, camera, light, ground) is not included: see
-        :func:`inverse_air.objects3d.render3d.scenes_to_tensors`.
+        ``yaw (n, K)`` float32 in degrees, with ``K = max_objects`` or the largest count; with
+        ``render``, the look's arrays (``camera (n, 3)``, ``color (n, K, 3)``, ...).
 
     Raises:
         ValueError: a scene holds more than ``max_objects`` objects.
@@ -314,4 +333,29 @@ def scenes_to_arrays(scenes: list[Scene], max_objects: int | None = None) -> dic
             raise ValueError(f"scene {i} has {len(scene.objects)} objects, more than {K} slots")
         for k, obj in enumerate(scene.objects):
             shape[i, k], position[i, k], yaw[i, k] = obj.label, obj.position, obj.yaw_deg
-    return {"shape": shape, "position": position, "yaw": yaw}
+    out = {"shape": shape, "position": position, "yaw": yaw}
+    return out if render is None else {**out, **_look_arrays(scenes, K, render)}
+
+
+def _look_arrays(scenes: list[Scene], K: int, render) -> dict[str, np.ndarray]:
+    """The look's arrays some scene gives (see :func:`scenes_to_arrays`), in the ground truth's order."""
+    default = defaults(render)
+    out = {}
+    for name, (per, factors) in arrays_of(GROUPS, truth=True).items():
+        array = None
+        for i, scene in enumerate(scenes):
+            for k, item in enumerate([scene] if per == IMAGE else scene.objects):
+                for f in factors:
+                    value = item.look(f) if per == IMAGE else getattr(item, f.scene[0])
+                    if value is None:
+                        continue
+                    if array is None:  # filled with the render config's value
+                        slots = (len(scenes),) + ((K,) if per == OBJECT else ())
+                        array = np.empty(slots + array_shape(factors), np.float32)
+                        array[...] = np.asarray(default[name], np.float32).reshape(array_shape(factors))
+                    index = (i,) if per == IMAGE else (i, k)
+                    array[index + (() if f.column is None else (f.column,))] = (
+                        unit_direction(value) if f.direction else value)
+        if array is not None:
+            out[name] = array
+    return out

@@ -12,7 +12,8 @@ from inverse_air.densities import normal_log_prob, soft_clamp
 from inverse_air.models import build_model
 from inverse_air.object_model import PriorSampler
 from inverse_air.objects3d.config import Objects3DConfig, RenderConfig, Variation
-from inverse_air.objects3d.model3d import latents_to_arrays, targets_from_arrays, wrapped_normal_log_prob
+from inverse_air.objects3d.codec import latents_to_arrays, targets_from_arrays
+from inverse_air.objects3d.posterior import wrapped_normal_log_prob
 from inverse_air.objects3d.prior import logistic_log_prob, sample_prior
 
 from conftest import TINY_AIR
@@ -217,3 +218,59 @@ def test_decompose_describes_the_inferred_look(varied):
     steps = varied.objects.describe(lat.objects)
     assert {"color", "size"} <= set(steps[0][0]) and varied.objects.scene_fields[-2:] == ("color", "size")
 
+
+
+# ---------------------------------------------------------------- the look switches of old checkpoints
+@pytest.mark.parametrize("path, looks", [("inverse_air/objects3d/models/air3d.pt", False),
+                                         ("inverse_air/objects3d/models/air3d-looks.pt", True),
+                                         ("tests/data/v1/model3d.pt", False)])
+def test_old_checkpoints_load_with_the_look_switches_of_before(path, looks):
+    """Checkpoints made before ``standardize_glimpse`` and ``psi_log_sigma_max`` were config
+    fields (format 2 without them; format 1) get them as the rule of before says: on where the
+    look varies."""
+    import json
+    from pathlib import Path
+
+    from inverse_air.checkpoint import load_model
+
+    path = Path(__file__).resolve().parents[2] / path
+    raw = json.loads(torch.load(path, weights_only=True)["config"])
+    assert "standardize_glimpse" not in json.dumps(raw)  # a checkpoint of before
+    model, payload = load_model(path)
+    objects = payload["config"].air.objects
+    assert bool(objects.variation.varied) == looks
+    assert (objects.standardize_glimpse, objects.psi_log_sigma_max) == ((True, 0.0) if looks else (False, 1.0))
+    assert (model.objects.standardize_glimpse, model.objects.psi_log_sigma_max) == (looks, 0.0 if looks else 1.0)
+    assert model.objects.glimpse_encoder.convs[0].in_channels == (6 if looks else 3) + 2  # and x, y
+
+
+def test_the_look_switches_are_saved_and_follow_the_data():
+    """A config holds the switches' values (checkpoints show them); fitted to data whose look is
+    fixed, the preset's switches become the fixed look's; set explicitly, they are kept."""
+    from inverse_air.config import DatasetConfig, from_dict, to_dict
+    from inverse_air.objects3d.config import Scenes3DConfig
+    from inverse_air.objects3d.kind import KIND
+
+    preset = KIND.air
+    assert (preset.objects.standardize_glimpse, preset.objects.psi_log_sigma_max) == (True, 0.0)
+    fixed = DatasetConfig(scenes=Scenes3DConfig(variation=Variation.none()))
+    fitted = KIND.fit_to_data(preset, fixed)
+    assert (fitted.objects.standardize_glimpse, fitted.objects.psi_log_sigma_max) == (False, 1.0)
+    saved = to_dict(fitted)
+    assert saved["objects"]["standardize_glimpse"] is False and saved["objects"]["psi_log_sigma_max"] == 1.0
+    explicit = Objects3DConfig(variation=Variation.none(), standardize_glimpse=True, psi_log_sigma_max=0.5)
+    assert from_dict(AIRConfig, to_dict(AIRConfig(objects=explicit))).objects == explicit
+
+
+def test_scene_posterior_weights_of_before_load_under_their_new_names(varied):
+    """Checkpoints before the scene posterior had a module of its own named its weights
+    ``objects.scene_encoder.*``, ``objects.scene_head.*``, ``objects.scene_spread.*``."""
+    state = varied.state_dict()
+    assert any(k.startswith("objects.scene.encoder.") for k in state)
+    legacy = {k.replace("objects.scene.encoder.", "objects.scene_encoder.").replace("objects.scene.head.", "objects.scene_head.")
+              .replace("objects.scene.spread.", "objects.scene_spread."): v.clone() + 1 for k, v in state.items()}
+    torch.manual_seed(1)
+    other = build_model(AIRConfig(objects=Objects3DConfig(render=RenderConfig(image_size=32)), **TINY_AIR))
+    other.load_state_dict(legacy)
+    for k, v in other.state_dict().items():
+        assert torch.equal(v, state[k] + 1), k

@@ -102,3 +102,60 @@ def test_a_huge_yaw_is_reduced_by_whole_turns_and_renders(renderer):
     image = renderer(*scenes_to_tensors([huge]))
     same = renderer(*scenes_to_tensors([Scene((ObjectSpec("cube", (0.0, 0.0), huge.objects[0].yaw_deg),))]))
     assert torch.isfinite(image).all() and torch.equal(image, same) and image.std() > 0.05
+
+
+def test_each_camera_and_light_field_is_optional(renderer, tmp_path):
+    """A camera (or light) giving some of its fields takes the render config's value for the
+    others: the same image as giving those values."""
+    cases = [({"camera": {"elevation_deg": 35.0}},
+              {"camera": {"elevation_deg": 35.0, "azimuth_deg": 0.0, "distance": 5.8}}),
+             ({"camera": {"distance": 7.0}, "light": {"ambient": 0.2}},
+              {"camera": {"elevation_deg": 60.0, "azimuth_deg": 0.0, "distance": 7.0},
+               "light": {"direction": [-0.4, 1.0, 0.6], "ambient": 0.2, "diffuse": 0.65}}),
+             ({"light": {"direction": [1.0, 1.0, 0.0]}, "camera": {}},
+              {"light": {"direction": [1.0, 1.0, 0.0], "ambient": 0.35, "diffuse": 0.65}})]
+    objects = [{"shape": "cube", "position": [0.2, 0.1], "yaw_deg": 20.0}]
+    plain = renderer.render_scenes([scene_from_dict({"objects": objects}, SCALE)])[0].astype(int)
+    for partial, full in cases:
+        scene = load_scene(write(tmp_path, json.dumps({**partial, "objects": objects})), SCALE)
+        image = renderer.render_scenes([scene])[0].astype(int)
+        same = renderer.render_scenes([scene_from_dict({**full, "objects": objects}, SCALE)])[0].astype(int)
+        assert np.abs(image - same).max() <= 1 and np.abs(image - plain).max() > 20, partial
+        assert load_scene(write(tmp_path, json.dumps(scene.to_dict()), "copy.json"), SCALE) == scene
+
+
+@pytest.mark.parametrize("direction", [[1e-320, 1e-320, 1e-320], [0, 0, 0], [1e-310, 0, 0], [1.7e308, 1.7e308, 1.7e308]])
+def test_a_light_direction_without_a_length_is_refused(tmp_path, direction):
+    """A direction whose length is 0, subnormal or overflows has no direction: one line naming
+    the file and field (not a black image)."""
+    path = write(tmp_path, json.dumps({"light": {"direction": direction, "ambient": 0.3, "diffuse": 0.7},
+                                       "objects": []}))
+    with pytest.raises(SceneError) as info:
+        load_scene(path, SCALE)
+    message = str(info.value)
+    assert str(path) in message and "field 'light': direction" in message and "no direction" in message
+    assert "\n" not in message
+
+
+def test_a_huge_light_direction_is_normalized_in_float64(renderer):
+    """[1e200, 1e200, 1e200] points where [1, 1, 1] does (it rendered as diffuse 0)."""
+    objects = [{"shape": "cube", "position": [0.0, 0.0]}]
+    light = {"ambient": 0.3, "diffuse": 0.7}
+    huge = renderer.render_scenes([scene_from_dict({"light": {**light, "direction": [1e200] * 3},
+                                                    "objects": objects}, SCALE)])[0]
+    unit = renderer.render_scenes([scene_from_dict({"light": {**light, "direction": [1.0] * 3},
+                                                    "objects": objects}, SCALE)])[0]
+    assert np.abs(huge.astype(int) - unit).max() <= 1
+
+
+def test_render_scene_refuses_a_light_without_direction_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from inverse_air.cli import app
+
+    path = write(tmp_path, json.dumps({"light": {"direction": [1e-320] * 3, "ambient": 0.3, "diffuse": 0.7},
+                                       "objects": []}))
+    result = CliRunner().invoke(app, ["render-scene", str(path), "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 1 and not (tmp_path / "out.png").exists()
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "field 'light': direction" in lines[0]
