@@ -52,6 +52,7 @@ def assert_results_agree(actual, expected, path: tuple = ()):
         for i, (a, e) in enumerate(zip(actual, expected)):
             assert_results_agree(a, e, path + (i,))
     elif isinstance(expected, float) or isinstance(actual, float):
+        assert all(isinstance(v, (int, float)) for v in (actual, expected)), f"{where}: {actual!r} vs {expected!r}"
         difference = abs(actual - expected)
         if path and path[-1] == "yaw_deg":
             difference = abs((actual - expected + 45.0) % 90.0 - 45.0)
