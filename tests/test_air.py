@@ -95,6 +95,7 @@ def test_deterministic_inference_is_repeatable(model):
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         a, b = model.infer(x, sample=False), model.infer(x, sample=False)
+    # exact: one computation repeated in one process (same batch, threads and kernels)
     assert torch.equal(a.z_pres, b.z_pres) and torch.equal(a.objects["position"], b.objects["position"])
 
 
@@ -104,7 +105,7 @@ def test_predict_is_deterministic_inference_without_the_densities(model):
         full = model.infer(x, sample=False)
     fast = model.predict(x)
     assert fast.kl is None and fast.log_q_discrete is None
-    assert torch.equal(fast.z_pres, full.z_pres)
+    assert torch.equal(fast.z_pres, full.z_pres)  # the same arithmetic up to the presence, in one process
     for key, value in full.objects.items():
         assert torch.allclose(fast.objects[key], value, atol=1e-6), key
     with pytest.raises(ValueError, match="densities"):

@@ -18,6 +18,8 @@ from inverse_air.images import read_image
 from inverse_air.objects3d.scene import SHAPES, load_scene, scenes_to_arrays
 from inverse_air.viz import outline
 
+from conftest import assert_results_agree
+
 SCENES = Path(__file__).resolve().parent.parent / "scenes"
 runner = CliRunner()
 
@@ -234,20 +236,13 @@ def test_batches_side_by_side_give_the_same_results_in_order(shipped, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert on_main == [False, False]
-
-    def summary(result):  # what must agree exactly (floats differ in the last bits by batch size)
-        return result["count"], [o["shape"] for o in result["objects"]]
-
     assert [r.path for r in several] == [str(p) for p in paths]
     assert [r.error is None for r in several] == [p.name != "broken.png" for p in paths]
     good = [r.result for r in one if r.error is None]
     for results in ([r.result for r in several if r.error is None], direct):
-        assert [summary(r) for r in results] == [summary(r) for r in good]
-        for a, b in zip(results, good):
-            for oa, ob in zip(a["objects"], b["objects"]):
-                assert np.allclose(oa["position"], ob["position"], atol=1e-3)
+        assert_results_agree(results, good)  # floats differ in the last bits with the batch size
     assert len(pictures_several["inputs"]) == 5
-    assert np.array_equal(pictures_one["inputs"], pictures_several["inputs"])
+    assert np.array_equal(pictures_one["inputs"], pictures_several["inputs"])  # the uint8 inputs, read back
 
 
 def test_auto_precision_is_bf16_only_for_large_batches_where_it_is_native(shipped, monkeypatch):
@@ -298,9 +293,12 @@ def test_format_1_checkpoints_decompose_and_evaluate_as_before(kind):
     decomposer = Decomposer(V1 / f"model{kind}.pt", precision="fp32")
     assert decomposer.kind == kind and torch.load(V1 / f"model{kind}.pt", weights_only=True)["format_version"] == 1
     images = ShardDataset(V1 / f"data{kind}").arrays()["images"]
-    assert decomposer.decompose(images) == expected[f"decompose{kind}"]
+    # expected.json was made on another machine: the same counts, shapes and confusion matrix,
+    # the floats within what differs between machines (a converted checkpoint gone wrong
+    # would be far outside)
+    assert_results_agree(decomposer.decompose(images), expected[f"decompose{kind}"])
     metrics = evaluate(V1 / f"model{kind}.pt", V1 / f"data{kind}")
-    assert {k: metrics[k] for k in expected[f"evaluate{kind}"]} == expected[f"evaluate{kind}"]
+    assert_results_agree({k: metrics[k] for k in expected[f"evaluate{kind}"]}, expected[f"evaluate{kind}"])
 
 
 def test_export_writes_todays_format_from_a_format_1_file(tmp_path):
@@ -325,11 +323,14 @@ def test_the_python_api_takes_names_paths_arrays_pil_images_and_batches(tmp_path
     cli = json.loads(invoke("decompose", path, "--json").stdout)
     cli.pop("image")
     rgb = np.asarray(Image.open(path))
+    # One image in every form: the same uint8 pixels through the same computation (a batch of
+    # one, one thread) in this process as the CLI's, so exactly the CLI's result.
     assert decomposer(str(path)) == cli and decomposer(path) == cli
     assert decomposer(Image.open(path)) == cli and decomposer(rgb) == cli
     assert decomposer(rgb / 255.0)["count"] == cli["count"]
-    batch = decomposer(np.stack([rgb, rgb]))
-    assert batch == [cli, cli] and decomposer([path, Image.open(path)]) == [cli, cli]
+    # A batch of two: floats differ from the single image's in the last bits with the batch size.
+    assert_results_agree(decomposer(np.stack([rgb, rgb])), [cli, cli])
+    assert_results_agree(decomposer([path, Image.open(path)]), [cli, cli])
     grey = decomposer(Image.open(path).convert("L").resize((32, 32)))
     assert "converted to RGB" in grey["notices"][0] and any("resized" in n for n in grey["notices"])
     refined = decomposer(path, refine=2)

@@ -112,7 +112,9 @@ def test_cuda_checkpoint_loads_on_cpu(tiny_data, tmp_path):
     model, _ = load_model(tmp_path / "run" / "checkpoint.pt", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
     metrics_cpu = evaluate(tmp_path / "run" / "checkpoint.pt", tiny_data, device="cpu")
-    assert metrics_gpu["count_accuracy"] == metrics_cpu["count_accuracy"]
+    # GPU and CPU floats differ in the last bits (TF32 convolutions, other kernels): a scene
+    # whose presence probability is that close to 0.5 may be counted differently; two at most
+    assert abs(metrics_gpu["count_accuracy"] - metrics_cpu["count_accuracy"]) <= 2 / metrics_cpu["num_scenes"]
 
 
 def _tiny_checkpoint(data, tmp_path, device):

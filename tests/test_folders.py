@@ -251,7 +251,7 @@ def test_init_starts_from_the_checkpoints_model_with_a_new_optimizer(trained_2d,
     weights = trainer.model.state_dict()
     for name, value in saved["weights"].items():
         if name != "signal_stats":
-            assert torch.equal(weights[name], value), name
+            assert torch.equal(weights[name], value), name  # copied, not computed
     assert weights["signal_stats"].tolist() == [0.0, 1.0, 0.0]  # learning-signal statistics start afresh
     trainer.run()
     assert load_checkpoint(tmp_path / "tuned" / "checkpoint.pt")["config"].init == config.init

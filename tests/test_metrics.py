@@ -89,4 +89,4 @@ def test_2d_metrics_on_a_hand_made_case():
     assert m["matched_objects"] == 3
     assert m["position_error"]["median"] == pytest.approx(0.1) and m["position_error"]["mean"] == pytest.approx(0.4 / 3)
     assert m["scale_error"]["mean"] == pytest.approx((0.03 + 0.05 + 0.0) / 3, abs=1e-6)
-    assert KINDS["2d"].metrics(true, pred) == m
+    assert KINDS["2d"].metrics(true, pred) == m  # exact: the same function on the same arrays

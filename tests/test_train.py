@@ -79,6 +79,8 @@ def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch):
     assert a["step"] == b["step"] == 6
     for name, value in a["weights"].items():
         assert torch.allclose(value, b["weights"][name], atol=1e-6), name
+    # Exact, losses included: both runs are on this machine, in this process, with the same
+    # threads and kernels, and training on one machine is bit-reproducible (README, "Reproducibility").
     strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "time_s"} for l in p.read_text().splitlines()]
     assert strip(full / METRICS) == strip(part / METRICS)
 
@@ -425,7 +427,7 @@ def test_the_sleep_pool_rebuilt_at_any_step_is_the_pool_that_got_there(tiny_run_
     for step in (0, 2, 4):
         fresh = SleepPool(trainer.model, seed=3, size=24, refresh=8)
         rebuilt = fresh.batch(step, 10)
-        for key in rebuilt:
+        for key in rebuilt:  # exact: the same draws and renders, in one process
             np.testing.assert_array_equal(rebuilt[key], walked[step][key], err_msg=f"{key} at step {step}")
     assert not np.array_equal(walked[0]["images"], walked[4]["images"])
     # every block changes once per len(blocks) steps; images are the renders of their scenes

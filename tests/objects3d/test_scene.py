@@ -101,6 +101,7 @@ def test_a_huge_yaw_is_reduced_by_whole_turns_and_renders(renderer):
                            SCALE).objects[0].yaw_deg == -30.0  # in range: kept as it is
     image = renderer(*scenes_to_tensors([huge]))
     same = renderer(*scenes_to_tensors([Scene((ObjectSpec("cube", (0.0, 0.0), huge.objects[0].yaw_deg),))]))
+    # exact: the same scene rendered twice in one process
     assert torch.isfinite(image).all() and torch.equal(image, same) and image.std() > 0.05
 
 
