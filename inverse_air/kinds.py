@@ -108,6 +108,8 @@ class Kind:
     folder_air: AIRConfig | None = None
     """Preset model for a folder of images (:mod:`inverse_air.folders`), where it differs from
     ``air`` (None: ``air``); ``fit_to_images`` fills in what the images fix."""
+    folder_train: TrainConfig | None = None
+    """Preset training for a folder of images, where it differs from ``train`` (None: ``train``)."""
     folder_count_prior: str = "uniform"
     """The default ``train --count-prior`` on a folder of images without labels (3D: uniform,
     the sleep phase draws its scenes from it; 2D: geometric)."""

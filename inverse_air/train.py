@@ -57,6 +57,7 @@ from .models import build_model
 from .object_model import PriorSampler
 from .progress import progress_bar
 from .rundir import RunDirectory
+from .schedules import annealed_presence_prior
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -178,6 +179,8 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
     if kind.fit_to_images is not None and (dataset.config is None or sized):
         air = kind.fit_to_images(air, dataset.image_size, dataset.channels, object_size, window_size)
     air = replace_fields(air, air_overrides)
+    if dataset.config is None and kind.folder_train is not None:
+        train = dataclasses.replace(kind.folder_train, **train_overrides)
     source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
     air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
     dataset.check_fits(air, "--model")
@@ -508,6 +511,7 @@ class Trainer:
         self.config = config if payload is None else self._resumed_config(payload, config)
         self._check_memory()
         self.model, self.optimizer = self._build()
+        self.presence_prior = self.model.prior_pres.clone()  # the model's own (ELBO steps anneal to it)
         self.step = 0
         self.window: list[dict] = []  # per-step stats since the last metrics line
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
@@ -666,6 +670,8 @@ class Trainer:
         lr = self.learning_rate(step)
         self.optimizer.param_groups[0]["lr"] = lr
         if phase == "elbo":
+            self.model.prior_pres.copy_(annealed_presence_prior(  # the model's own after the anneal
+                self.presence_prior, tc.presence_anneal_start, tc.presence_anneal_steps, step - tc.sleep_steps))
             x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
@@ -765,6 +771,7 @@ class Trainer:
         counts (fractions of the images, counts 0..N), the means of the one-sample ELBO terms
         and, over the images with a label, the count accuracy."""
         self.model.eval()
+        self.model.prior_pres.copy_(self.presence_prior)  # the model's own, not the anneal's
         terms = image_terms(self.model, self.monitor_x)
         count = terms.pop("count")
         report = {f"monitor_{k}": float(v.mean()) for k, v in terms.items()}

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from inverse_air.data import open_dataset
@@ -220,6 +221,45 @@ def test_an_rgb_folder_of_another_size_trains_the_2d_model_in_colour(tmp_path):
     assert air.objects.scale_prior_mean == pytest.approx(0.25) and air.objects.window_size == 10
     train(config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_folder_anneals_the_presence_prior_and_a_rendered_dataset_does_not(tmp_path, tiny_data_2d):
+    """The folder preset anneals (500 steps from 0.99); multi-MNIST datasets keep the preset
+    their shipped model was trained with (no anneal); a flag's value beats the folder preset."""
+    from inverse_air.train import run_config_for
+
+    folder = grey_blobs(tmp_path / "images", n=30)
+    tc = run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2}).train
+    assert (tc.presence_anneal_steps, tc.presence_anneal_start) == (500, 0.99)
+    assert tc.steps == TINY_TRAIN["steps"]  # the flags still apply on top of the folder preset
+    assert run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 0}, {}).train.presence_anneal_steps == 0
+    assert run_config_for(tiny_data_2d, "2d", TINY_TRAIN, {}).train.presence_anneal_steps == 0
+
+
+def test_elbo_steps_use_the_annealed_presence_prior_and_monitoring_the_models_own(tmp_path):
+    """Each ELBO step's presence chain uses the schedule's prior at that step (step 0: the
+    start; from the anneal's end: the model's own); the monitoring ELBO (and so anything chosen
+    by it) always uses the model's own. 1e-6: float32 rounding."""
+    from inverse_air.schedules import annealed_presence_prior
+    from inverse_air.train import Trainer, run_config_for
+
+    folder = grey_blobs(tmp_path / "images", n=30)
+    config = run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 2, "presence_anneal_start": 0.9},
+                            {"max_steps": 2})
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    own = trainer.model.prior_pres.clone()
+    assert (own < 0.5).all()  # the geometric prior: far from the start
+    used, monitored = [], []
+    loss, monitor = trainer.loss, trainer.monitor
+    trainer.loss = lambda *args: (used.append(trainer.model.prior_pres.clone()), loss(*args))[1]
+    trainer.monitor = lambda: (result := monitor(), monitored.append(trainer.model.prior_pres.clone()))[0]
+    trainer.run()
+    assert len(used) == 4 and len(monitored) == 2
+    assert torch.allclose(used[0], torch.full_like(own, 0.9), atol=1e-6)
+    assert torch.allclose(used[1], annealed_presence_prior(own, 0.9, 2, 1), atol=1e-6)
+    assert (used[1] - own).abs().min() > 0.05 and (used[1] - 0.9).abs().min() > 0.05  # between the two
+    for p in used[2:] + monitored:
+        assert torch.allclose(p, own, atol=1e-6)
 
 
 @pytest.fixture
