@@ -44,6 +44,7 @@ from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
 from .checkpoint import load_checkpoint, save_checkpoint
+from .collapse import CollapseWatch
 from .config import FLAG_NAMES, AIRConfig, Pixels, RunConfig, check_field, check_value, to_dict
 from .data import Dataset, dataset_counts, is_dataset, open_dataset
 from .distributed import Context, setup, teardown
@@ -528,6 +529,7 @@ class Trainer:
         self.monitor_count = torch.from_numpy(self.arrays["count"][monitor]).to(context.device)
         self.labelled = self.monitor_count >= 0  # the monitoring images with a count to report accuracy on
         self.writer = self._open_outputs()
+        self.collapse = CollapseWatch(self.config.air.max_steps)  # warns when the inferred counts collapse
         self._start = time.perf_counter() - self.elapsed
         self.saved_step = self.step  # the step on disk: nothing new to save before a step ends
 
@@ -791,6 +793,10 @@ class Trainer:
         if not self.context.is_main:
             return record
         record.update(self.monitor())
+        warning = self.collapse.update(record["monitor_count_hist"], self.step)
+        if warning:  # also in metrics.jsonl, so that a run's log says when it happened
+            record["warning"] = warning
+            print(("\n" if self.progress else "") + warning, file=sys.stderr, flush=True)
         try:
             with open(self.out / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -800,7 +806,7 @@ class Trainer:
             for key, value in record.items():
                 for name, v in ({f"{key}/{i}": v for i, v in enumerate(value)} if isinstance(value, list)
                                 else {key: value}).items():
-                    if key not in ("step", "phase"):
+                    if key not in ("step", "phase", "warning"):
                         self.writer.add_scalar(name, v, self.step)
             self.writer.flush()
         return record
