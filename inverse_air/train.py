@@ -61,6 +61,10 @@ from .rundir import RunDirectory
 from .schedules import annealed_presence_prior
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+"""The model of the log interval with the best monitoring ELBO so far, when the monitoring
+images are held out from training (a folder of images): the checkpoint to keep, chosen without
+labels (AIR's count can peak and then fall as its reconstructions improve)."""
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 SNAPSHOTS = "images"
@@ -497,7 +501,7 @@ class Trainer:
         # trains (rundir); the run's files may not be any input under another name.
         self.rundir = RunDirectory(self.out, CHECKPOINT) if context.is_main else None
         try:
-            for name in (CHECKPOINT, CONFIG, METRICS):
+            for name in (CHECKPOINT, BEST, CONFIG, METRICS):
                 if (self.out / name).exists():
                     check_output(self.out / name, "--out", inputs=inputs)
             check_output(self.out / SNAPSHOTS, "--out", inputs=inputs, directory=True)
@@ -515,12 +519,16 @@ class Trainer:
         self.presence_prior = self.model.prior_pres.clone()  # the model's own (ELBO steps anneal to it)
         self.step = 0
         self.window: list[dict] = []  # per-step stats since the last metrics line
+        self.best_elbo: float | None = None  # the monitoring ELBO of best.pt (None: none yet)
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         if payload is not None:
             self._restore(payload)
         elif self.config.init:
             self._start_from(self.config.init)
         dataset = self._load_data(dataset)
+        # best.pt only where the monitoring images are not trained on (folders; a rendered
+        # dataset's monitoring scenes are training scenes too).
+        self.keeps_best = dataset.training_indices(MONITOR_SIZE) is not None and not self.config.train.supervised
         self.arrays = dataset.arrays()
         self.batches = Batches(self.model, self.config, self.arrays, dataset.training_indices(MONITOR_SIZE))
         self.loss = self._step_loss()
@@ -600,6 +608,7 @@ class Trainer:
         self.step = payload["step"]
         self.window = payload["extra"].get("window", [])
         self.elapsed = payload["extra"].get("time_s", 0.0)
+        self.best_elbo = payload["extra"].get("best_elbo")
 
     def _start_from(self, init: str) -> None:
         """``--init``: the checkpoint's weights, fresh learning-signal statistics (a new
@@ -765,7 +774,7 @@ class Trainer:
         if not self.context.is_main:
             return
         save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
-                        window=self.window, time_s=time.perf_counter() - self._start)
+                        window=self.window, time_s=time.perf_counter() - self._start, best_elbo=self.best_elbo)
 
     # -------------------------------------------------------------- reporting
     def monitor(self) -> dict:
@@ -793,6 +802,9 @@ class Trainer:
         if not self.context.is_main:
             return record
         record.update(self.monitor())
+        if self.keeps_best and (self.best_elbo is None or record["monitor_elbo"] > self.best_elbo):
+            self.best_elbo = record["best_elbo"] = record["monitor_elbo"]
+            save_checkpoint(self.out / BEST, self.model, self.config, self.step, monitor_elbo=self.best_elbo)
         warning = self.collapse.update(record["monitor_count_hist"], self.step)
         if warning:  # also in metrics.jsonl, so that a run's log says when it happened
             record["warning"] = warning

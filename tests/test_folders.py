@@ -262,6 +262,45 @@ def test_elbo_steps_use_the_annealed_presence_prior_and_monitoring_the_models_ow
         assert torch.allclose(p, own, atol=1e-6)
 
 
+def test_best_pt_keeps_the_interval_of_the_best_held_out_elbo_and_survives_resume(tmp_path, tiny_data_2d):
+    """On a folder, best.pt holds the model of the log interval whose monitoring ELBO (held-out
+    images, no labels) was highest: its step is that line's, and the ELBO of the monitoring
+    images recomputed from best.pt is that line's (the same computation on the same weights:
+    1e-4 relative). A resumed run carries on from the best so far; a rendered dataset (whose
+    monitoring scenes are trained on) keeps no best.pt."""
+    from inverse_air.checkpoint import load_checkpoint
+    from inverse_air.evaluate import evaluate
+    from inverse_air.models import build_model
+    from inverse_air.train import MONITOR_SIZE, Trainer, image_terms, run_config_for, train
+    from inverse_air.images import images_to_tensor
+
+    folder = grey_blobs(tmp_path / "images", n=40)
+    run = tmp_path / "run"
+    flags = {**TINY_TRAIN, "steps": 6, "log_every": 1, "checkpoint_every": 3, "elbo_lr": 1e-2}
+    train(run_config_for(folder, "2d", flags, {"max_steps": 2}), run, progress=False)
+    lines = metric_lines(run)
+    elbos = [line["monitor_elbo"] for line in lines]
+    best = load_checkpoint(run / "best.pt")
+    assert best["step"] == lines[elbos.index(max(elbos))]["step"] and best["optimizer"] is None
+    assert best["extra"]["monitor_elbo"] == max(elbos)
+    model = build_model(best["config"].air)
+    model.load_state_dict(best["weights"])
+    model.eval()
+    monitor = open_dataset(folder, "2d").monitor_indices(MONITOR_SIZE)
+    x = images_to_tensor(open_dataset(folder, "2d").arrays()["images"][monitor])
+    assert float(image_terms(model, x)["elbo"].mean()) == pytest.approx(max(elbos), rel=1e-4)
+    assert evaluate(run / "best.pt", folder)["num_scenes"] == 40  # a checkpoint like any other
+
+    resumed = Trainer(run_config_for(folder, "2d", {**flags, "steps": 8}, {"max_steps": 2}), run, resume=True,
+                      progress=False)
+    assert resumed.best_elbo == max(elbos)  # the checkpoint at step 6 is the last
+    resumed.release()
+
+    other = tmp_path / "dataset-run"
+    train(run_config_for(tiny_data_2d, "2d", {**TINY_TRAIN, "log_every": 1}, {}), other, progress=False)
+    assert not (other / "best.pt").exists() and (other / "checkpoint.pt").exists()
+
+
 @pytest.fixture
 def trained_2d(tmp_path):
     from inverse_air.train import run_config_for, train
