@@ -805,7 +805,9 @@ class Trainer:
         if self.keeps_best and (self.best_elbo is None or record["monitor_elbo"] > self.best_elbo):
             self.best_elbo = record["best_elbo"] = record["monitor_elbo"]
             save_checkpoint(self.out / BEST, self.model, self.config, self.step, monitor_elbo=self.best_elbo)
-        warning = self.collapse.update(record["monitor_count_hist"], self.step)
+        tc = self.config.train  # not while the presence prior is annealed: counts start at the maximum then
+        annealing = 0 < self.step - tc.sleep_steps < tc.presence_anneal_steps
+        warning = None if annealing else self.collapse.update(record["monitor_count_hist"], self.step)
         if warning:  # also in metrics.jsonl, so that a run's log says when it happened
             record["warning"] = warning
             print(("\n" if self.progress else "") + warning, file=sys.stderr, flush=True)
