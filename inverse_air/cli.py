@@ -152,20 +152,21 @@ def render_scene(
                                        **path_param("-o"))],
     image_size: Annotated[Optional[int], typer.Option(
         help="Image size in pixels, 8 to 1024.", show_default="the render config's 64")] = None,
+    model: Annotated[Model, typer.Option(help="The kind whose scene file SCENE is (" + ", ".join(
+        k for k in KINDS if KINDS[k].render_scene) + ").")] = "3d",
 ):
     """Render one scene file to an image (PNG, JPEG or BMP)."""
     from .files import check_image_output, write_image
-    from .objects3d.config import RenderConfig
-    from .objects3d.scene import load_scene
+    from .kinds import get_kind
 
-    config = RenderConfig() if image_size is None else RenderConfig(image_size=image_size)
+    kind = get_kind(model.value)
+    if kind.render_scene is None:
+        raise UserError(f"--model {kind.name}: this kind has no scene files (render-scene draws those of "
+                        f"{', '.join(k for k in KINDS if KINDS[k].render_scene)})")
     check_image_output(out, "-o", inputs=[scene])
-    parsed = load_scene(scene, config.object_scale)
-    from .objects3d.render3d import SceneRenderer
-
-    image = SceneRenderer(config).render_scenes([parsed])[0]
+    image, count = kind.render_scene(scene, image_size)
     write_image(out, image)
-    say(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
+    say(f"wrote {out} ({count} objects, {image.shape[1]}x{image.shape[0]})", err=True)
 
 
 @app.command("render-dataset")

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .config import FLAG_NAMES, AIRConfig, Pixels, RunConfig, check_field, check_value, to_dict
 from .data import Dataset, dataset_counts, is_dataset, open_dataset
 from .distributed import Context, setup, teardown
@@ -53,7 +53,6 @@ from .files import check_output, write_json, write_text
 from .images import images_to_tensor, to_uint8
 from .kinds import KINDS, get_kind
 from .limits import check_memory
-from .models import build_model
 from .object_model import PriorSampler
 from .progress import progress_bar
 from .rundir import RunDirectory

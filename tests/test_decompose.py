@@ -352,7 +352,7 @@ def test_importing_the_package_stays_cheap():
 def test_a_varied_model_writes_its_look_and_render_scene_draws_it_back(tiny_run_config, tmp_path):
     """A model whose look varies prints and writes the inferred camera, light, ground and each
     object's colour and size, in scene-file fields that render-scene reads."""
-    from inverse_air.models import build_model
+    from inverse_air.checkpoint import build_model
 
     config = tiny_run_config()
     assert config.air.objects.variation.varied == ("camera", "light", "ground", "color", "size")

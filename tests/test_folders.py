@@ -277,7 +277,7 @@ def test_init_refuses_settings_that_contradict_the_checkpoint(trained_2d, tmp_pa
 def test_init_runs_on_a_small_3d_folder(tiny_run_config, tiny_data, tmp_path):
     from inverse_air.checkpoint import save_checkpoint
     from inverse_air.data import ShardDataset
-    from inverse_air.models import build_model
+    from inverse_air.checkpoint import build_model
     from inverse_air.train import run_config_for, train
 
     config = tiny_run_config()

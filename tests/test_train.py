@@ -104,7 +104,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_run
 # ---------------------------------------------------------------- checkpoints
 @pytest.fixture
 def checkpoint(tiny_run_config, tmp_path):
-    from inverse_air.models import build_model
+    from inverse_air.checkpoint import build_model
 
     config = tiny_run_config()
     path = tmp_path / "model.pt"

@@ -11,7 +11,7 @@ from inverse_air.checkpoint import save_checkpoint
 from inverse_air.kinds import KINDS
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.evaluate import evaluate
-from inverse_air.models import build_model
+from inverse_air.checkpoint import build_model
 from inverse_air.train import run_config_for, train
 
 
