@@ -373,7 +373,7 @@ def decompose(
     if not paths:
         raise UserError("no image files in the given directories")
     keep = OVERLAY_MAX_IMAGES if overlay else 0
-    results, pictures = decomposer.run(paths, batch_size=batch_size, refine=refine, keep=keep)
+    results, pictures = decomposer._run(paths, batch_size=batch_size, refine=refine, keep=keep)
     for r in results:
         for notice in r.notices:
             say(f"notice: {r.path}: {notice}", err=True)

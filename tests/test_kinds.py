@@ -89,7 +89,7 @@ def test_a_kind_registered_from_outside_works_end_to_end(toy_kind, tmp_path):
     metrics = evaluate(checkpoint, data)
     assert metrics["model"] == "toy" and metrics["num_scenes"] == 16 and "scale_error" in metrics
     images = ShardDataset(data).arrays()["images"]
-    results = Decomposer(checkpoint, precision="fp32").decompose(images[:3])
+    results = Decomposer(checkpoint, precision="fp32")(images[:3])
     assert [r["model"] for r in results] == ["toy"] * 3
     out = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data)])
     assert out.exit_code == 0 and "scale error" in out.output, out.output
