@@ -56,7 +56,7 @@ Device = choices("Device", ("auto", "cpu", "cuda"))  # distributed.resolve_devic
 Precision = choices("Precision", ("fp32", "bf16"))  # air.PRECISIONS
 DecomposePrecision = choices("DecomposePrecision", ("auto", "fp32", "bf16"))  # decompose.PRECISIONS
 Split = choices("Split", SPLITS)
-CountPrior = choices("CountPrior", ("dataset", "uniform", "geometric"))  # train.COUNT_PRIORS
+CountPrior = choices("CountPrior", ("dataset", "uniform", "geometric"))  # plan.COUNT_PRIORS
 
 
 def presets(value) -> str:
@@ -289,7 +289,8 @@ def train(
     """Train AIR on a dataset or a folder of images (unsupervised by default)."""
     import os
 
-    from .train import prepare_run, resume_config, train as run
+    from .plan import prepare_run, resume_config
+    from .train import train as run
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, elbo_batch_size=elbo_batch_size,
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}

@@ -115,13 +115,17 @@ class Kind:
     folder_count_prior: str = "uniform"
     """The default ``train --count-prior`` on a folder of images without labels (3D: uniform,
     the sleep phase draws its scenes from it; 2D: geometric)."""
-    fit_to_images: Callable[..., AIRConfig] | None = None
+    fit_to_images: Callable[[AIRConfig, int, int, object], AIRConfig] | None = None
     """Training on a folder of images (:mod:`inverse_air.folders`): ``(air, size, channels,
-    object_size=None, window_size=None) -> AIRConfig`` for images of side ``size`` with
-    ``channels``, and the object and window sizes in pixels (``train --object-size``,
-    ``--window-size``; None: derived from the size). None: the kind's model reads images of
-    its preset's size and channels only (a folder's images are brought to them) and takes
-    neither size."""
+    sizes) -> AIRConfig`` for images of side ``size`` with ``channels``, and ``sizes`` (an
+    instance of :attr:`folder_sizes`, or None: derived from the side). None: the kind's model
+    reads images of its preset's size and channels only (a folder's images are brought to
+    them)."""
+    folder_sizes: type | None = None
+    """The typed sizes in pixels (a :class:`~inverse_air.config.Checked` dataclass) that the
+    kind's model for a folder takes, one field per ``train`` flag (2D:
+    :class:`~inverse_air.objects2d.config.WindowSizes`, ``--object-size`` and
+    ``--window-size``); its ``of(objects_config)`` gives a model's. None: it takes none."""
     labels: Labels | None = None
     """How the kind reads a folder's ``labels.jsonl`` objects (None: counts only)."""
     data_mismatch: Callable[[AIRConfig, DatasetConfig], str | None] | None = None

@@ -143,7 +143,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture
 def tiny_run_config(tiny_data):
     """Build a tiny RunConfig on ``tiny_data``: ``tiny_run_config(**train_overrides)``."""
-    from inverse_air.train import run_config_for
+    from inverse_air.plan import run_config_for
 
     def make(air=None, **train):
         train = {"batch_size": 8, "elbo_batch_size": 4, "log_every": 2, "checkpoint_every": 3,
@@ -174,7 +174,7 @@ def tiny_run_config_2d(tiny_data_2d):
     """Build a tiny 2D RunConfig on ``tiny_data_2d``: ``tiny_run_config_2d(**train_overrides)``."""
     import dataclasses
 
-    from inverse_air.train import run_config_for
+    from inverse_air.plan import run_config_for
 
     def make(air=None, **train):
         train = {"batch_size": 8, "elbo_batch_size": 8, "log_every": 2, "checkpoint_every": 3,

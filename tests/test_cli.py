@@ -330,7 +330,7 @@ def test_the_clis_choices_are_the_librarys():
     from inverse_air import cli
     from inverse_air.air import PRECISIONS
     from inverse_air.decompose import PRECISIONS as DECOMPOSE_PRECISIONS
-    from inverse_air.train import COUNT_PRIORS
+    from inverse_air.plan import COUNT_PRIORS
 
     values = lambda enum: tuple(member.value for member in enum)
     assert values(cli.Precision) == PRECISIONS and values(cli.DecomposePrecision) == DECOMPOSE_PRECISIONS

@@ -74,7 +74,8 @@ def test_a_kind_registered_from_outside_works_end_to_end(toy_kind, tmp_path):
     from inverse_air.data import ShardDataset, render_dataset
     from inverse_air.decompose import Decomposer
     from inverse_air.evaluate import evaluate
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     data = render_dataset(tmp_path / "data", toy_kind.dataset, progress=False)
     assert json.loads((data / "manifest.json").read_text())["config"]["scenes"]["kind"] == "toy"

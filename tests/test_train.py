@@ -151,7 +151,7 @@ def test_evaluate_reports_every_metric(checkpoint, tiny_data):
 def test_count_prior_comes_from_the_dataset_or_is_uniform_or_geometric():
     from inverse_air.config import AIRConfig
     from inverse_air.objects2d.config import Objects2DConfig
-    from inverse_air.train import count_prior_for, with_count_prior
+    from inverse_air.plan import count_prior_for, with_count_prior
 
     assert count_prior_for((0, 1, 3), 3) == pytest.approx((1 / 3, 1 / 3, 0.0, 1 / 3))
     assert count_prior_for((0, 1, 3), 3, "uniform") == pytest.approx((0.25,) * 4)
@@ -312,7 +312,7 @@ def test_sigterm_to_train_exits_143_with_a_checkpoint(tiny_data, tmp_path):
 
 
 def test_resume_refuses_every_flag_it_would_ignore(tiny_run_config, tiny_data_2d, tmp_path, monkeypatch):
-    from inverse_air.train import resume_config
+    from inverse_air.plan import resume_config
 
     config = tiny_run_config(steps=2)
     assert Path(config.data).is_absolute()
@@ -384,7 +384,7 @@ def test_training_without_tensorboard_says_so_once(tiny_run_config, tmp_path, mo
 
 
 def test_resume_refuses_another_count_prior(tiny_run_config_2d, tmp_path):
-    from inverse_air.train import resume_config
+    from inverse_air.plan import resume_config
 
     train(tiny_run_config_2d(steps=1), tmp_path, progress=False)  # counts 0-2: the dataset's prior
     with pytest.raises(UserError, match="--count-prior uniform: the run"):

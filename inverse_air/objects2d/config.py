@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from ..config import ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, ScenesConfig
+from ..config import Checked, ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, ScenesConfig
 
 Window = Annotated[int, Range(4, 256)]
 """A window's side in pixels."""
@@ -128,3 +128,26 @@ class Objects2DConfig(ObjectsConfig):
     @property
     def image_size(self) -> int:
         return self.canvas_size
+
+
+@dataclass(frozen=True)
+class WindowSizes(Checked):
+    """A 2D model's sizes in pixels, as ``train --object-size`` and ``--window-size`` give them
+    for a folder of images (the model holds the object size as a fraction of the image side,
+    :attr:`Objects2DConfig.scale_prior_mean`). None: derived from the image side
+    (:func:`inverse_air.objects2d.kind.fit_to_images`)."""
+
+    object_size: float | None = None
+    """Prior mean of an object's window side in pixels (its range depends on the image side)."""
+    window_size: Window | None = None
+    """Side in pixels of the window the decoder draws and the glimpse reads."""
+
+    def check(self) -> None:
+        if self.object_size is not None and not self.object_size > 0:
+            raise ConfigError("object_size", f"must be a positive number of pixels, got {self.object_size:g}")
+
+    @classmethod
+    def of(cls, objects: Objects2DConfig) -> "WindowSizes":
+        """The sizes of a model (the object size to 0.01 pixel)."""
+        return cls(object_size=round(objects.scale_prior_mean * objects.canvas_size, 2),
+                   window_size=objects.window_size)
