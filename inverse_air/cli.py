@@ -232,7 +232,7 @@ def render_dataset(
         say(f"dataset ready: {out} ({config.num} scenes)", err=True)
     else:
         say(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
-            f"shard files are in one directory (see README, 'Scaling up')", err=True)
+            f"shard files are in one directory (see docs/scaling.md)", err=True)
 
 
 @app.command("train")

@@ -396,9 +396,8 @@ class TrainConfig(Checked):
     """
 
     steps: Annotated[int, Range(1, 10**9)] = 5000
-    """Total optimizer steps (all phases). 3D: 5,000 steps take about 23 minutes on one CPU
-    core (two seeds side by side on 2 cores) and reach the benchmark's targets on every seed
-    tried (README, "3D AIR")."""
+    """Total optimizer steps (all phases); each kind's preset sets its own (``Kind.train``).
+    Measured lengths and what they reach: docs/performance.md."""
     batch_size: Positive = 64
     """Images per step in the sleep and supervised phases."""
     elbo_batch_size: Positive = 16
@@ -409,7 +408,7 @@ class TrainConfig(Checked):
     """Sleep scenes kept rendered (0: every sleep step renders a fresh batch). Each step replaces
     ``sleep_refresh`` of them with fresh draws from the prior and trains on a batch picked
     from the pool, so rendering, most of a sleep step's cost, is spent on fewer scenes
-    (3D, batch 64: about 1.9x the steps per hour); each scene is used about
+    (docs/design-notes.md measures the gain); each scene is used about
     ``sleep_pool / sleep_refresh * batch_size / sleep_pool`` times. A run never keeps more
     scenes than it would draw fresh."""
     sleep_refresh: Positive = 16

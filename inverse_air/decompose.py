@@ -168,8 +168,7 @@ class Decomposer:
         self.checkpoint = resolve_model(model)
         self.precision = precision
         self.model, payload = load_model(self.checkpoint, device=device)
-        # channels-last convolutions on the CPU: the same values, faster (3D model, batches of
-        # 256, 2 cores: 1,767 -> 2,214 images/s in float32, 3,724 -> 4,697 in bfloat16)
+        # channels-last convolutions on the CPU: the same values, faster (docs/design-notes.md)
         self.memory_format = torch.channels_last if self.model.prior_pres.device.type == "cpu" \
             else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
@@ -211,8 +210,8 @@ class Decomposer:
         """Deterministic inference on ``(B, S, S, C)`` uint8 images -> (input tensor, latents).
 
         Small batches run on one CPU thread: their operations are too small to split, and
-        waking a second thread for each of them made one image 3-4x slower (measured: 3.9 ms
-        on one thread, 14 ms on two). The arithmetic is :meth:`_precision_for` the batch.
+        waking a second thread for each of them costs more than it saves (docs/design-notes.md).
+        The arithmetic is :meth:`_precision_for` the batch.
         """
         x = images_to_tensor(images).to(self.model.prior_pres.device).contiguous(memory_format=self.memory_format)
         threads = torch.get_num_threads()
@@ -229,8 +228,7 @@ class Decomposer:
         """``[fn(batch) for batch in batches]``, in order. On the CPU, with several torch threads
         and several batches, batches run side by side, one per thread, each on a single
         thread: the many small operations of a step (the LSTM, the heads, the glimpse's
-        sampling) split poorly across threads, whole batches do not (3D model, float32, batches
-        of 256, 2 cores, infer and describe, interleaved runs: 3,522 -> 4,208 images/s)."""
+        sampling) split poorly across threads, whole batches do not (docs/design-notes.md)."""
         threads = torch.get_num_threads()
         workers = min(threads, len(batches))
         if workers <= 1 or self.model.prior_pres.device.type != "cpu":

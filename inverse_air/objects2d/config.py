@@ -53,8 +53,8 @@ class Compose2DConfig(ScenesConfig):
     @property
     def max_objects(self) -> int:
         """As many digit windows of the mean size as the canvas holds by area (at least one, at
-        most 5). Measured with the embedded digits (100 canvases each, all placed): 1 on 28x28
-        (2: 8% fail), 2 on 32x32 (3: 73% fail), 5 on 48x48 and 50x50; the rule stays below each."""
+        most 5): below what the composer places reliably at each canvas size
+        (docs/design-notes.md)."""
         window = min(max(28.0 / self.digit_scale_mean, self.min_window), self.max_window, self.canvas_size)
         return max(1, min(5, int((self.canvas_size / window) ** 2)))
 

@@ -160,13 +160,11 @@ KIND = Kind(
     # would triple the step time) and the paper's pixel noise.
     air=AIRConfig(objects=Objects2DConfig(), pixel_sigma=0.3, encoder_channels=(), encoder_features=256,
                   lstm_size=256, baseline_channels=()),
-    # Folders of images (measured on multi-sprites, benchmarks/sprites2d.py): with the preset,
-    # 0-4 coloured shapes were always explained by every step (extra windows refine what the
-    # first drew: at sigma 0.3 a refinement is worth more than an object's KL). Sigma 1.0 makes
-    # only whole objects worth their KL; DAIR lets each step see what is still unexplained
-    # (without it, at sigma 1.0, steps after the first never learned to find anything); windows
-    # laid over each other ("over") and bounded in size keep one window to one object; and a
-    # geometric count prior (plan.COUNT_PRIORS) charges each object the same.
+    # Folders of images: a pixel noise of 1.0 makes only whole objects worth their KL (at 0.3
+    # a window that refines what another drew is worth more); DAIR lets each step see what is
+    # still unexplained; windows laid over each other ("over") and bounded in size keep one
+    # window to one object; a geometric count prior (plan.COUNT_PRIORS) charges each object
+    # the same. What each choice changed on multi-sprites: docs/design-notes.md.
     folder_air=AIRConfig(objects=Objects2DConfig(composite="over", scale_min=0.2, scale_max=0.6),
                          pixel_sigma=1.0, dair=True, encoder_channels=(), encoder_features=256,
                          lstm_size=256, baseline_channels=()),
