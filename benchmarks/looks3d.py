@@ -16,7 +16,7 @@ then ELBO), recording its training seconds, then ``evaluate`` scores the checkpo
 test set. ``--tests-only CHECKPOINT`` scores a checkpoint (e.g. the shipped model) without
 training. Results are merged into the JSON file under a lock (runs of the same name replaced),
 so seeds can run one at a time or side by side. ``python benchmarks/tables.py looks3d`` prints
-the README's tables from it.
+the tables of docs/performance.md from it.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch):
     for name, value in a["weights"].items():
         assert torch.allclose(value, b["weights"][name], atol=1e-6), name
     # Exact, losses included: both runs are on this machine, in this process, with the same
-    # threads and kernels, and training on one machine is bit-reproducible (README, "Reproducibility").
+    # threads and kernels, and training on one machine is bit-reproducible (docs/reproducibility.md).
     strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "time_s"} for l in p.read_text().splitlines()]
     assert strip(full / METRICS) == strip(part / METRICS)
 
