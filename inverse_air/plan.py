@@ -193,9 +193,9 @@ def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None
     ``steps`` (the only setting a resumed run may change) from ``train_overrides``.
 
     Every other setting given (``data_dir``, ``model``, the overrides, ``count_prior``,
-    ``init``, ``image_size`` and the ``sizes`` of :func:`prepare_run`) must agree with the checkpoint's, so that
-    none is silently ignored; ``data_dir`` may name the run's dataset moved elsewhere (when the
-    stored path no longer holds one).
+    ``init``, ``image_size`` and the ``sizes`` of :func:`prepare_run`) must agree with the
+    checkpoint's, so that none is silently ignored; ``data_dir`` may name the run's dataset
+    moved elsewhere (when the stored path no longer holds one).
 
     Raises:
         UserError: no checkpoint to resume, or a setting that differs from the run's, named
