@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import inverse_air
 
 PACKAGE = Path(inverse_air.__file__).resolve().parent
@@ -128,6 +130,7 @@ sys.exit(1 if failed else 0)
 """
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a process per module")
 def test_every_module_imports_alone():
     names = [n for n in module_files() if n != "inverse_air.__main__"]  # __main__ runs the CLI
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
