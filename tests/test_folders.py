@@ -161,7 +161,8 @@ def metric_lines(run):
 
 
 def test_train_on_an_unlabelled_folder_reports_the_elbo_and_the_count_histogram(tmp_path):
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     folder = grey_blobs(tmp_path / "images", n=30)
     config = run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2})
@@ -189,7 +190,8 @@ def test_train_on_an_unlabelled_folder_reports_the_elbo_and_the_count_histogram(
 
 
 def test_labels_turn_on_count_accuracy_and_never_reach_the_loss(tmp_path):
-    from inverse_air.train import Trainer, run_config_for
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import Trainer
 
     folder = grey_blobs(tmp_path / "images", n=30)
     write_labels(folder, [{"image": f"img{i:02d}.png", "count": 1 + i % 2} for i in range(30)])
@@ -205,7 +207,8 @@ def test_labels_turn_on_count_accuracy_and_never_reach_the_loss(tmp_path):
 
 
 def test_an_rgb_folder_of_another_size_trains_the_2d_model_in_colour(tmp_path):
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "colour"
@@ -220,11 +223,41 @@ def test_an_rgb_folder_of_another_size_trains_the_2d_model_in_colour(tmp_path):
     assert air.objects.scale_prior_mean == pytest.approx(0.25) and air.objects.window_size == 10
     train(config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
+    # The sizes read back in pixels from the run's model: the same ones resume, others are refused.
+    from inverse_air.plan import resume_config
+
+    assert resume_config(tmp_path / "run", object_size=7, window_size=10) == config
+    with pytest.raises(UserError, match=r"--object-size 8: the run in .* was trained with --object-size 7;"):
+        resume_config(tmp_path / "run", object_size=8)
+    with pytest.raises(UserError, match=r"--window-size 12: .* trained with --window-size 10"):
+        resume_config(tmp_path / "run", window_size=12)
+
+
+def test_the_2d_sizes_are_one_typed_value_of_the_kind():
+    """--object-size and --window-size reach the 2D kind as its WindowSizes, checked when made
+    (a size the kind does not take, or out of range, is named by its flag), and a model's
+    sizes read back in pixels."""
+    from inverse_air.config import ConfigError
+    from inverse_air.kinds import KINDS
+    from inverse_air.objects2d.config import WindowSizes
+    from inverse_air.plan import _folder_sizes
+
+    assert _folder_sizes(KINDS["2d"], {"object_size": 7, "window_size": None}) == WindowSizes(object_size=7.0)
+    assert _folder_sizes(KINDS["2d"], {"object_size": None}) is None
+    with pytest.raises(ConfigError, match="object_size must be a positive number of pixels, got -1"):
+        _folder_sizes(KINDS["2d"], {"object_size": -1})
+    with pytest.raises(ConfigError, match="window_size must be between 4 and 256, got 2"):
+        _folder_sizes(KINDS["2d"], {"window_size": 2})
+    with pytest.raises(UserError, match="--window-size: the 3d model takes no such size"):
+        _folder_sizes(KINDS["3d"], {"window_size": 12})
+    fitted = KINDS["2d"].fit_to_images(KINDS["2d"].folder_air, 40, 1, WindowSizes(object_size=10.0))
+    assert WindowSizes.of(fitted.objects) == WindowSizes(object_size=10.0, window_size=12)
 
 
 @pytest.fixture
 def trained_2d(tmp_path):
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     folder = grey_blobs(tmp_path / "first", n=20)
     train(run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2}), tmp_path / "first-run", progress=False)
@@ -235,7 +268,8 @@ def test_init_starts_from_the_checkpoints_model_with_a_new_optimizer(trained_2d,
     import torch
 
     from inverse_air.checkpoint import load_checkpoint
-    from inverse_air.train import Trainer, run_config_for
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import Trainer
 
     rng = np.random.default_rng(1)
     other = tmp_path / "other"
@@ -265,7 +299,7 @@ def test_init_starts_from_the_checkpoints_model_with_a_new_optimizer(trained_2d,
     (dict(model="3d"), r"is a 2d model checkpoint, expected a 3d model"),
 ])
 def test_init_refuses_settings_that_contradict_the_checkpoint(trained_2d, tmp_path, flags, message):
-    from inverse_air.train import run_config_for
+    from inverse_air.plan import run_config_for
 
     folder = grey_blobs(tmp_path / "data", n=4)
     flags = dict(flags)
@@ -277,8 +311,9 @@ def test_init_refuses_settings_that_contradict_the_checkpoint(trained_2d, tmp_pa
 def test_init_runs_on_a_small_3d_folder(tiny_run_config, tiny_data, tmp_path):
     from inverse_air.checkpoint import save_checkpoint
     from inverse_air.data import ShardDataset
-    from inverse_air.models import build_model
-    from inverse_air.train import run_config_for, train
+    from inverse_air.checkpoint import build_model
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     config = tiny_run_config()
     save_checkpoint(tmp_path / "model3d.pt", build_model(config.air), config, step=0)

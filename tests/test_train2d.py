@@ -11,8 +11,9 @@ from inverse_air.checkpoint import save_checkpoint
 from inverse_air.kinds import KINDS
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.evaluate import evaluate
-from inverse_air.models import build_model
-from inverse_air.train import run_config_for, train
+from inverse_air.checkpoint import build_model
+from inverse_air.plan import run_config_for
+from inverse_air.train import train
 
 
 @pytest.mark.parametrize("bias, column", [(-20.0, 0), (20.0, 3)])
