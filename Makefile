@@ -35,7 +35,7 @@ test: install
 # not first on someone else's machine: PyTorch's scalar kernels instead of its AVX-512/AVX2
 # ones, oneDNN's SSE4.1 convolutions, MKL's reproducible (CBWR) mode (on AMD CPUs, the one MKL
 # setting that changes its results), MKL limited to SSE4.2 (on Intel CPUs), one thread. Each
-# of the first three changes decompose's positions by up to 1.5e-6 (README, "Reproducibility").
+# of the first three changes decompose's positions by up to 1.5e-6 (docs/reproducibility.md).
 PORTABLE_ENV := ATEN_CPU_CAPABILITY=default DNNL_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE \
 	MKL_ENABLE_INSTRUCTIONS=SSE4_2 INVERSE_AIR_TEST_THREADS=1
 test-portable: install

@@ -50,7 +50,8 @@ from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.evaluate import evaluate, infer_arrays
 from inverse_air.images import images_to_tensor, to_uint8
 from inverse_air.kinds import KINDS
-from inverse_air.train import CHECKPOINT, Trainer, run_config_for
+from inverse_air.plan import run_config_for
+from inverse_air.train import CHECKPOINT, Trainer
 
 DATASETS = {
     "train": dict(num=50000, counts=(0, 1, 2), seed=0, split="train"),

@@ -30,7 +30,8 @@ from common import Results
 from inverse_air.data import render_dataset
 from inverse_air.evaluate import evaluate
 from inverse_air.kinds import KINDS
-from inverse_air.train import run_config_for, train
+from inverse_air.plan import run_config_for
+from inverse_air.train import train
 
 DATASETS = {
     "train": dict(num=20000, counts=(0, 1, 2, 3), seed=0, split="train"),

@@ -71,19 +71,19 @@ def main() -> None:
     paths = expand_inputs([png_dir])
     times: dict[str, dict[str, list[float]]] = {p: {"single": [], "batched": [], "directory": []} for p in PRECISIONS}
     for decomposer in decomposers.values():  # warm-up
-        decomposer.decompose(images[:512])
+        decomposer(images[:512])
         for image in images[:20]:
-            decomposer.infer(image[None])
+            decomposer(image)
     for round_ in range(args.rounds):  # batch 1 first: big batches just before perturb it
         for precision, decomposer in decomposers.items():
             for image in images[round_ * 50:(round_ + 1) * 50]:
                 start = time.perf_counter()
-                decomposer.describe(decomposer.infer(image[None])[1])
+                decomposer(image)
                 times[precision]["single"].append(time.perf_counter() - start)
     for round_ in range(args.rounds):
         for precision, decomposer in decomposers.items():
-            times[precision]["batched"].append(median_time(lambda: decomposer.decompose(images, 256), 1, warmup=False))
-            times[precision]["directory"].append(median_time(lambda: decomposer.run(paths), 1, warmup=False))
+            times[precision]["batched"].append(median_time(lambda: decomposer(images, 256), 1, warmup=False))
+            times[precision]["directory"].append(median_time(lambda: decomposer(paths), 1, warmup=False))
     for precision, t in times.items():
         results[precision] = {
             "batch1_ms_median": round(1000 * statistics.median(t["single"]), 2),

@@ -16,7 +16,7 @@ then ELBO), recording its training seconds, then ``evaluate`` scores the checkpo
 test set. ``--tests-only CHECKPOINT`` scores a checkpoint (e.g. the shipped model) without
 training. Results are merged into the JSON file under a lock (runs of the same name replaced),
 so seeds can run one at a time or side by side. ``python benchmarks/tables.py looks3d`` prints
-the README's tables from it.
+the tables of docs/performance.md from it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from inverse_air.data import render_dataset
 from inverse_air.evaluate import evaluate
 from inverse_air.kinds import KINDS
 from inverse_air.objects3d.look import GROUPS, TRUTH_ORDER
-from inverse_air.train import run_config_for, train
+from inverse_air.plan import run_config_for
+from inverse_air.train import train
 
 TESTS = {"fixed": (1001, GROUPS), **{f: (1002 + i, tuple(x for x in GROUPS if x != f)) for i, f in enumerate(GROUPS)},
          "all": (1000, ())}

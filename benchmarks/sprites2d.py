@@ -12,7 +12,7 @@ Data (composed once into ``--work`` by the composer below; reused by later runs)
 - ``test/``: 1,000 held-out PNGs (seed 1000) with their ``labels.jsonl`` (count and boxes).
 
 Each seed trains a new 2D model on ``train/`` exactly as ``inverse-air train --model 2d --data
-train/ --max-objects 4 --steps N --seed S`` does (:func:`inverse_air.train.prepare_run`: every
+train/ --max-objects 4 --steps N --seed S`` does (:func:`inverse_air.plan.prepare_run`: every
 other setting the defaults derive from the images: 64x64 RGB, object size 16 px, window 16),
 is scored every ``--eval-every`` steps with :func:`inverse_air.evaluate.evaluate` on ``test/``
 (the scoring time is taken out of the training clock), and stops at ``--minutes`` of training
@@ -43,7 +43,8 @@ import torch
 from common import Results
 from inverse_air.evaluate import evaluate
 from inverse_air.files import write_image, write_text
-from inverse_air.train import CHECKPOINT, Trainer, prepare_run
+from inverse_air.plan import prepare_run
+from inverse_air.train import CHECKPOINT, Trainer
 
 RESULTS = Path("benchmarks/results")
 TEST_IMAGES = 1000

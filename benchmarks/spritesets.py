@@ -47,7 +47,8 @@ import torch
 from common import Results
 from inverse_air.evaluate import evaluate
 from inverse_air.files import write_image, write_text
-from inverse_air.train import CHECKPOINT, Trainer, prepare_run
+from inverse_air.plan import prepare_run
+from inverse_air.train import CHECKPOINT, Trainer
 
 RESULTS = Path("benchmarks/results")
 SIZE, MAX_COUNT, TEST_IMAGES = 64, 4, 1000

@@ -1,7 +1,11 @@
-"""Print the README's tables (Markdown) from the benchmarks' JSON results, so that the figures
-in the README are the measured ones.
+"""Print the tables of the README and docs/ (Markdown) from the benchmarks' JSON results, so
+that the figures there are the measured ones.
 
-    python benchmarks/tables.py [air3d] [air2d] [looks3d] [decompose] [distributed]
+    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [decompose] [distributed]
+
+Each table is pasted under its marker line, ``<!-- python benchmarks/tables.py NAME -->``,
+exactly as printed (tests/test_docs.py fails when one differs): rerun this after a benchmark
+and paste, rather than editing a table by hand.
 """
 
 from __future__ import annotations
@@ -29,6 +33,45 @@ def pct(x: float) -> str:
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def _decompose_ms(name: str) -> str:
+    return f"{load(name)['auto']['batch1_ms_median']:.1f} ms"
+
+
+def shipped() -> str:
+    """The shipped models' headline figures (held-out test sets of their benchmarks)."""
+    air3d = load("air3d")["runs"]["air-seed0"]["test"]
+    looks = load("looks3d")["runs"]["air-seed0"]["tests"]
+    air2d = load("air2d")["scores"]["air-seed0/test"]
+    span = lambda key: (f"{100 * min(t[key] for t in looks.values()):.1f}-"
+                        f"{100 * max(t[key] for t in looks.values()):.1f}%")
+    rows = [["`air3d.pt` (`--model 3d`, the default)", "3D, fixed look, 0-3 objects", pct(air3d["count_accuracy"]),
+             f"{100 * air3d['identity_accuracy']:.1f}%", f"{air3d['position_error']['median']:.4f} world units",
+             _decompose_ms("decompose")],
+            ["`air3d-looks.pt` (`--model air3d-looks`)", "3D, camera, light, colours and sizes vary",
+             span("count_accuracy"), span("identity_accuracy"),
+             f"{min(t['position_error']['median'] for t in looks.values()):.3f}-"
+             f"{max(t['position_error']['median'] for t in looks.values()):.3f} world units",
+             _decompose_ms("decompose-looks")],
+            ["`air2d.pt` (`--model 2d`)", "multi-MNIST, 0-2 digits", pct(air2d["count_accuracy"]), "",
+             f"{air2d['position_error']['median']:.3f} canvas units", _decompose_ms("decompose-2d")]]
+    return table(["model", "scenes", "count acc.", "identity acc.", "position error (median)",
+                  "decompose, one image"], rows)
+
+
+def render() -> str:
+    d = load("render")
+    rd = d["render_dataset"]
+    rows = [["hard render, 32x32, 0-3 objects", f"{d['hard_images_per_s']['32x32']:,.0f} images/s"],
+            ["hard render, 64x64, 0-3 objects", f"{d['hard_images_per_s']['64x64']:,.0f} images/s"],
+            ["soft render forward+backward, batch of 32, 32x32", f"{d['soft_fwd_bwd_s_per_batch32']['32x32']:.2f} s"],
+            ["soft render forward+backward, batch of 32, 64x64", f"{d['soft_fwd_bwd_s_per_batch32']['64x64']:.2f} s"],
+            ["2D multi-MNIST composition", f"{d['compose2d_images_per_s']:,.0f} images/s"],
+            [f"`render-dataset --num {rd['num']:,}` (3D, 64x64): peak RSS", f"{rd['peak_rss_mb']:,.0f} MB"],
+            [f"`render-dataset --num {rd['num']:,}` (3D, 64x64): wall time, disk",
+             f"{rd['seconds']:.0f} s, {rd['disk_mb']:.1f} MB"]]
+    return table(["what", "measured"], rows)
 
 
 def air3d() -> str:
@@ -134,14 +177,23 @@ def looks3d() -> str:
     return "\n".join(out).rstrip()
 
 
+TABLES = {"shipped": shipped, "render": render, "air3d": air3d, "air2d": air2d, "looks3d": looks3d,
+          "decompose": decompose, "distributed": distributed}
+"""Every table, by the name its marker line gives."""
+
+
+def marker(name: str) -> str:
+    """The line a table is pasted under in the README or docs/."""
+    return f"<!-- python benchmarks/tables.py {name} -->"
+
+
 def main() -> None:
-    tables = {"air3d": air3d, "air2d": air2d, "looks3d": looks3d, "decompose": decompose, "distributed": distributed}
-    names = sys.argv[1:] or list(tables)
+    names = sys.argv[1:] or list(TABLES)
     for name in names:
-        if name not in tables:
-            sys.exit(f"error: no table {name!r}; choose from {', '.join(tables)}")
-        print(f"<!-- python benchmarks/tables.py {name} -->")
-        print(tables[name]())
+        if name not in TABLES:
+            sys.exit(f"error: no table {name!r}; choose from {', '.join(TABLES)}")
+        print(marker(name))
+        print(TABLES[name]())
         print()
 
 

@@ -240,16 +240,6 @@ class AIR(nn.Module):
         ``grad=True``: differentiable in the continuous latents (``ObjectModel.render``)."""
         return self.objects.render(latents.z_pres, latents.objects, latents.scene or None, grad=grad)
 
-    def render_each(self, latents: Latents) -> torch.Tensor:
-        """Each step's object rendered alone: ``(B, N, C, S, S)`` (background where absent)."""
-        N = latents.z_pres.shape[1]
-        steps = []
-        for i in range(N):
-            only = torch.zeros_like(latents.z_pres)
-            only[:, i] = latents.z_pres[:, i]
-            steps.append(self.objects.render(only, latents.objects, latents.scene or None))
-        return torch.stack(steps, 1)
-
     def _reconstruct_prefix(self, z_pres: list, z: list, x: torch.Tensor, scene=None) -> torch.Tensor:
         """DAIR's reconstruction of the objects found in the steps so far (no gradient), in the
         posterior-mean scene."""

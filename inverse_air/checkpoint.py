@@ -28,16 +28,20 @@ from pathlib import Path
 import torch
 
 from .air import AIR
-from .config import ConfigError, RunConfig, from_dict, to_dict, upgrade_v1
+from .config import AIRConfig, ConfigError, RunConfig, to_dict
 from .errors import UserError
 from .files import parse_json, write_bytes
-from .kinds import KINDS
+from .kinds import KINDS, read_config, upgrade_v1
 from .limits import check_memory
-from .models import build_model
 
 FORMAT = "inverse-air-checkpoint"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+
+
+def build_model(config: AIRConfig) -> AIR:
+    """A freshly initialized :class:`AIR` with the object model of ``config.objects``'s kind."""
+    return AIR(config, KINDS[config.kind].build_objects(config))
 
 
 def _payload(config: RunConfig, step: int, weights: dict, optimizer: dict | None, extra: dict) -> dict:
@@ -120,7 +124,7 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
         config = parse_json(payload["config"], "configuration")
         if version == 1:
             config = {**config, "air": upgrade_v1(config["air"], "air")}
-        payload["config"] = from_dict(RunConfig, config)
+        payload["config"] = read_config(RunConfig, config)
         payload["extra"] = parse_json(payload.get("extra") or "{}", "extra")
         if not isinstance(payload["extra"], dict):
             raise ValueError("extra is not a JSON object")

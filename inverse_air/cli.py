@@ -56,7 +56,7 @@ Device = choices("Device", ("auto", "cpu", "cuda"))  # distributed.resolve_devic
 Precision = choices("Precision", ("fp32", "bf16"))  # air.PRECISIONS
 DecomposePrecision = choices("DecomposePrecision", ("auto", "fp32", "bf16"))  # decompose.PRECISIONS
 Split = choices("Split", SPLITS)
-CountPrior = choices("CountPrior", ("dataset", "uniform", "geometric"))  # train.COUNT_PRIORS
+CountPrior = choices("CountPrior", ("dataset", "uniform", "geometric"))  # plan.COUNT_PRIORS
 
 
 def presets(value) -> str:
@@ -152,20 +152,21 @@ def render_scene(
                                        **path_param("-o"))],
     image_size: Annotated[Optional[int], typer.Option(
         help="Image size in pixels, 8 to 1024.", show_default="the render config's 64")] = None,
+    model: Annotated[Model, typer.Option(help="The kind whose scene file SCENE is (" + ", ".join(
+        k for k in KINDS if KINDS[k].render_scene) + ").")] = "3d",
 ):
     """Render one scene file to an image (PNG, JPEG or BMP)."""
     from .files import check_image_output, write_image
-    from .objects3d.config import RenderConfig
-    from .objects3d.scene import load_scene
+    from .kinds import get_kind
 
-    config = RenderConfig() if image_size is None else RenderConfig(image_size=image_size)
+    kind = get_kind(model.value)
+    if kind.render_scene is None:
+        raise UserError(f"--model {kind.name}: this kind has no scene files (render-scene draws those of "
+                        f"{', '.join(k for k in KINDS if KINDS[k].render_scene)})")
     check_image_output(out, "-o", inputs=[scene])
-    parsed = load_scene(scene, config.object_scale)
-    from .objects3d.render3d import SceneRenderer
-
-    image = SceneRenderer(config).render_scenes([parsed])[0]
+    image, count = kind.render_scene(scene, image_size)
     write_image(out, image)
-    say(f"wrote {out} ({len(parsed.objects)} objects, {config.image_size}x{config.image_size})", err=True)
+    say(f"wrote {out} ({count} objects, {image.shape[1]}x{image.shape[0]})", err=True)
 
 
 @app.command("render-dataset")
@@ -231,7 +232,7 @@ def render_dataset(
         say(f"dataset ready: {out} ({config.num} scenes)", err=True)
     else:
         say(f"shards {shard_range} ready in {out}; the dataset is complete once every part's "
-            f"shard files are in one directory (see README, 'Scaling up')", err=True)
+            f"shard files are in one directory (see docs/scaling.md)", err=True)
 
 
 @app.command("train")
@@ -289,7 +290,8 @@ def train(
     """Train AIR on a dataset or a folder of images (unsupervised by default)."""
     import os
 
-    from .train import prepare_run, resume_config, train as run
+    from .plan import prepare_run, resume_config
+    from .train import train as run
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, elbo_batch_size=elbo_batch_size,
                                        sleep_fraction=sleep_fraction, seed=seed).items() if v is not None}
@@ -373,7 +375,7 @@ def decompose(
     if not paths:
         raise UserError("no image files in the given directories")
     keep = OVERLAY_MAX_IMAGES if overlay else 0
-    results, pictures = decomposer.run(paths, batch_size=batch_size, refine=refine, keep=keep)
+    results, pictures = decomposer._run(paths, batch_size=batch_size, refine=refine, keep=keep)
     for r in results:
         for notice in r.notices:
             say(f"notice: {r.path}: {notice}", err=True)

@@ -9,10 +9,11 @@ The tree::
     DatasetConfig               what render-dataset makes
       scenes: ScenesConfig      how the kind's scenes are made (e.g. objects3d.Scenes3DConfig)
 
-The core knows only the two base classes :class:`ObjectsConfig` and :class:`ScenesConfig`;
-each kind (:mod:`inverse_air.kinds`) defines its own subclasses in its own package. In JSON a
-kind's branch carries the kind's name (``{"kind": "3d", ...}``), which picks the class when the
-tree is read back (:func:`from_dict`).
+This module knows only the two base classes :class:`ObjectsConfig` and :class:`ScenesConfig`
+and imports no kind; each kind (:mod:`inverse_air.kinds`) defines its own subclasses in its own
+package. In JSON a kind's branch carries the kind's name (``{"kind": "3d", ...}``), which picks
+the class when the tree is read back (:func:`from_dict`, given the registry's
+:func:`~inverse_air.kinds.config_class`; :func:`inverse_air.kinds.read_config` does both).
 
 Configs are plain data (no torch) so that they can be written into dataset manifests and
 checkpoints as JSON and rebuilt from them.
@@ -33,7 +34,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar
+from typing import Annotated, Callable, ClassVar
 
 from .errors import UserError
 
@@ -395,9 +396,8 @@ class TrainConfig(Checked):
     """
 
     steps: Annotated[int, Range(1, 10**9)] = 5000
-    """Total optimizer steps (all phases). 3D: 5,000 steps take about 23 minutes on one CPU
-    core (two seeds side by side on 2 cores) and reach the benchmark's targets on every seed
-    tried (README, "3D AIR")."""
+    """Total optimizer steps (all phases); each kind's preset sets its own (``Kind.train``).
+    Measured lengths and what they reach: docs/performance.md."""
     batch_size: Positive = 64
     """Images per step in the sleep and supervised phases."""
     elbo_batch_size: Positive = 16
@@ -408,7 +408,7 @@ class TrainConfig(Checked):
     """Sleep scenes kept rendered (0: every sleep step renders a fresh batch). Each step replaces
     ``sleep_refresh`` of them with fresh draws from the prior and trains on a batch picked
     from the pool, so rendering, most of a sleep step's cost, is spent on fewer scenes
-    (3D, batch 64: about 1.9x the steps per hour); each scene is used about
+    (docs/design-notes.md measures the gain); each scene is used about
     ``sleep_pool / sleep_refresh * batch_size / sleep_pool`` times. A run never keeps more
     scenes than it would draw fresh."""
     sleep_refresh: Positive = 16
@@ -483,9 +483,14 @@ def _plain(value):
     return value
 
 
-def from_dict(cls, data: dict):
+def from_dict(cls, data: dict, kind_class: Callable[[type, object], type]):
     """Rebuild a config dataclass (and its nested configs) from :func:`to_dict` output,
     validating every value (see the module docstring).
+
+    ``kind_class(base, name)`` is the subclass of ``base`` (:class:`ObjectsConfig` or
+    :class:`ScenesConfig`) that kind ``name`` (a branch's ``"kind"``, as read) defines; it
+    raises :class:`ConfigError` for an unknown kind. The kinds are not this module's to know:
+    :func:`inverse_air.kinds.read_config` passes the registry's.
 
     Raises:
         ConfigError: unknown or missing keys (a file from another version is reported rather
@@ -503,7 +508,7 @@ def from_dict(cls, data: dict):
     for name, value in data.items():
         if name in names:
             try:
-                kwargs[name] = _coerce(hints[name], value)
+                kwargs[name] = _coerce(hints[name], value, kind_class)
             except ConfigError as e:
                 raise e.inside(name) from None
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
@@ -513,56 +518,16 @@ def from_dict(cls, data: dict):
     return cls(**kwargs)
 
 
-def _coerce(hint, value):
+def _coerce(hint, value, kind_class):
     if isinstance(hint, type) and issubclass(hint, KindConfig) and isinstance(value, dict):
-        return from_dict(_kind_class(hint, value.get("kind")), value)
+        return from_dict(kind_class(hint, value.get("kind")), value, kind_class)
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value)
+        return from_dict(hint, value, kind_class)
     origin = typing.get_origin(hint)
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(hint):
             if dataclasses.is_dataclass(arg) and isinstance(value, dict):
-                return from_dict(arg, value)
+                return from_dict(arg, value, kind_class)
     return value
-
-
-def _kind_class(base: type, name) -> type:
-    """The subclass of ``base`` that kind ``name`` defines."""
-    from .kinds import KINDS
-
-    if not isinstance(name, str) or name not in KINDS:
-        raise ConfigError("kind", f"is an unknown kind {name!r} (known: {', '.join(KINDS)})")
-    kind = KINDS[name]
-    for cls in (kind.objects_config, kind.scenes_config):
-        if issubclass(cls, base):
-            return cls
-    raise ConfigError("kind", f"{name!r} has no {base.__name__}")
-
-
-# ---------------------------------------------------------------------------- format 1
-_V1_CORE_FIELDS = {
-    "air": ("max_steps", "count_prior", "count_prior_floor", "dair", "pixel_sigma", "encoder_channels",
-            "encoder_features", "lstm_size", "baseline_channels"),
-    "dataset": ("num", "counts", "seed", "shard_size", "split"),
-}
-
-
-def upgrade_v1(old: dict, which: str) -> dict:
-    """A format-1 ``AIRConfig`` (``which="air"``) or ``DatasetConfig`` (``"dataset"``) dict,
-    which held every kind's fields side by side and named the kind ``model``, in today's
-    layout (the kind's own fields moved to its branch by ``Kind.upgrade_v1``).
-
-    Raises:
-        ValueError: not a format-1 dict of a known kind.
-    """
-    from .kinds import KINDS
-
-    if not isinstance(old, dict) or old.get("model") not in KINDS:
-        raise ValueError(f"not a format-1 configuration of a known kind (model {old.get('model')!r})"
-                         if isinstance(old, dict) else "not a format-1 configuration")
-    kind = KINDS[old["model"]]
-    branch = "objects" if which == "air" else "scenes"
-    return {branch: {"kind": kind.name, **kind.upgrade_v1(old, which)},
-            **{k: old[k] for k in _V1_CORE_FIELDS[which] if k in old}}

@@ -46,10 +46,10 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from .config import AIRConfig, ConfigError, DatasetConfig, from_dict, to_dict, upgrade_v1
+from .config import AIRConfig, ConfigError, DatasetConfig, to_dict
 from .errors import UserError, notice, sigterm_interrupts
 from .files import TMP_SUFFIX, check_output, read_json, write_json, write_npz
-from .kinds import KINDS
+from .kinds import KINDS, read_config, upgrade_v1
 from .limits import check_memory, cpu_count, disk_free, size_text
 from .progress import progress_bar
 
@@ -154,7 +154,7 @@ def _worker_init(config_dict: dict) -> None:
     global _worker_maker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, quietly
     try:
-        _worker_maker = _ShardMaker(from_dict(DatasetConfig, config_dict))
+        _worker_maker = _ShardMaker(read_config(DatasetConfig, config_dict))
     except UserError as e:  # reported by the first task: a failing initializer would respawn forever
         _worker_maker = e
     if "torch" in sys.modules:  # a kind that renders with torch: the workers share the cores
@@ -494,7 +494,7 @@ class ShardDataset:
             version = self.manifest.get("format_version")
             if version not in (1, FORMAT_VERSION):
                 raise UserError(f"{path}: dataset format {version} is not {FORMAT_VERSION} (or 1)")
-            self.config = from_dict(DatasetConfig, _manifest_config(self.manifest))
+            self.config = read_config(DatasetConfig, _manifest_config(self.manifest))
         except ConfigError as e:
             raise UserError(f"{path}: config.{e}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -47,7 +47,7 @@ R = TypeVar("R")
 
 SMALL_BATCH = 16
 """Batches smaller than this run on one CPU thread, in float32 under ``precision="auto"``
-(see :meth:`Decomposer.infer`)."""
+(see :meth:`Decomposer._infer`)."""
 
 PRECISIONS = ("auto", "fp32", "bf16")
 """decompose's arithmetic: ``auto`` is bfloat16 for batches of at least :data:`SMALL_BATCH`
@@ -145,10 +145,12 @@ class Decomposer:
         model: a kind's name (``"3d"``, ``"2d"``: its shipped model) or a checkpoint path
             (``str`` or ``Path``).
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA if available) or a ``torch.device``.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:meth:`precision_for`).
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``: ``auto`` is bfloat16 for batches of
+            :data:`SMALL_BATCH` or more on a CPU with native bfloat16, float32 otherwise.
 
-    Call it on images (:meth:`__call__`); :meth:`run` decomposes image files as the command
-    line does, with an error record for each unreadable one.
+    Calling it on images (:meth:`__call__`) is the one way to decompose from Python. (The
+    command line's ``_run`` reads image files with an error record for each unreadable one
+    and keeps the overlay's pictures; the other underscored methods are its steps.)
 
     Raises:
         UserError: an unknown precision or device, or a missing or broken checkpoint.
@@ -166,8 +168,7 @@ class Decomposer:
         self.checkpoint = resolve_model(model)
         self.precision = precision
         self.model, payload = load_model(self.checkpoint, device=device)
-        # channels-last convolutions on the CPU: the same values, faster (3D model, batches of
-        # 256, 2 cores: 1,767 -> 2,214 images/s in float32, 3,724 -> 4,697 in bfloat16)
+        # channels-last convolutions on the CPU: the same values, faster (docs/design-notes.md)
         self.memory_format = torch.channels_last if self.model.prior_pres.device.type == "cpu" \
             else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
@@ -199,18 +200,18 @@ class Decomposer:
                 lines.append(mismatch)
         return lines
 
-    def precision_for(self, batch: int) -> str:
+    def _precision_for(self, batch: int) -> str:
         """The arithmetic (``fp32`` or ``bf16``) a batch of ``batch`` images runs in."""
         if self.precision != "auto":
             return self.precision
         return "bf16" if self._bf16_pays and batch >= SMALL_BATCH else "fp32"
 
-    def infer(self, images: np.ndarray):
+    def _infer(self, images: np.ndarray):
         """Deterministic inference on ``(B, S, S, C)`` uint8 images -> (input tensor, latents).
 
         Small batches run on one CPU thread: their operations are too small to split, and
-        waking a second thread for each of them made one image 3-4x slower (measured: 3.9 ms
-        on one thread, 14 ms on two). The arithmetic is :meth:`precision_for` the batch.
+        waking a second thread for each of them costs more than it saves (docs/design-notes.md).
+        The arithmetic is :meth:`_precision_for` the batch.
         """
         x = images_to_tensor(images).to(self.model.prior_pres.device).contiguous(memory_format=self.memory_format)
         threads = torch.get_num_threads()
@@ -218,17 +219,16 @@ class Decomposer:
         if small:
             torch.set_num_threads(1)
         try:
-            return x, self.model.predict(x, self.precision_for(len(images)))
+            return x, self.model.predict(x, self._precision_for(len(images)))
         finally:
             if small:
                 torch.set_num_threads(threads)
 
-    def map_batches(self, fn: Callable[[T], R], batches: list[T]) -> list[R]:
+    def _map_batches(self, fn: Callable[[T], R], batches: list[T]) -> list[R]:
         """``[fn(batch) for batch in batches]``, in order. On the CPU, with several torch threads
         and several batches, batches run side by side, one per thread, each on a single
         thread: the many small operations of a step (the LSTM, the heads, the glimpse's
-        sampling) split poorly across threads, whole batches do not (3D model, float32, batches
-        of 256, 2 cores, infer and describe, interleaved runs: 3,522 -> 4,208 images/s)."""
+        sampling) split poorly across threads, whole batches do not (docs/design-notes.md)."""
         threads = torch.get_num_threads()
         workers = min(threads, len(batches))
         if workers <= 1 or self.model.prior_pres.device.type != "cpu":
@@ -240,7 +240,7 @@ class Decomposer:
             torch.set_num_threads(threads)
 
     def __call__(self, images, batch_size: int = 256, refine: int = 0):
-        """Decompose one image or a batch: the Python API.
+        """Decompose one image or a batch.
 
         Args:
             images: one image (a path as ``str`` or ``Path``, a PIL image, or an ``(H, W)`` /
@@ -249,7 +249,9 @@ class Decomposer:
                 channel count are converted as ``decompose`` converts files (notices in the
                 result's ``notices``).
             batch_size: images per inference batch.
-            refine: gradient steps on the poses after inference (:meth:`refine`).
+            refine: gradient steps on the poses after inference (analysis by synthesis, see
+                the module docstring); each result then reports ``reconstruction_error``
+                ``before`` and ``after``.
 
         Returns:
             for one image, its result dict (``count``, ``objects``, ``steps``, as one line of
@@ -259,52 +261,26 @@ class Decomposer:
             UserError: an unreadable image or an unusable array (naming it).
         """
         single = not isinstance(images, (list, tuple)) and not (isinstance(images, np.ndarray) and images.ndim == 4)
-        items = [images] if single else list(images)
-        arrays, notices = [], []
-        for i, item in enumerate(items):
-            source = str(item) if isinstance(item, (str, os.PathLike)) else f"image {i}"
-            if isinstance(item, (str, os.PathLike)):
-                array, notes = read_image(item, self.size, self.channels)
-            else:
-                array, notes = as_input(item, self.size, self.channels, source)
-            arrays.append(array)
-            notices.append(notes)
-        results = self._results(np.stack(arrays), batch_size, refine) if arrays else []
-        for result, notes in zip(results, notices):
-            if notes:
-                result["notices"] = notes
+        records, _ = self._run([images] if single else list(images), batch_size, refine)
+        for record in records:
+            if record.error is not None:
+                raise UserError(record.error)
+        results = [{**r.result, **({"notices": r.notices} if r.notices else {})} for r in records]
         return results[0] if single else results
-
-    def _results(self, images: np.ndarray, batch_size: int, refine: int) -> list[dict]:
-        """Results of ``(B, S, S, C)`` uint8 images, in batches side by side (:meth:`map_batches`)."""
-        check_request(self, batch_size, refine, len(images))
-
-        def work(start: int) -> list[dict]:
-            x, latents = self.infer(images[start:start + batch_size])
-            return self._described(x, latents, refine)[0]
-
-        return [r for batch in self.map_batches(work, list(range(0, len(images), batch_size))) for r in batch]
 
     def _described(self, x: torch.Tensor, latents, refine: int) -> tuple[list[dict], object]:
         """One batch's results (refined first if ``refine``) and its (refined) latents."""
         errors = None
         if refine > 0:
-            latents, *errors = self.refine(x, latents, refine)
-        results = self.describe(latents)
+            latents, *errors = self._refine(x, latents, refine)
+        results = self._describe(latents)
         if errors is not None:
             for j, result in enumerate(results):
                 result["reconstruction_error"] = {"before": round(float(errors[0][j]), 6),
                                                   "after": round(float(errors[1][j]), 6)}
         return results, latents
 
-    def decompose(self, images: np.ndarray, batch_size: int = 256) -> list[dict]:
-        """:meth:`describe` of :meth:`infer` for ``(B, S, S, C)`` uint8 images, in batches."""
-        check_request(self, batch_size, 0, len(images))
-        starts = range(0, len(images), batch_size)
-        described = self.map_batches(lambda i: self.describe(self.infer(images[i:i + batch_size])[1]), list(starts))
-        return [result for batch in described for result in batch]
-
-    def describe(self, latents) -> list[dict]:
+    def _describe(self, latents) -> list[dict]:
         """Latents -> one result per image (``count``, ``objects``, ``steps``)."""
         z_pres = (latents.z_pres > 0.5).cpu().tolist()
         prob = np.round(latents.pres_prob.cpu().numpy().astype(np.float64), 4).tolist()
@@ -323,13 +299,13 @@ class Decomposer:
             })
         return results
 
-    def refine(self, x: torch.Tensor, latents, steps: int, lr: float = 0.02):
+    def _refine(self, x: torch.Tensor, latents, steps: int, lr: float = 0.02):
         """Gradient descent on the pose latents through the differentiable render (see the module
         docstring). Returns the refined latents and the per-image reconstruction error (mean
         squared per pixel, hard render) before and after, as numpy arrays."""
         objects_model = self.model.objects
         objects = {k: v.detach().clone() for k, v in latents.objects.items()}
-        before = self.reconstruction_error(x, latents.z_pres, objects, latents.scene)
+        before = self._reconstruction_error(x, latents.z_pres, objects, latents.scene)
         params = [objects[k].requires_grad_() for k in objects_model.pose_keys]
         optimizer = torch.optim.Adam(params, lr=lr)
         with torch.enable_grad():
@@ -342,7 +318,7 @@ class Decomposer:
                 with torch.no_grad():
                     objects_model.constrain_pose(objects)
         objects = {k: v.detach() for k, v in objects.items()}
-        after = self.reconstruction_error(x, latents.z_pres, objects, latents.scene)
+        after = self._reconstruction_error(x, latents.z_pres, objects, latents.scene)
         worse = torch.from_numpy(after >= before).to(x.device)  # keep the amortized guess there
         for k in objects_model.pose_keys:
             mask = worse.view(-1, *([1] * (objects[k].dim() - 1)))
@@ -351,31 +327,35 @@ class Decomposer:
         return latents._replace(objects=objects), before, after
 
     @torch.no_grad()
-    def reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict,
+    def _reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict,
                              scene: dict | None = None) -> np.ndarray:
         recon = self.model.objects.render(z_pres, objects, scene or None)
         return ((recon - x) ** 2).mean(dim=(1, 2, 3)).cpu().numpy()
 
-    def run(self, paths: list[Path], batch_size: int = 256, refine: int = 0,
-            keep: int = 0) -> tuple[list[ImageResult], dict[str, np.ndarray]]:
-        """Decompose images; returns one :class:`ImageResult` per path (in order) and, for
-        the first ``keep`` readable images, :meth:`pictures` (empty when there are none).
+    def _run(self, items: list, batch_size: int = 256, refine: int = 0,
+             keep: int = 0) -> tuple[list[ImageResult], dict[str, np.ndarray]]:
+        """Decompose images (paths, or images in any form :meth:`__call__` takes); returns one
+        :class:`ImageResult` per item (in order; an unreadable one holds its error) and, for
+        the first ``keep`` readable images, :meth:`_pictures` (empty when there are none).
 
-        Each batch of paths is read, inferred (and refined) and described as one piece of
-        work, so that batches can run side by side (:meth:`map_batches`).
+        Each batch of items is read, inferred (and refined) and described as one piece of
+        work, so that batches can run side by side (:meth:`_map_batches`).
 
         Raises:
             UserError: a batch size below 1, too many refine steps, or batches that do not
                 fit in memory (before any image is read).
         """
-        check_request(self, batch_size, refine, len(paths))
-        results = [ImageResult(str(p)) for p in paths]
+        check_request(self, batch_size, refine, len(items))
+        is_path = [isinstance(item, (str, os.PathLike)) for item in items]
+        results = [ImageResult(str(item) if path else f"image {i}") for i, (item, path) in enumerate(zip(items, is_path))]
 
         def work(start: int):
             good, arrays = [], []
-            for r, path in zip(results[start:start + batch_size], paths[start:start + batch_size]):
+            for i in range(start, min(start + batch_size, len(items))):
+                r = results[i]
                 try:
-                    array, r.notices = read_image(path, self.size, self.channels)
+                    array, r.notices = (read_image(items[i], self.size, self.channels) if is_path[i]
+                                        else as_input(items[i], self.size, self.channels, r.path))
                 except UserError as e:
                     r.error = str(e)
                     continue
@@ -383,7 +363,7 @@ class Decomposer:
                 arrays.append(array)
             if not arrays:
                 return None
-            x, latents = self.infer(np.stack(arrays))
+            x, latents = self._infer(np.stack(arrays))
             described, latents = self._described(x, latents, refine)
             for r, result in zip(good, described):
                 r.result = result
@@ -391,16 +371,16 @@ class Decomposer:
 
         pictures: list[dict[str, np.ndarray]] = []
         shown = 0
-        for kept in self.map_batches(work, list(range(0, len(paths), batch_size))):
+        for kept in self._map_batches(work, list(range(0, len(items), batch_size))):
             if kept is not None and shown < keep:
                 x, latents = kept
                 take = min(keep - shown, len(x))
-                pictures.append(self.pictures(x[:take], _first(latents, take)))
+                pictures.append(self._pictures(x[:take], _first(latents, take)))
                 shown += take
         return results, {k: np.concatenate([p[k] for p in pictures]) for k in (pictures[0] if pictures else {})}
 
     @torch.no_grad()
-    def pictures(self, x: torch.Tensor, latents) -> dict[str, np.ndarray]:
+    def _pictures(self, x: torch.Tensor, latents) -> dict[str, np.ndarray]:
         """What an overlay figure shows (:func:`inverse_air.viz.overlay_figure`): ``inputs`` and
         ``recons`` ``(B, S, S, C)`` uint8, each step's ``masks`` ``(B, N, S, S)`` (3D: where its
         object's silhouette; 2D: its window) and ``present`` ``(B, N)``."""

@@ -23,7 +23,7 @@ def normal_kl(mean, log_sigma, prior_mean, prior_log_sigma):
 
 
 def soft_clamp(x, low: float, high: float):
-    """Bound ``x`` to (low, high) smoothly. A hard clamp has zero gradient outside: a yaw
-    log-sigma that once overshot its bound stayed there (yaw never learned, median error 21
-    degrees, i.e. chance); this one always lets the gradient back."""
+    """Bound ``x`` to (low, high) smoothly. A hard clamp has zero gradient outside, so a
+    log-sigma that overshoots its bound stays there (the yaw then is never learned); this one
+    always lets the gradient back."""
     return low + F.softplus(high - F.softplus(high - x) - low)

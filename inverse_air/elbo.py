@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from .air import Latents
+from .air import AIR, Latents
 
 
 class ELBOTerms(NamedTuple):
@@ -110,3 +110,19 @@ def update_signal_stats(stats: torch.Tensor, latents: Latents, log_likelihood: t
     else:
         stats[0] = momentum * stats[0] + (1 - momentum) * mean
         stats[1] = momentum * stats[1] + (1 - momentum) * std
+
+
+@torch.no_grad()
+def image_terms(model: AIR, x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """What a model makes of images ``x (B, C, S, S)`` without labels, per image ``(B,)``:
+    ``count``, the count deterministic inference gives (as ``evaluate`` and ``decompose``), and
+    the terms of a one-sample estimate of the ELBO (``elbo``, ``log_likelihood``, ``kl``; the
+    sample drawn from a generator seeded by ``seed``, so that the same model gives the same
+    figures; the reconstruction's value, as in training)."""
+    count = model.infer(x, sample=False, densities=False).count
+    with torch.random.fork_rng(devices=[x.device.index] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        latents = model.infer(x, sample=True)
+    log_likelihood = gaussian_log_likelihood(x, model.reconstruct(latents), model.config.pixel_sigma)
+    kl = latents.kl.sum(1) + (latents.scene_kl if latents.scene_kl is not None else 0.0)
+    return {"count": count, "elbo": log_likelihood - kl, "log_likelihood": log_likelihood, "kl": kl}

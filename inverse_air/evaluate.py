@@ -6,7 +6,7 @@ ground truth and the predictions of every scene are small). A folder of images
 (:mod:`inverse_air.folders`) is scored on the images its ``labels.jsonl`` names: count
 accuracy and confusion always, the kind's metrics where the labels give the objects. A folder
 without labels gets what can be said without them: the histogram of inferred counts and the
-ELBO (one-sample estimate, :func:`inverse_air.train.image_terms`)."""
+ELBO (one-sample estimate, :func:`inverse_air.elbo.image_terms`)."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def unlabelled_metrics(model, dataset: Dataset, batch_size: int) -> tuple[dict, 
     ``count_hist`` (the fraction of images with each inferred count 0..N) and the means of the
     one-sample ELBO terms per image (``elbo``, ``log_likelihood``, ``kl``, nats); and 0.0
     seconds of inference (the ELBO's sampling pass would distort the speed: none is reported)."""
-    from .train import image_terms
+    from .elbo import image_terms
 
     parts = []
     for images in batches(dataset, batch_size, []):

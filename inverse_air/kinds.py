@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from .config import AIRConfig, DatasetConfig, ObjectsConfig, ScenesConfig, TrainConfig
+from .config import AIRConfig, ConfigError, DatasetConfig, ObjectsConfig, ScenesConfig, TrainConfig, from_dict
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -102,24 +102,30 @@ class Kind:
     shipped_model: Path | None = None
     """The model shipped with the package (``decompose --model NAME``, ``Decomposer(NAME)``),
     package data of the kind's package."""
+    render_scene: Callable[[Path, int | None], tuple[np.ndarray, int]] | None = None
+    """``(scene file, image side or None: the kind's default) -> (image (S, S, C) uint8, its
+    number of objects)``: the scene file, checked, drawn (``render-scene --model NAME``); None:
+    the kind has no scene files."""
     upgrade_v1: Callable[[dict, str], dict] | None = None
     """Format-1 files: ``(old, "air" | "dataset") -> the kind's branch`` (``objects`` or
     ``scenes`` dict) from a format-1 ``AIRConfig`` or ``DatasetConfig`` dict."""
     folder_air: AIRConfig | None = None
     """Preset model for a folder of images (:mod:`inverse_air.folders`), where it differs from
     ``air`` (None: ``air``); ``fit_to_images`` fills in what the images fix."""
-    folder_train: TrainConfig | None = None
-    """Preset training for a folder of images, where it differs from ``train`` (None: ``train``)."""
     folder_count_prior: str = "uniform"
     """The default ``train --count-prior`` on a folder of images without labels (3D: uniform,
     the sleep phase draws its scenes from it; 2D: geometric)."""
-    fit_to_images: Callable[..., AIRConfig] | None = None
+    fit_to_images: Callable[[AIRConfig, int, int, object], AIRConfig] | None = None
     """Training on a folder of images (:mod:`inverse_air.folders`): ``(air, size, channels,
-    object_size=None, window_size=None) -> AIRConfig`` for images of side ``size`` with
-    ``channels``, and the object and window sizes in pixels (``train --object-size``,
-    ``--window-size``; None: derived from the size). None: the kind's model reads images of
-    its preset's size and channels only (a folder's images are brought to them) and takes
-    neither size."""
+    sizes) -> AIRConfig`` for images of side ``size`` with ``channels``, and ``sizes`` (an
+    instance of :attr:`folder_sizes`, or None: derived from the side). None: the kind's model
+    reads images of its preset's size and channels only (a folder's images are brought to
+    them)."""
+    folder_sizes: type | None = None
+    """The typed sizes in pixels (a :class:`~inverse_air.config.Checked` dataclass) that the
+    kind's model for a folder takes, one field per ``train`` flag (2D:
+    :class:`~inverse_air.objects2d.config.WindowSizes`, ``--object-size`` and
+    ``--window-size``); its ``of(objects_config)`` gives a model's. None: it takes none."""
     labels: Labels | None = None
     """How the kind reads a folder's ``labels.jsonl`` objects (None: counts only)."""
     data_mismatch: Callable[[AIRConfig, DatasetConfig], str | None] | None = None
@@ -182,3 +188,54 @@ def get_kind(name: str, what: str = "--model") -> Kind:
     if name not in KINDS:
         raise UserError(f"{what} must be one of {', '.join(KINDS)}, got {name!r}")
     return KINDS[name]
+
+
+# ---------------------------------------------------------------------------- configs in JSON
+def config_class(base: type, name) -> type:
+    """The subclass of ``base`` (:class:`~inverse_air.config.ObjectsConfig` or
+    :class:`~inverse_air.config.ScenesConfig`) that kind ``name`` defines.
+
+    Raises:
+        ConfigError: an unknown kind, or one that defines no such class.
+    """
+    if not isinstance(name, str) or name not in KINDS:
+        raise ConfigError("kind", f"is an unknown kind {name!r} (known: {', '.join(KINDS)})")
+    kind = KINDS[name]
+    for cls in (kind.objects_config, kind.scenes_config):
+        if issubclass(cls, base):
+            return cls
+    raise ConfigError("kind", f"{name!r} has no {base.__name__}")
+
+
+def read_config(cls: type, data: dict):
+    """A config dataclass rebuilt from its JSON dict (:func:`~inverse_air.config.from_dict`),
+    each kind's branch as the class its kind defines.
+
+    Raises:
+        ConfigError: naming the field's dotted path.
+    """
+    return from_dict(cls, data, config_class)
+
+
+_V1_CORE_FIELDS = {
+    "air": ("max_steps", "count_prior", "count_prior_floor", "dair", "pixel_sigma", "encoder_channels",
+            "encoder_features", "lstm_size", "baseline_channels"),
+    "dataset": ("num", "counts", "seed", "shard_size", "split"),
+}
+
+
+def upgrade_v1(old: dict, which: str) -> dict:
+    """A format-1 ``AIRConfig`` (``which="air"``) or ``DatasetConfig`` (``"dataset"``) dict,
+    which held every kind's fields side by side and named the kind ``model``, in today's
+    layout (the kind's own fields moved to its branch by :attr:`Kind.upgrade_v1`).
+
+    Raises:
+        ValueError: not a format-1 dict of a known kind.
+    """
+    if not isinstance(old, dict) or old.get("model") not in KINDS:
+        raise ValueError(f"not a format-1 configuration of a known kind (model {old.get('model')!r})"
+                         if isinstance(old, dict) else "not a format-1 configuration")
+    kind = KINDS[old["model"]]
+    branch = "objects" if which == "air" else "scenes"
+    return {branch: {"kind": kind.name, **kind.upgrade_v1(old, which)},
+            **{k: old[k] for k in _V1_CORE_FIELDS[which] if k in old}}

@@ -17,7 +17,7 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
 
 Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``, so a run
 resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken; a
-resumed run keeps every setting of the checkpoint but its length (:func:`resume_config`
+resumed run keeps every setting of the checkpoint but its length (:func:`~inverse_air.plan.resume_config`
 refuses a flag that asks for another). Ctrl-C and SIGTERM save a checkpoint of the last
 finished step (the step under way is finished first, never saved half done). One run at a time
 trains in a run directory (:mod:`inverse_air.rundir`). A step whose batch cannot fit in memory
@@ -43,18 +43,17 @@ import torch
 from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .collapse import CollapseWatch
-from .config import FLAG_NAMES, AIRConfig, Pixels, RunConfig, check_field, check_value, to_dict
-from .data import Dataset, dataset_counts, is_dataset, open_dataset
+from .config import RunConfig, to_dict
+from .data import Dataset, open_dataset
 from .distributed import Context, setup, teardown
-from .elbo import elbo_terms, gaussian_log_likelihood, update_signal_stats
+from .elbo import elbo_terms, gaussian_log_likelihood, image_terms, update_signal_stats
 from .errors import UserError, deferred_interrupts
 from .files import check_output, write_json, write_text
 from .images import images_to_tensor, to_uint8
-from .kinds import KINDS, get_kind
+from .kinds import KINDS
 from .limits import check_memory
-from .models import build_model
 from .object_model import PriorSampler
 from .progress import progress_bar
 from .rundir import RunDirectory
@@ -78,243 +77,16 @@ class TrainingDiverged(UserError):
     """A loss or gradient became NaN or infinite."""
 
 
-COUNT_PRIORS = ("dataset", "uniform", "geometric")
-"""Where the prior over object counts comes from (``train --count-prior``)."""
-GEOMETRIC_RATIO = 0.01
-"""``--count-prior geometric``: ``P(n) ∝ GEOMETRIC_RATIO ** n``, each object costs -log 0.01 =
-4.6 nats of prior (the paper's presence prior of 0.01 per step)."""
-
-
-def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str = "dataset",
-                    where: str = "the dataset") -> tuple[float, ...]:
-    """The unsupervised model's prior over counts 0..``max_steps``: uniform over the counts the
-    dataset holds (``"dataset"``; other counts keep only the floor of
-    :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), uniform over every count
-    (``"uniform"``: no knowledge of which counts occur, e.g. to test generalization to
-    counts absent from training), or geometric (``"geometric"``, :data:`GEOMETRIC_RATIO`: each
-    object costs the same; the default for a folder of images nobody counted). ``counts`` is
-    None for a dataset without labels (``where`` names it in messages)."""
-    if source not in COUNT_PRIORS:
-        raise UserError(f"--count-prior must be one of {', '.join(COUNT_PRIORS)}, got {source!r}")
-    if counts is None:
-        if source == "dataset":
-            raise UserError(f"--count-prior dataset: {where} has no labels to take the counts from "
-                            f"(a folder's labels.jsonl); use --count-prior geometric or uniform")
-    elif max(counts) > max_steps:
-        raise UserError(f"{where} holds scenes of up to {max(counts)} objects; the model infers "
-                        f"at most {max_steps} (--max-objects)")
-    if source == "uniform":
-        return tuple(1.0 / (max_steps + 1) for _ in range(max_steps + 1))
-    if source == "geometric":
-        p = GEOMETRIC_RATIO ** np.arange(max_steps + 1)
-        return tuple(float(v) for v in p / p.sum())
-    return tuple(1.0 / len(counts) if n in counts else 0.0 for n in range(max_steps + 1))
-
-
-def with_count_prior(air: AIRConfig, prior: tuple[float, ...]) -> AIRConfig:
-    """``air`` with the count prior ``prior``; the floor (``count_prior_floor``) is lowered to
-    the prior's smallest positive entry when that is below it (a geometric prior gives every
-    count some probability already, and a floor would flatten its tail)."""
-    positive = [p for p in prior if p > 0]
-    floor = min(air.count_prior_floor, min(positive)) if len(positive) == len(prior) else air.count_prior_floor
-    return dataclasses.replace(air, count_prior=prior, count_prior_floor=floor)
-
-
-def run_config_for(data_dir: str | os.PathLike, model: str | None, train_overrides: dict,
-                   air_overrides: dict, count_prior: str | None = None, **images) -> RunConfig:
-    """The run configuration for training kind ``model`` on a dataset or a folder of images
-    (:func:`prepare_run`, whose keyword arguments ``images`` takes)."""
-    return prepare_run(data_dir, model, train_overrides, air_overrides, count_prior, **images)[0]
-
-
-def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides: dict, air_overrides: dict,
-                count_prior: str | None = None, *, image_size: int | None = None, object_size: float | None = None,
-                window_size: int | None = None, init: str | os.PathLike | None = None,
-                progress: bool = False) -> tuple[RunConfig, Dataset]:
-    """The run configuration for training kind ``model`` on a dataset (or a folder of images),
-    and the dataset opened for it.
-
-    A new model: the kind's presets (``Kind.air``, or ``Kind.folder_air`` for a folder of
-    images; ``Kind.train``), then what the data fix: a dataset's settings (``Kind.fit_to_data``: 3D renderer; 2D canvas and the prior scale of a
-    digit) or a folder's images (``Kind.fit_to_images``: their size, ``image_size`` or derived,
-    and channels; 2D ``object_size`` and ``window_size`` in pixels, derived from the size
-    where None); then ``*_overrides`` (fields of ``TrainConfig`` and ``AIRConfig``), and the
-    count prior (:func:`count_prior_for`; default: the dataset's counts; for a folder
-    ``Kind.folder_count_prior``).
-
-    ``init`` (a checkpoint): its model (configuration and weights) trained on the data from
-    step 0 with a new optimizer; the data are read at its image size and channels, training
-    is the kind's preset but ELBO only (``sleep_fraction`` 0) unless overridden, and settings
-    of the model's architecture (``image_size``, ``object_size``, ``window_size``, any
-    ``air_overrides`` that differ from the checkpoint's) are refused; ``count_prior`` given
-    replaces the checkpoint's.
+def checkpoint_to_resume(out_dir: str | os.PathLike) -> Path:
+    """The checkpoint of the run in ``out_dir``, to resume it from.
 
     Raises:
-        UserError: an unknown kind, data of another kind, a setting the kind or the checkpoint
-            does not take, or counts the model cannot infer.
-    """
-    if image_size is not None:  # before any image is read: the range of every image side
-        check_value(Pixels, image_size, "image_size")
-    if init is not None:
-        return _prepare_init(init, data_dir, model, train_overrides, air_overrides, count_prior,
-                             dict(image_size=image_size, object_size=object_size, window_size=window_size), progress)
-    kind = get_kind(model or "3d")
-    check_overrides(kind.air, air_overrides)  # before the data are read
-    train = dataclasses.replace(kind.train, **train_overrides)  # checked before any image is read
-    sized = {k: v for k, v in (("--object-size", object_size), ("--window-size", window_size)) if v is not None}
-    if kind.fit_to_images is None:
-        for flag in sized:
-            raise UserError(f"{flag}: the {kind.name} model takes no such size (it draws no windows)")
-        if image_size is not None and image_size != kind.air.image_size:
-            raise UserError(f"--image-size {image_size}: the {kind.name} model reads {kind.air.image_size}x"
-                            f"{kind.air.image_size} images (a folder's images are brought to that size)")
-        size, channels = kind.air.image_size, kind.air.channels
-    else:
-        size, channels = image_size, None
-    if object_size is not None and not object_size > 0:
-        raise UserError(f"--object-size must be a positive number of pixels, got {object_size}")
-    dataset = open_dataset(data_dir, kind.name, size, channels, progress=progress)
-    dataset.check_kind(kind.name, "--model")
-    air = kind.air if dataset.config is not None or kind.folder_air is None else kind.folder_air
-    if dataset.config is not None:  # a dataset render-dataset made: its settings
-        if image_size is not None:
-            raise UserError(f"--image-size: {data_dir} is a dataset of {dataset.image_size}x{dataset.image_size} "
-                            f"images (made by render-dataset); the flag is for folders of images")
-        air = kind.fit_to_data(air, dataset.config)
-    if kind.fit_to_images is not None and (dataset.config is None or sized):
-        air = kind.fit_to_images(air, dataset.image_size, dataset.channels, object_size, window_size)
-    air = replace_fields(air, air_overrides)
-    if dataset.config is None and kind.folder_train is not None:
-        train = dataclasses.replace(kind.folder_train, **train_overrides)
-    source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
-    air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
-    dataset.check_fits(air, "--model")
-    return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute())), dataset
-
-
-ARCHITECTURE_FLAGS = {"image_size": "--image-size", "object_size": "--object-size", "window_size": "--window-size"}
-"""Settings of a model's architecture (or of its priors) that ``train --init`` takes from the checkpoint."""
-
-
-def _prepare_init(init, data_dir, model, train_overrides: dict, air_overrides: dict, count_prior: str | None,
-                  sizes: dict, progress: bool) -> tuple[RunConfig, Dataset]:
-    """:func:`prepare_run` for ``init`` (see there)."""
-    saved: RunConfig = load_checkpoint(init, expect_kind=model)["config"]
-    air = saved.air
-    for name, value in sizes.items():
-        if value is not None and not (name == "image_size" and value == air.image_size):
-            raise UserError(f"{ARCHITECTURE_FLAGS[name]} {value:g}: --init {init} fixes the model "
-                            f"({air.image_size}x{air.image_size}x{air.channels} images); leave it out")
-    for name, value in air_overrides.items():
-        kept = getattr(air, name) if hasattr(air, name) else getattr(air.objects, name, None)
-        if kept != value:
-            flag = "--" + FLAG_NAMES.get(name, name).replace("_", "-")
-            raise UserError(f"{flag} {value}: the model of --init {init} has {kept!r}; --init trains that model "
-                            f"as it is (leave {flag} out, or train a new model without --init)")
-    kind = get_kind(air.kind)
-    train = dataclasses.replace(kind.train, **{"sleep_fraction": 0.0, **train_overrides})
-    dataset = open_dataset(data_dir, kind.name, air.image_size, air.channels, progress=progress)
-    dataset.check_kind(kind.name, f"--init {init}")
-    dataset.check_fits(air, f"--init {init}")
-    if count_prior is not None:
-        air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, count_prior, str(data_dir)))
-    elif dataset.counts is not None:
-        count_prior_for(dataset.counts, air.max_steps, "uniform", str(data_dir))  # counts the model can infer
-    return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute()),
-                     init=str(Path(init).absolute())), dataset
-
-
-def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                  model: str | None = None, train_overrides: dict | None = None,
-                  air_overrides: dict | None = None, count_prior: str | None = None,
-                  init: str | os.PathLike | None = None, **sizes) -> RunConfig:
-    """The configuration to continue the run in ``out_dir`` with: its checkpoint's, with
-    ``steps`` (the only setting a resumed run may change) from ``train_overrides``.
-
-    Every other setting given (``data_dir``, ``model``, the overrides, ``count_prior``,
-    ``init``, the ``sizes`` of :func:`prepare_run`) must agree with the checkpoint's, so that
-    none is silently ignored; ``data_dir`` may name the run's dataset moved elsewhere (when the
-    stored path no longer holds one).
-
-    Raises:
-        UserError: no checkpoint to resume, or a setting that differs from the run's, named
-            as its flag.
+        UserError: there is none.
     """
     path = Path(out_dir) / CHECKPOINT
     if not path.exists():
         raise UserError(f"{out_dir}: nothing to resume (no {CHECKPOINT})")
-    saved: RunConfig = load_checkpoint(path, expect_kind=model)["config"]
-    wanted = dict(train_overrides or {})
-    steps = wanted.pop("steps", saved.train.steps)
-
-    def refuse(flag: str, given, kept) -> None:
-        if isinstance(given, bool):  # a switch: --dair / --no-dair
-            switch = lambda on: flag if on else flag.replace("--", "--no-", 1)
-            flag, given, kept = switch(given), "", switch(kept)
-        raise UserError(f"{flag}{' ' + str(given) if given != '' else ''}: the run in {out_dir} was trained "
-                        f"with {kept}; --resume continues it as it was (only --steps may change), or start a "
-                        f"new run with another --out")
-
-    for name, value in wanted.items():
-        if getattr(saved.train, name) != value:
-            refuse("--" + name.replace("_", "-"), value, getattr(saved.train, name))
-    for name, value in (air_overrides or {}).items():
-        kept = getattr(saved.air, name) if hasattr(saved.air, name) else getattr(saved.air.objects, name)
-        if kept != value:
-            refuse("--" + FLAG_NAMES.get(name, name).replace("_", "-"), value, kept)
-    air, objects = saved.air, saved.air.objects
-    runs = {"image_size": air.image_size, "window_size": getattr(objects, "window_size", None),
-            "object_size": round(getattr(objects, "scale_prior_mean", 0.0) * air.image_size, 2)}
-    for name, value in sizes.items():
-        if value is not None and value != runs[name]:
-            refuse(ARCHITECTURE_FLAGS[name], value, f"{ARCHITECTURE_FLAGS[name]} {runs[name]}")
-    if init is not None and Path(init).absolute() != Path(saved.init or "/nonexistent").absolute():
-        refuse("--init", init, f"--init {saved.init}" if saved.init else "no --init")
-    data = saved.data
-    if data_dir is not None and Path(data_dir).resolve() != Path(saved.data).resolve():
-        if is_dataset(saved.data):
-            refuse("--data", data_dir, saved.data)
-        open_dataset(data_dir, air.kind, air.image_size, air.channels).check_fits(air, str(path))  # moved
-        data = str(Path(data_dir).absolute())
-    if count_prior is not None:
-        prior = count_prior_for(dataset_counts(data, air.kind), air.max_steps, count_prior, str(data))
-        if not np.allclose(prior, air.count_prior):
-            refuse("--count-prior", count_prior, f"the prior {list(air.count_prior)}")
-    return dataclasses.replace(saved, data=data, train=dataclasses.replace(saved.train, steps=steps))
-
-
-def check_overrides(air: AIRConfig, overrides: dict) -> tuple[set[str], set[str]]:
-    """Check ``overrides`` (fields of ``AIRConfig`` or of its ``objects`` config) by the
-    fields' types and ranges before anything is built from them (``--max-objects`` sizes the
-    count prior); returns the names of both classes' fields.
-
-    Raises:
-        UserError: a name that is neither; ConfigError: a value out of its field's range.
-    """
-    own = {f.name for f in dataclasses.fields(air)}
-    theirs = {f.name for f in dataclasses.fields(air.objects)}
-    unknown = set(overrides) - own - theirs
-    if unknown:
-        raise UserError(f"the {air.kind} model has no setting {', '.join(sorted(unknown))}")
-    for name, value in overrides.items():
-        check_field(type(air) if name in own else type(air.objects), name, value)
-    return own, theirs
-
-
-def replace_fields(air: AIRConfig, overrides: dict) -> AIRConfig:
-    """``air`` with ``overrides`` replaced: each name a field of ``AIRConfig`` or of its
-    ``objects`` config.
-
-    Raises:
-        UserError: a name that is neither.
-    """
-    own, theirs = check_overrides(air, overrides)
-    objects = dataclasses.replace(air.objects, **{k: v for k, v in overrides.items() if k in theirs and k not in own})
-    own_overrides = {k: v for k, v in overrides.items() if k in own}
-    steps = own_overrides.get("max_steps", air.max_steps)
-    if "count_prior" not in own_overrides and len(air.count_prior) != steps + 1:  # uniform until set
-        own_overrides["count_prior"] = tuple(1.0 / (steps + 1) for _ in range(steps + 1))
-    return dataclasses.replace(air, objects=objects, **own_overrides)
+    return path
 
 
 # ---------------------------------------------------------------------------- batches
@@ -360,12 +132,7 @@ class Batches:
             return images_to_tensor(picked["images"]).to(self.device), _to(target, self.device)
         rng = np.random.default_rng([self.config.train.seed, step, 2])
         arrays = self.model.objects.sample_prior(self.model.sample_counts(size, rng), rng)
-        target = _to(self.targets({k: v[part] for k, v in arrays.items()}, self.config.air.max_steps),
-                     self.device)
-        objects, scene = split_scene(target, self.model.objects)
-        with torch.no_grad():
-            x = self.model.objects.render(target["z_pres"], objects, scene)
-        return x, target
+        return render_scenes(self.model, {k: v[part] for k, v in arrays.items()})
 
 
 class SleepPool:
@@ -391,11 +158,7 @@ class SleepPool:
         rng = np.random.default_rng([self.seed, step + self.blocks, 5])  # entropy must be >= 0
         model = self.model
         arrays = model.objects.sample_prior(model.sample_counts(self.refresh, rng), rng, model.config.max_steps)
-        target = _to(KINDS[model.config.kind].codec.targets(arrays, model.config.max_steps), model.prior_pres.device)
-        objects, scene = split_scene(target, model.objects)
-        with torch.no_grad():
-            images = to_uint8(model.objects.render(target["z_pres"], objects, scene))
-        return {"images": images, **arrays}
+        return {"images": to_uint8(render_scenes(model, arrays)[0]), **arrays}
 
     def _store(self, block: int, arrays: dict[str, np.ndarray]) -> None:
         if not self.arrays:
@@ -419,6 +182,17 @@ class SleepPool:
         rng = np.random.default_rng([self.seed, step, 6])
         idx = np.sort(rng.integers(0, self.blocks * self.refresh, size=size))
         return {k: v[idx] for k, v in self.arrays.items()}
+
+
+def render_scenes(model: AIR, arrays: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sleep scenes (in the kind's ground-truth format, e.g. drawn from the prior) rendered by
+    the model's generative model: the images ``(B, C, S, S)`` and their teacher-forcing targets,
+    on the model's device."""
+    targets = KINDS[model.config.kind].codec.targets(arrays, model.config.max_steps)
+    target = _to(targets, model.prior_pres.device)
+    objects, scene = split_scene(target, model.objects)
+    with torch.no_grad():
+        return model.objects.render(target["z_pres"], objects, scene), target
 
 
 def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -454,22 +228,6 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tupl
                   "count_mean": latents.count.float().mean().item()}
 
 
-@torch.no_grad()
-def image_terms(model: AIR, x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    """What a model makes of images ``x (B, C, S, S)`` without labels, per image ``(B,)``:
-    ``count``, the count deterministic inference gives (as ``evaluate`` and ``decompose``), and
-    the terms of a one-sample estimate of the ELBO (``elbo``, ``log_likelihood``, ``kl``; the
-    sample drawn from a generator seeded by ``seed``, so that the same model gives the same
-    figures; the reconstruction's value, as in training)."""
-    count = model.infer(x, sample=False, densities=False).count
-    with torch.random.fork_rng(devices=[x.device.index] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        latents = model.infer(x, sample=True)
-    log_likelihood = gaussian_log_likelihood(x, model.reconstruct(latents), model.config.pixel_sigma)
-    kl = latents.kl.sum(1) + (latents.scene_kl if latents.scene_kl is not None else 0.0)
-    return {"count": count, "elbo": log_likelihood - kl, "log_likelihood": log_likelihood, "kl": kl}
-
-
 class StepLoss(nn.Module):
     """One step's loss as a module's ``forward``, so that ``DistributedDataParallel`` can wrap
     it (and synchronize the gradients of whatever the phase used)."""
@@ -493,8 +251,8 @@ class Trainer:
                  progress: bool = True, context: Context = Context(), dataset: Dataset | None = None):
         inputs = [config.data] + ([config.init] if config.init else [])
         self.out = check_output(out_dir, "--out", inputs=inputs, directory=True)
-        if resume and not (self.out / CHECKPOINT).exists():
-            raise UserError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
+        if resume:
+            checkpoint_to_resume(self.out)
         self.context = context
         self.progress = progress and context.is_main
         # Rank 0 claims the folder (refusing someone else's files) and holds it locked while it
@@ -553,7 +311,7 @@ class Trainer:
 
     def _resumed_config(self, payload: dict, config: RunConfig) -> RunConfig:
         """The saved run's configuration; only the length of the run may change on resume
-        (:func:`resume_config` refuses flags that ask for more)."""
+        (:func:`~inverse_air.plan.resume_config` refuses flags that ask for more)."""
         saved: RunConfig = payload["config"]
         if payload.get("optimizer") is None:
             raise UserError(f"{self.out / CHECKPOINT}: holds no optimizer state (an exported model?); "
@@ -882,7 +640,7 @@ class Trainer:
 def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
           progress: bool = True, device: str = "auto", dataset: Dataset | None = None) -> dict:
     """Train (or resume) a run in ``out_dir``; returns the last logged metrics. ``dataset``:
-    the run's data opened already (:func:`prepare_run`), else they are opened here.
+    the run's data opened already (:func:`~inverse_air.plan.prepare_run`), else they are opened here.
 
     Under ``torchrun`` each process calls this; they train one model together
     (:mod:`inverse_air.distributed`).

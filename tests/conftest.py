@@ -11,8 +11,8 @@ torch.set_num_threads(int(os.environ.get("INVERSE_AIR_TEST_THREADS", "2")))
 
 # ---------------------------------------------------------------- comparing float results
 # Float results are not bit-reproducible across CPUs, kernel sets (MKL, oneDNN, PyTorch's
-# vectorized kernels), batch sizes and layouts: they differ in the last bits (README,
-# "Reproducibility"), and a rounded number printed by decompose may then differ in its last
+# vectorized kernels), batch sizes and layouts: they differ in the last bits
+# (docs/reproducibility.md), and a rounded number printed by decompose may then differ in its last
 # digit. Tests compare them with these tolerances, never exactly; exact comparisons are kept for
 # integers, for bytes made by integer code, and for one computation repeated in one process.
 
@@ -67,7 +67,7 @@ def assert_datasets_agree(actual_dir, expected_dir):
     of the same bytes, or else (3D only) holding the same arrays: the ground truth exactly (numpy's
     seeded generator draws the same numbers on every machine), the images within one grey level
     on at most 0.1% of their values (rendered in float32, then rounded: float results differ
-    across machines in the last bits; README, "Reproducibility"). 2D shards are made by integer
+    across machines in the last bits; docs/reproducibility.md). 2D shards are made by integer
     code: the same bytes on every machine."""
     from inverse_air.data import ShardDataset
 
@@ -143,7 +143,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture
 def tiny_run_config(tiny_data):
     """Build a tiny RunConfig on ``tiny_data``: ``tiny_run_config(**train_overrides)``."""
-    from inverse_air.train import run_config_for
+    from inverse_air.plan import run_config_for
 
     def make(air=None, **train):
         train = {"batch_size": 8, "elbo_batch_size": 4, "log_every": 2, "checkpoint_every": 3,
@@ -174,7 +174,7 @@ def tiny_run_config_2d(tiny_data_2d):
     """Build a tiny 2D RunConfig on ``tiny_data_2d``: ``tiny_run_config_2d(**train_overrides)``."""
     import dataclasses
 
-    from inverse_air.train import run_config_for
+    from inverse_air.plan import run_config_for
 
     def make(air=None, **train):
         train = {"batch_size": 8, "elbo_batch_size": 8, "log_every": 2, "checkpoint_every": 3,

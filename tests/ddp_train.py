@@ -6,7 +6,8 @@ import sys
 import torch
 
 from conftest import TINY_AIR
-from inverse_air.train import run_config_for, train
+from inverse_air.plan import run_config_for
+from inverse_air.train import train
 
 torch.set_num_threads(1)
 data, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])

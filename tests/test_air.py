@@ -12,7 +12,7 @@ import torch
 
 from inverse_air.air import count_probs, log_count_prior, parameter_groups, pres_prior
 from inverse_air.config import AIRConfig
-from inverse_air.models import build_model
+from inverse_air.checkpoint import build_model
 from inverse_air.networks import ImageEncoder
 from inverse_air.objects3d.config import Objects3DConfig, RenderConfig, Variation
 
@@ -169,7 +169,7 @@ def test_sleep_counts_follow_the_floored_count_prior(model):
 
 
 CORE = ("inverse_air.air", "inverse_air.elbo", "inverse_air.networks", "inverse_air.object_model",
-        "inverse_air.densities")
+        "inverse_air.densities", "inverse_air.config")
 
 
 def test_the_core_imports_no_kind():

@@ -113,6 +113,17 @@ def test_render_scene_bad_image_size(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_render_scene_finds_the_kind_in_the_registry(tmp_path):
+    """render-scene draws a kind's scene files through its registry record: 3D by default, and
+    a kind without scene files is refused in one line, before anything is read or written."""
+    out = tmp_path / "x.png"
+    result = invoke("render-scene", SCENES / "cube.json", "-o", out, "--model", "2d")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: --model 2d: this kind has no scene files (render-scene draws those of 3d)"]
+    assert not out.exists()
+    assert invoke("render-scene", SCENES / "cube.json", "-o", out, "--model", "3d").exit_code == 0 and out.exists()
+
+
 @pytest.fixture
 def unreadable(monkeypatch):
     """``unreadable(path)``: reading ``path`` fails as it does for a user without the right to
@@ -319,7 +330,7 @@ def test_the_clis_choices_are_the_librarys():
     from inverse_air import cli
     from inverse_air.air import PRECISIONS
     from inverse_air.decompose import PRECISIONS as DECOMPOSE_PRECISIONS
-    from inverse_air.train import COUNT_PRIORS
+    from inverse_air.plan import COUNT_PRIORS
 
     values = lambda enum: tuple(member.value for member in enum)
     assert values(cli.Precision) == PRECISIONS and values(cli.DecomposePrecision) == DECOMPOSE_PRECISIONS

@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from inverse_air.cli import app
-from inverse_air.config import ConfigError, DatasetConfig, RunConfig, TrainConfig, from_dict, to_dict
+from inverse_air.config import ConfigError, DatasetConfig, RunConfig, TrainConfig, to_dict
+from inverse_air.kinds import read_config
 from inverse_air.data import ShardDataset
 from inverse_air.errors import UserError
 from inverse_air.kinds import KINDS
@@ -71,7 +72,7 @@ def test_from_dict_names_the_dotted_path(edit, path):
     data = to_dict(KINDS["3d"].dataset)
     edit(data)
     with pytest.raises(ConfigError) as e:
-        from_dict(DatasetConfig, data)
+        read_config(DatasetConfig, data)
     assert e.value.path == path
 
 
@@ -143,4 +144,4 @@ def test_every_preset_validates_and_round_trips():
     for name in KINDS:
         kind = KINDS[name]
         run = RunConfig(air=kind.air, train=kind.train, data="/data")
-        assert from_dict(RunConfig, json.loads(json.dumps(to_dict(run)))) == run
+        assert read_config(RunConfig, json.loads(json.dumps(to_dict(run)))) == run

@@ -119,7 +119,8 @@ def test_cuda_checkpoint_loads_on_cpu(tiny_data, tmp_path):
 
 def _tiny_checkpoint(data, tmp_path, device):
     from conftest import TINY_AIR
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     config = run_config_for(data, "3d", {"steps": 2, "batch_size": 4, "elbo_batch_size": 2,
                                          "sleep_fraction": 0.5}, TINY_AIR)

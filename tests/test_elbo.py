@@ -92,7 +92,7 @@ def test_signal_statistics_normalize():
 
 
 def test_one_elbo_step_reaches_every_parameter_group(tiny_run_config):
-    from inverse_air.models import build_model
+    from inverse_air.checkpoint import build_model
 
     torch.manual_seed(0)
     model = build_model(tiny_run_config().air)

@@ -162,7 +162,8 @@ def metric_lines(run):
 
 
 def test_train_on_an_unlabelled_folder_reports_the_elbo_and_the_count_histogram(tmp_path):
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     folder = grey_blobs(tmp_path / "images", n=30)
     config = run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2})
@@ -190,7 +191,8 @@ def test_train_on_an_unlabelled_folder_reports_the_elbo_and_the_count_histogram(
 
 
 def test_labels_turn_on_count_accuracy_and_never_reach_the_loss(tmp_path):
-    from inverse_air.train import Trainer, run_config_for
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import Trainer
 
     folder = grey_blobs(tmp_path / "images", n=30)
     write_labels(folder, [{"image": f"img{i:02d}.png", "count": 1 + i % 2} for i in range(30)])
@@ -206,7 +208,8 @@ def test_labels_turn_on_count_accuracy_and_never_reach_the_loss(tmp_path):
 
 
 def test_an_rgb_folder_of_another_size_trains_the_2d_model_in_colour(tmp_path):
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "colour"
@@ -221,19 +224,47 @@ def test_an_rgb_folder_of_another_size_trains_the_2d_model_in_colour(tmp_path):
     assert air.objects.scale_prior_mean == pytest.approx(0.25) and air.objects.window_size == 10
     train(config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
+    # The sizes read back in pixels from the run's model: the same ones resume, others are refused.
+    from inverse_air.plan import resume_config
+
+    assert resume_config(tmp_path / "run", object_size=7, window_size=10) == config
+    with pytest.raises(UserError, match=r"--object-size 8: the run in .* was trained with --object-size 7;"):
+        resume_config(tmp_path / "run", object_size=8)
+    with pytest.raises(UserError, match=r"--window-size 12: .* trained with --window-size 10"):
+        resume_config(tmp_path / "run", window_size=12)
 
 
-def test_a_folder_anneals_the_presence_prior_and_a_rendered_dataset_does_not(tmp_path, tiny_data_2d):
-    """The folder preset anneals (500 steps from 0.99); multi-MNIST datasets keep the preset
-    their shipped model was trained with (no anneal); a flag's value beats the folder preset."""
-    from inverse_air.train import run_config_for
+def test_the_2d_sizes_are_one_typed_value_of_the_kind():
+    """--object-size and --window-size reach the 2D kind as its WindowSizes, checked when made
+    (a size the kind does not take, or out of range, is named by its flag), and a model's
+    sizes read back in pixels."""
+    from inverse_air.config import ConfigError
+    from inverse_air.kinds import KINDS
+    from inverse_air.objects2d.config import WindowSizes
+    from inverse_air.plan import _folder_sizes
+
+    assert _folder_sizes(KINDS["2d"], {"object_size": 7, "window_size": None}) == WindowSizes(object_size=7.0)
+    assert _folder_sizes(KINDS["2d"], {"object_size": None}) is None
+    with pytest.raises(ConfigError, match="object_size must be a positive number of pixels, got -1"):
+        _folder_sizes(KINDS["2d"], {"object_size": -1})
+    with pytest.raises(ConfigError, match="window_size must be between 4 and 256, got 2"):
+        _folder_sizes(KINDS["2d"], {"window_size": 2})
+    with pytest.raises(UserError, match="--window-size: the 3d model takes no such size"):
+        _folder_sizes(KINDS["3d"], {"window_size": 12})
+    fitted = KINDS["2d"].fit_to_images(KINDS["2d"].folder_air, 40, 1, WindowSizes(object_size=10.0))
+    assert WindowSizes.of(fitted.objects) == WindowSizes(object_size=10.0, window_size=12)
+
+
+def test_no_preset_anneals_the_presence_prior_and_a_run_can_ask_for_it(tmp_path, tiny_data_2d):
+    """The presets do not anneal (the one measured folder run with a 500-step anneal collapsed
+    to no objects as it ended: docs/performance.md); a training field turns it on."""
+    from inverse_air.plan import run_config_for
 
     folder = grey_blobs(tmp_path / "images", n=30)
-    tc = run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2}).train
-    assert (tc.presence_anneal_steps, tc.presence_anneal_start) == (500, 0.99)
-    assert tc.steps == TINY_TRAIN["steps"]  # the flags still apply on top of the folder preset
-    assert run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 0}, {}).train.presence_anneal_steps == 0
+    assert run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2}).train.presence_anneal_steps == 0
     assert run_config_for(tiny_data_2d, "2d", TINY_TRAIN, {}).train.presence_anneal_steps == 0
+    asked = run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 500}, {"max_steps": 2}).train
+    assert (asked.presence_anneal_steps, asked.presence_anneal_start) == (500, 0.99)
 
 
 def test_elbo_steps_use_the_annealed_presence_prior_and_monitoring_the_models_own(tmp_path):
@@ -241,7 +272,8 @@ def test_elbo_steps_use_the_annealed_presence_prior_and_monitoring_the_models_ow
     start; from the anneal's end: the model's own); the monitoring ELBO (and so anything chosen
     by it) always uses the model's own. 1e-6: float32 rounding."""
     from inverse_air.schedules import annealed_presence_prior
-    from inverse_air.train import Trainer, run_config_for
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import Trainer
 
     folder = grey_blobs(tmp_path / "images", n=30)
     config = run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 2, "presence_anneal_start": 0.9},
@@ -271,7 +303,9 @@ def test_best_pt_keeps_the_interval_of_the_best_held_out_elbo_and_survives_resum
     from inverse_air.checkpoint import load_checkpoint
     from inverse_air.evaluate import evaluate
     from inverse_air.models import build_model
-    from inverse_air.train import MONITOR_SIZE, Trainer, image_terms, run_config_for, train
+    from inverse_air.elbo import image_terms
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import MONITOR_SIZE, Trainer, train
     from inverse_air.images import images_to_tensor
 
     folder = grey_blobs(tmp_path / "images", n=40)
@@ -303,7 +337,8 @@ def test_best_pt_keeps_the_interval_of_the_best_held_out_elbo_and_survives_resum
 
 @pytest.fixture
 def trained_2d(tmp_path):
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     folder = grey_blobs(tmp_path / "first", n=20)
     train(run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2}), tmp_path / "first-run", progress=False)
@@ -314,7 +349,8 @@ def test_init_starts_from_the_checkpoints_model_with_a_new_optimizer(trained_2d,
     import torch
 
     from inverse_air.checkpoint import load_checkpoint
-    from inverse_air.train import Trainer, run_config_for
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import Trainer
 
     rng = np.random.default_rng(1)
     other = tmp_path / "other"
@@ -344,7 +380,7 @@ def test_init_starts_from_the_checkpoints_model_with_a_new_optimizer(trained_2d,
     (dict(model="3d"), r"is a 2d model checkpoint, expected a 3d model"),
 ])
 def test_init_refuses_settings_that_contradict_the_checkpoint(trained_2d, tmp_path, flags, message):
-    from inverse_air.train import run_config_for
+    from inverse_air.plan import run_config_for
 
     folder = grey_blobs(tmp_path / "data", n=4)
     flags = dict(flags)
@@ -356,8 +392,9 @@ def test_init_refuses_settings_that_contradict_the_checkpoint(trained_2d, tmp_pa
 def test_init_runs_on_a_small_3d_folder(tiny_run_config, tiny_data, tmp_path):
     from inverse_air.checkpoint import save_checkpoint
     from inverse_air.data import ShardDataset
-    from inverse_air.models import build_model
-    from inverse_air.train import run_config_for, train
+    from inverse_air.checkpoint import build_model
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     config = tiny_run_config()
     save_checkpoint(tmp_path / "model3d.pt", build_model(config.air), config, step=0)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from inverse_air import kinds
-from inverse_air.config import AIRConfig, DatasetConfig, RunConfig, from_dict, to_dict
+from inverse_air.config import AIRConfig, DatasetConfig, RunConfig, to_dict
 from inverse_air.errors import UserError
-from inverse_air.kinds import KINDS, get_kind, register
+from inverse_air.kinds import KINDS, get_kind, read_config, register
 from inverse_air.objects2d.config import Compose2DConfig, Objects2DConfig
 
 from conftest import TINY_AIR, TINY_OBJECTS_2D
@@ -27,8 +27,8 @@ def test_lookup_by_name():
 def test_presets_are_whole_configs_that_round_trip_through_json(name):
     kind = KINDS[name]
     run = RunConfig(air=kind.air, train=kind.train, data="somewhere")
-    assert from_dict(RunConfig, json.loads(json.dumps(to_dict(run)))) == run
-    assert from_dict(DatasetConfig, json.loads(json.dumps(to_dict(kind.dataset)))) == kind.dataset
+    assert read_config(RunConfig, json.loads(json.dumps(to_dict(run)))) == run
+    assert read_config(DatasetConfig, json.loads(json.dumps(to_dict(kind.dataset)))) == kind.dataset
     assert to_dict(kind.air)["objects"]["kind"] == name == kind.dataset.kind == kind.air.kind
     assert kind.air.image_size == kind.dataset.scenes.image_size
 
@@ -36,9 +36,9 @@ def test_presets_are_whole_configs_that_round_trip_through_json(name):
 def test_unknown_kinds_and_fields_are_reported():
     data = to_dict(KINDS["2d"].air)
     with pytest.raises(ValueError, match="unknown kind '4d'"):
-        from_dict(AIRConfig, {**data, "objects": {**data["objects"], "kind": "4d"}})
+        read_config(AIRConfig, {**data, "objects": {**data["objects"], "kind": "4d"}})
     with pytest.raises(ValueError, match="colour is an unknown Objects2DConfig field"):
-        from_dict(AIRConfig, {**data, "objects": {**data["objects"], "colour": 1}})
+        read_config(AIRConfig, {**data, "objects": {**data["objects"], "colour": 1}})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,8 @@ def test_a_kind_registered_from_outside_works_end_to_end(toy_kind, tmp_path):
     from inverse_air.data import ShardDataset, render_dataset
     from inverse_air.decompose import Decomposer
     from inverse_air.evaluate import evaluate
-    from inverse_air.train import run_config_for, train
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import train
 
     data = render_dataset(tmp_path / "data", toy_kind.dataset, progress=False)
     assert json.loads((data / "manifest.json").read_text())["config"]["scenes"]["kind"] == "toy"
@@ -89,7 +90,7 @@ def test_a_kind_registered_from_outside_works_end_to_end(toy_kind, tmp_path):
     metrics = evaluate(checkpoint, data)
     assert metrics["model"] == "toy" and metrics["num_scenes"] == 16 and "scale_error" in metrics
     images = ShardDataset(data).arrays()["images"]
-    results = Decomposer(checkpoint, precision="fp32").decompose(images[:3])
+    results = Decomposer(checkpoint, precision="fp32")(images[:3])
     assert [r["model"] for r in results] == ["toy"] * 3
     out = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data)])
     assert out.exit_code == 0 and "scale error" in out.output, out.output

@@ -16,22 +16,45 @@ PACKAGE = Path(inverse_air.__file__).resolve().parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_every_data_file_in_the_package_is_package_data():
+def package_folders() -> dict[str, Path]:
+    """Each package the wheel holds, by name, and the folder of the checkout it is made of
+    (``package-dir`` maps ``inverse_air.assets`` to the top-level ``assets/``)."""
+    mapped = PYPROJECT["tool"]["setuptools"].get("package-dir", {})
+    return {name: ROOT / mapped.get(name, name.replace(".", "/"))
+            for name in PYPROJECT["tool"]["setuptools"]["packages"]}
+
+
+def test_every_package_and_data_file_is_in_the_wheel():
     """A file the code reads but the wheel leaves out breaks only installed copies (make
-    wheel-test checks one); here: each non-Python file matches a package-data pattern."""
+    wheel-test checks one); here: the wheel's package list names every package of
+    ``inverse_air/``, and each non-Python file of a package's folder matches a package-data
+    pattern of that package (the meshes: ``assets/meshes/``, as ``inverse_air.assets``)."""
+    folders = package_folders()
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert set(folders) == found | {"inverse_air.assets"}, "pyproject's packages are not every package"
+    assert folders["inverse_air.assets"] == ROOT / "assets"
     declared = PYPROJECT["tool"]["setuptools"]["package-data"]
     missing = []
-    for path in PACKAGE.rglob("*"):
-        if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
-            continue
-        rel = path.relative_to(PACKAGE.parent)
-        owners = [pkg for pkg in declared if rel.as_posix().startswith(pkg.replace(".", "/") + "/")]
-        if not any(fnmatch(rel.relative_to(pkg.replace(".", "/")).as_posix(), pattern)
-                   for pkg in owners for pattern in declared[pkg]):
-            missing.append(str(rel))
+    for name, folder in folders.items():
+        for path in folder.rglob("*"):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            owner = max((f for f in folders.values() if f in path.parents), key=lambda f: len(f.parts))
+            rel = path.relative_to(folder).as_posix()
+            if owner == folder and not any(fnmatch(rel, pattern) for pattern in declared.get(name, [])):
+                missing.append(f"{name}: {rel}")
     assert not missing, f"not declared as package data: {missing}"
     assert (PACKAGE / "py.typed").exists()
-    assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"] == ["inverse_air", "inverse_air.*"]
+
+
+def test_the_renderer_reads_the_top_level_meshes_in_a_checkout():
+    """From a checkout (this test's, an editable install) the meshes are assets/meshes at the
+    top; the wheel's are checked by make wheel-test."""
+    from inverse_air.objects3d import render3d
+
+    assert render3d.MESH_DIR == ROOT / "assets" / "meshes"
+    assert {p.name for p in render3d.MESH_DIR.glob("*.obj")} == {f"{shape}.obj" for shape in ("sphere", "cube", "cylinder")}
+    assert (render3d.MESH_DIR / "make_meshes.py").exists()
 
 
 def test_dependencies_are_what_the_code_needs():

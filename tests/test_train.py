@@ -80,7 +80,7 @@ def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch):
     for name, value in a["weights"].items():
         assert torch.allclose(value, b["weights"][name], atol=1e-6), name
     # Exact, losses included: both runs are on this machine, in this process, with the same
-    # threads and kernels, and training on one machine is bit-reproducible (README, "Reproducibility").
+    # threads and kernels, and training on one machine is bit-reproducible (docs/reproducibility.md).
     strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "time_s"} for l in p.read_text().splitlines()]
     assert strip(full / METRICS) == strip(part / METRICS)
 
@@ -104,7 +104,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_run
 # ---------------------------------------------------------------- checkpoints
 @pytest.fixture
 def checkpoint(tiny_run_config, tmp_path):
-    from inverse_air.models import build_model
+    from inverse_air.checkpoint import build_model
 
     config = tiny_run_config()
     path = tmp_path / "model.pt"
@@ -151,7 +151,7 @@ def test_evaluate_reports_every_metric(checkpoint, tiny_data):
 def test_count_prior_comes_from_the_dataset_or_is_uniform_or_geometric():
     from inverse_air.config import AIRConfig
     from inverse_air.objects2d.config import Objects2DConfig
-    from inverse_air.train import count_prior_for, with_count_prior
+    from inverse_air.plan import count_prior_for, with_count_prior
 
     assert count_prior_for((0, 1, 3), 3) == pytest.approx((1 / 3, 1 / 3, 0.0, 1 / 3))
     assert count_prior_for((0, 1, 3), 3, "uniform") == pytest.approx((0.25,) * 4)
@@ -312,7 +312,7 @@ def test_sigterm_to_train_exits_143_with_a_checkpoint(tiny_data, tmp_path):
 
 
 def test_resume_refuses_every_flag_it_would_ignore(tiny_run_config, tiny_data_2d, tmp_path, monkeypatch):
-    from inverse_air.train import resume_config
+    from inverse_air.plan import resume_config
 
     config = tiny_run_config(steps=2)
     assert Path(config.data).is_absolute()
@@ -384,7 +384,7 @@ def test_training_without_tensorboard_says_so_once(tiny_run_config, tmp_path, mo
 
 
 def test_resume_refuses_another_count_prior(tiny_run_config_2d, tmp_path):
-    from inverse_air.train import resume_config
+    from inverse_air.plan import resume_config
 
     train(tiny_run_config_2d(steps=1), tmp_path, progress=False)  # counts 0-2: the dataset's prior
     with pytest.raises(UserError, match="--count-prior uniform: the run"):

@@ -9,7 +9,9 @@
    dependencies; ``pip check`` then checks that every dependency the wheel declares is met;
 3. from ``WORK/run`` (not the checkout), runs ``inverse-air --version``, ``render-scene``,
    ``decompose`` with both shipped models, a tiny 3D and 2D ``render-dataset``, and the Python
-   API, and checks that ``inverse_air`` was imported from the wheel, not from the checkout;
+   API, and checks that ``inverse_air`` was imported from the wheel, not from the checkout,
+   and that the renderer reads the meshes the wheel ships (``assets/meshes`` of the checkout,
+   as ``inverse_air/assets/meshes``);
 4. prints the wheel's size, the installed package's size and the installed size of the
    package with all its dependencies.
 
@@ -109,6 +111,10 @@ def main() -> None:
                            "print(inverse_air.__file__); print(r.MESH_DIR)"], cwd=cwd, env=env)
     if str(ROOT) in where or str(site) not in where:
         sys.exit(f"wheel-test: inverse_air was not imported from the wheel:\n{where}")
+    meshes = Path(where.split()[-1])  # assets/meshes of the checkout, shipped as inverse_air.assets
+    if meshes != site / "inverse_air" / "assets" / "meshes" or \
+            sorted(p.name for p in meshes.glob("*.obj")) != ["cube.obj", "cylinder.obj", "sphere.obj"]:
+        sys.exit(f"wheel-test: the meshes are not the wheel's inverse_air/assets/meshes: {meshes}")
     run([cli, "--version"], cwd=cwd, env=env)
     run([cli, "render-scene", "two_objects.json", "-o", "back.png"], cwd=cwd, env=env)
     out = run([cli, "decompose", "two_objects.png", "back.png", "--json"], cwd=cwd, env=env)

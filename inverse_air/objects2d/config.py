@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from ..config import ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, ScenesConfig
+from ..config import Checked, ConfigError, Layer, ObjectsConfig, OneOf, Pixels, Range, ScenesConfig
 
 Window = Annotated[int, Range(4, 256)]
 """A window's side in pixels."""
@@ -53,8 +53,8 @@ class Compose2DConfig(ScenesConfig):
     @property
     def max_objects(self) -> int:
         """As many digit windows of the mean size as the canvas holds by area (at least one, at
-        most 5). Measured with the embedded digits (100 canvases each, all placed): 1 on 28x28
-        (2: 8% fail), 2 on 32x32 (3: 73% fail), 5 on 48x48 and 50x50; the rule stays below each."""
+        most 5): below what the composer places reliably at each canvas size
+        (docs/design-notes.md)."""
         window = min(max(28.0 / self.digit_scale_mean, self.min_window), self.max_window, self.canvas_size)
         return max(1, min(5, int((self.canvas_size / window) ** 2)))
 
@@ -128,3 +128,26 @@ class Objects2DConfig(ObjectsConfig):
     @property
     def image_size(self) -> int:
         return self.canvas_size
+
+
+@dataclass(frozen=True)
+class WindowSizes(Checked):
+    """A 2D model's sizes in pixels, as ``train --object-size`` and ``--window-size`` give them
+    for a folder of images (the model holds the object size as a fraction of the image side,
+    :attr:`Objects2DConfig.scale_prior_mean`). None: derived from the image side
+    (:func:`inverse_air.objects2d.kind.fit_to_images`)."""
+
+    object_size: float | None = None
+    """Prior mean of an object's window side in pixels (its range depends on the image side)."""
+    window_size: Window | None = None
+    """Side in pixels of the window the decoder draws and the glimpse reads."""
+
+    def check(self) -> None:
+        if self.object_size is not None and not self.object_size > 0:
+            raise ConfigError("object_size", f"must be a positive number of pixels, got {self.object_size:g}")
+
+    @classmethod
+    def of(cls, objects: Objects2DConfig) -> "WindowSizes":
+        """The sizes of a model (the object size to 0.01 pixel)."""
+        return cls(object_size=round(objects.scale_prior_mean * objects.canvas_size, 2),
+                   window_size=objects.window_size)

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import AIRConfig, ConfigError, DatasetConfig, Range, TrainConfig, field_range
 from ..errors import UserError
 from ..kinds import Codec, Kind, Labels, lazy
-from .config import Compose2DConfig, Objects2DConfig
+from .config import Compose2DConfig, Objects2DConfig, WindowSizes
 from .metrics import scene_metrics_2d
 
 MODELS = Path(__file__).resolve().parent / "models"
@@ -36,18 +36,19 @@ WINDOW_RANGE = (12, 32)
 """A folder's default window (decoder and glimpse) side: the object size, within this range."""
 
 
-def fit_to_images(air: AIRConfig, size: int, channels: int, object_size: float | None = None,
-                  window_size: int | None = None) -> AIRConfig:
+def fit_to_images(air: AIRConfig, size: int, channels: int, sizes: WindowSizes | None = None) -> AIRConfig:
     """The model for a folder of ``size x size`` images of ``channels`` (or a dataset's, with
-    other sizes): the canvas, the prior mean of a window's side (``object_size`` pixels,
+    other sizes): the canvas, the prior mean of a window's side (``sizes.object_size`` pixels,
     default :data:`OBJECT_FRACTION` of the side) and the decoder's and glimpse's window side
-    (``window_size`` pixels, default the object size within :data:`WINDOW_RANGE`).
+    (``sizes.window_size`` pixels, default the object size within :data:`WINDOW_RANGE`).
 
     Raises:
-        ConfigError: an ``object_size`` out of the range ``Objects2DConfig.scale_prior_mean``
-            allows (named ``object_size``), or a window size out of range.
+        ConfigError: an object size out of the range ``Objects2DConfig.scale_prior_mean``
+            allows (named ``object_size``).
     """
-    object_size = OBJECT_FRACTION * size if object_size is None else float(object_size)
+    sizes = sizes or WindowSizes()
+    object_size = OBJECT_FRACTION * size if sizes.object_size is None else sizes.object_size
+    window_size = sizes.window_size
     fraction = field_range(Objects2DConfig, "scale_prior_mean")  # of the object size over the image side
     problem = Range(fraction.low * size, fraction.high * size).problem(object_size)
     if problem:
@@ -164,13 +165,11 @@ KIND = Kind(
     # would triple the step time) and the paper's pixel noise.
     air=AIRConfig(objects=Objects2DConfig(), pixel_sigma=0.3, encoder_channels=(), encoder_features=256,
                   lstm_size=256, baseline_channels=()),
-    # Folders of images (measured on multi-sprites, benchmarks/sprites2d.py): with the preset,
-    # 0-4 coloured shapes were always explained by every step (extra windows refine what the
-    # first drew: at sigma 0.3 a refinement is worth more than an object's KL). Sigma 1.0 makes
-    # only whole objects worth their KL; DAIR lets each step see what is still unexplained
-    # (without it, at sigma 1.0, steps after the first never learned to find anything); windows
-    # laid over each other ("over") and bounded in size keep one window to one object; and a
-    # geometric count prior (train.COUNT_PRIORS) charges each object the same.
+    # Folders of images: a pixel noise of 1.0 makes only whole objects worth their KL (at 0.3
+    # a window that refines what another drew is worth more); DAIR lets each step see what is
+    # still unexplained; windows laid over each other ("over") and bounded in size keep one
+    # window to one object; a geometric count prior (plan.COUNT_PRIORS) charges each object
+    # the same. What each choice changed on multi-sprites: docs/design-notes.md.
     folder_air=AIRConfig(objects=Objects2DConfig(composite="over", scale_min=0.2, scale_max=0.6),
                          pixel_sigma=1.0, dair=True, encoder_channels=(), encoder_features=256,
                          lstm_size=256, baseline_channels=()),
@@ -179,7 +178,6 @@ KIND = Kind(
     # A folder's count prior charges each object 4.6 nats (geometric, 0.01 per object): the
     # presence prior starts near 1 and reaches it in 500 steps, so that objects are not
     # switched off before the decoder can draw them (schedules.annealed_presence_prior).
-    folder_train=replace(TRAIN, presence_anneal_steps=500, presence_anneal_start=0.99),
     dataset=DatasetConfig(scenes=Compose2DConfig(), counts=(0, 1, 2)),
     build_objects=lazy("inverse_air.objects2d.model2d", "Objects2D"),
     fit_to_data=fit_to_data,
@@ -195,5 +193,6 @@ KIND = Kind(
     shipped_model=MODELS / "air2d.pt",
     upgrade_v1=upgrade_v1,
     fit_to_images=fit_to_images,
+    folder_sizes=WindowSizes,
     labels=Labels(field="boxes", read=read_boxes),
 )

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import AIRConfig, DatasetConfig, TrainConfig, to_dict
 from ..errors import UserError
 from ..kinds import Codec, Kind, Labels, lazy
-from .config import Objects3DConfig, Scenes3DConfig, Variation
+from .config import Objects3DConfig, RenderConfig, Scenes3DConfig, Variation
 from .look import FACTORS, IMAGE, OBJECT, TRUTH_ORDER, array_shape, arrays_of
 from .metrics import scene_metrics_3d
 
@@ -181,6 +181,16 @@ def data_mismatch(air: AIRConfig, data: DatasetConfig) -> str | None:
             f"look fixed (render-dataset --fixed-appearance)")
 
 
+def render_scene(path: Path, image_size: int | None) -> tuple[np.ndarray, int]:
+    """A scene file drawn by the render config's renderer (of side ``image_size``)."""
+    from .render3d import SceneRenderer
+    from .scene import load_scene
+
+    config = RenderConfig() if image_size is None else RenderConfig(image_size=image_size)
+    scene = load_scene(path, config.object_scale)
+    return SceneRenderer(config).render_scenes([scene])[0], len(scene.objects)
+
+
 def upgrade_v1(old: dict, which: str) -> dict:
     """Format 1 kept the 3D model's glimpse and renderer in ``AIRConfig`` and the renderer in
     ``DatasetConfig``; nothing of the look varied."""
@@ -212,6 +222,7 @@ KIND = Kind(
     step_text=step_text,
     look_text=look_text,
     shipped_model=MODELS / "air3d.pt",
+    render_scene=render_scene,
     upgrade_v1=upgrade_v1,
     labels=Labels(field="objects", read=read_objects),
     data_mismatch=data_mismatch,

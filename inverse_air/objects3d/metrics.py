@@ -16,7 +16,7 @@
 Note that an image cannot tell an object's albedo from the light's intensity apart (the same
 image results if every albedo is scaled by ``k`` and ambient and diffuse by ``1 / k``): only
 the prior's ranges bound ``k``, so colour and intensity errors stay far above what the pose
-errors reach (README, "Scenes that vary").
+errors reach (docs/performance.md, "3D scenes whose look varies").
 """
 
 from __future__ import annotations

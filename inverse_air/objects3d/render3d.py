@@ -34,6 +34,7 @@ as a person sees the scene from the camera.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -50,9 +51,21 @@ from .config import RenderConfig
 from .look import GROUPS, OBJECT, CameraPose, array_shape, arrays_of
 from .scene import POSITION_MAX, POSITION_MIN, SHAPES, Scene, scenes_to_arrays
 
-MESH_DIR = Path(__file__).resolve().parent / "meshes"
-"""Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``;
-package data, made by ``make_meshes.py`` beside them)."""
+def _mesh_dir() -> Path:
+    """The meshes live in ``assets/meshes`` at the top of the checkout and ship in the wheel as
+    the data of the package ``inverse_air.assets`` (``pyproject.toml`` maps that folder to it).
+    Installed from the wheel, they are found as that package's; from a checkout (an editable
+    install, or the checkout on ``sys.path``), beside the package."""
+    spec = importlib.util.find_spec("inverse_air.assets")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(folder) / "meshes").is_dir():
+            return Path(folder) / "meshes"
+    return Path(__file__).resolve().parents[2] / "assets" / "meshes"
+
+
+MESH_DIR = _mesh_dir()
+"""Where the unit primitive meshes live (``sphere.obj``, ``cube.obj``, ``cylinder.obj``,
+made by ``assets/meshes/make_meshes.py``)."""
 
 _Z_NEAR, _Z_FAR = 1.0, 10.0
 

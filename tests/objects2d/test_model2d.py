@@ -10,7 +10,7 @@ from inverse_air.air import parameter_groups
 from inverse_air.config import AIRConfig
 from inverse_air.densities import normal_kl
 from inverse_air.errors import UserError
-from inverse_air.models import build_model
+from inverse_air.checkpoint import build_model
 from inverse_air.objects2d.config import Objects2DConfig
 from inverse_air.objects2d.model2d import latents_to_arrays, targets_from_arrays
 from inverse_air.objects2d.render2d import paste

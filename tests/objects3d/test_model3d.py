@@ -9,7 +9,7 @@ import torch
 
 from inverse_air.config import AIRConfig
 from inverse_air.densities import normal_log_prob, soft_clamp
-from inverse_air.models import build_model
+from inverse_air.checkpoint import build_model
 from inverse_air.object_model import PriorSampler
 from inverse_air.objects3d.config import Objects3DConfig, RenderConfig, Variation
 from inverse_air.objects3d.codec import latents_to_arrays, targets_from_arrays
@@ -247,7 +247,8 @@ def test_old_checkpoints_load_with_the_look_switches_of_before(path, looks):
 def test_the_look_switches_are_saved_and_follow_the_data():
     """A config holds the switches' values (checkpoints show them); fitted to data whose look is
     fixed, the preset's switches become the fixed look's; set explicitly, they are kept."""
-    from inverse_air.config import DatasetConfig, from_dict, to_dict
+    from inverse_air.config import DatasetConfig, to_dict
+    from inverse_air.kinds import read_config
     from inverse_air.objects3d.config import Scenes3DConfig
     from inverse_air.objects3d.kind import KIND
 
@@ -259,7 +260,7 @@ def test_the_look_switches_are_saved_and_follow_the_data():
     saved = to_dict(fitted)
     assert saved["objects"]["standardize_glimpse"] is False and saved["objects"]["psi_log_sigma_max"] == 1.0
     explicit = Objects3DConfig(variation=Variation.none(), standardize_glimpse=True, psi_log_sigma_max=0.5)
-    assert from_dict(AIRConfig, to_dict(AIRConfig(objects=explicit))).objects == explicit
+    assert read_config(AIRConfig, to_dict(AIRConfig(objects=explicit))).objects == explicit
 
 
 def test_scene_posterior_weights_of_before_load_under_their_new_names(varied):

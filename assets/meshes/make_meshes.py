@@ -1,6 +1,6 @@
 """Regenerate the unit-size, low-poly primitive meshes in this folder.
 
-    python inverse_air/objects3d/meshes/make_meshes.py
+    python assets/meshes/make_meshes.py
 
 Each mesh is centred at the origin with +Y up (PyTorch3D's world frame): sphere of radius 0.5,
 cube of side 1, cylinder of radius 0.5 and height 1 with its axis along Y. They are low-poly on
