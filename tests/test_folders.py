@@ -302,7 +302,7 @@ def test_best_pt_keeps_the_interval_of_the_best_held_out_elbo_and_survives_resum
     monitoring scenes are trained on) keeps no best.pt."""
     from inverse_air.checkpoint import load_checkpoint
     from inverse_air.evaluate import evaluate
-    from inverse_air.models import build_model
+    from inverse_air.checkpoint import build_model
     from inverse_air.elbo import image_terms
     from inverse_air.plan import run_config_for
     from inverse_air.train import MONITOR_SIZE, Trainer, train
