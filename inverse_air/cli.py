@@ -239,7 +239,8 @@ def render_dataset(
 @user_errors
 def train(
     out: Annotated[Path, typer.Option(
-        help="Run directory (a new or empty folder, or a run's): checkpoint.pt, metrics.jsonl, tb/, images/.",
+        help="Run directory (a new or empty folder, or a run's): checkpoint.pt, best.pt (a folder of images: the "
+             "model of the best held-out ELBO), metrics.jsonl, tb/, images/.",
         **path_param("--out"))],
     data: Annotated[Optional[Path], typer.Option(
         help="A dataset directory (from render-dataset) or a folder of images (PNG, JPEG, BMP; any size, grey or "

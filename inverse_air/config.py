@@ -421,6 +421,13 @@ class TrainConfig(Checked):
     """Adam learning rate of the score-function baseline (its own parameter group)."""
     lr_decay_to: Fraction = 0.1
     """Each phase's learning rate decays linearly to this fraction of its start."""
+    presence_anneal_steps: Annotated[int, Range(0, 10**9)] = 0
+    """ELBO steps over which the presence prior is annealed from ``presence_anneal_start`` to
+    the model's own (:func:`inverse_air.schedules.annealed_presence_prior`; 0: the model's own
+    from the first step). Early objects that explain little are then not switched off for their
+    KL before the decoder has learned to draw them."""
+    presence_anneal_start: Annotated[float, Range(0.5, 0.9999)] = 0.99
+    """Each step's presence probability at the start of the anneal."""
     clip_norm: Annotated[float, Range(1e-6, 1e6)] = 10.0
     """Gradient-norm clipping of the inference network (and, separately, of the baseline)."""
     seed: Seed = 0

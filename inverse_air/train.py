@@ -44,6 +44,7 @@ from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
+from .collapse import CollapseWatch
 from .config import RunConfig, to_dict
 from .data import Dataset, open_dataset
 from .distributed import Context, setup, teardown
@@ -56,8 +57,13 @@ from .limits import check_memory
 from .object_model import PriorSampler
 from .progress import progress_bar
 from .rundir import RunDirectory
+from .schedules import annealed_presence_prior
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+"""The model of the log interval with the best monitoring ELBO so far, when the monitoring
+images are held out from training (a folder of images): the checkpoint to keep, chosen without
+labels (AIR's count can peak and then fall as its reconstructions improve)."""
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 SNAPSHOTS = "images"
@@ -253,7 +259,7 @@ class Trainer:
         # trains (rundir); the run's files may not be any input under another name.
         self.rundir = RunDirectory(self.out, CHECKPOINT) if context.is_main else None
         try:
-            for name in (CHECKPOINT, CONFIG, METRICS):
+            for name in (CHECKPOINT, BEST, CONFIG, METRICS):
                 if (self.out / name).exists():
                     check_output(self.out / name, "--out", inputs=inputs)
             check_output(self.out / SNAPSHOTS, "--out", inputs=inputs, directory=True)
@@ -268,14 +274,19 @@ class Trainer:
         self.config = config if payload is None else self._resumed_config(payload, config)
         self._check_memory()
         self.model, self.optimizer = self._build()
+        self.presence_prior = self.model.prior_pres.clone()  # the model's own (ELBO steps anneal to it)
         self.step = 0
         self.window: list[dict] = []  # per-step stats since the last metrics line
+        self.best_elbo: float | None = None  # the monitoring ELBO of best.pt (None: none yet)
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         if payload is not None:
             self._restore(payload)
         elif self.config.init:
             self._start_from(self.config.init)
         dataset = self._load_data(dataset)
+        # best.pt only where the monitoring images are not trained on (folders; a rendered
+        # dataset's monitoring scenes are training scenes too).
+        self.keeps_best = dataset.training_indices(MONITOR_SIZE) is not None and not self.config.train.supervised
         self.arrays = dataset.arrays()
         self.batches = Batches(self.model, self.config, self.arrays, dataset.training_indices(MONITOR_SIZE))
         self.loss = self._step_loss()
@@ -284,6 +295,7 @@ class Trainer:
         self.monitor_count = torch.from_numpy(self.arrays["count"][monitor]).to(context.device)
         self.labelled = self.monitor_count >= 0  # the monitoring images with a count to report accuracy on
         self.writer = self._open_outputs()
+        self.collapse = CollapseWatch(self.config.air.max_steps)  # warns when the inferred counts collapse
         self._start = time.perf_counter() - self.elapsed
         self.saved_step = self.step  # the step on disk: nothing new to save before a step ends
 
@@ -354,6 +366,7 @@ class Trainer:
         self.step = payload["step"]
         self.window = payload["extra"].get("window", [])
         self.elapsed = payload["extra"].get("time_s", 0.0)
+        self.best_elbo = payload["extra"].get("best_elbo")
 
     def _start_from(self, init: str) -> None:
         """``--init``: the checkpoint's weights, fresh learning-signal statistics (a new
@@ -426,6 +439,8 @@ class Trainer:
         lr = self.learning_rate(step)
         self.optimizer.param_groups[0]["lr"] = lr
         if phase == "elbo":
+            self.model.prior_pres.copy_(annealed_presence_prior(  # the model's own after the anneal
+                self.presence_prior, tc.presence_anneal_start, tc.presence_anneal_steps, step - tc.sleep_steps))
             x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
@@ -517,7 +532,7 @@ class Trainer:
         if not self.context.is_main:
             return
         save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
-                        window=self.window, time_s=time.perf_counter() - self._start)
+                        window=self.window, time_s=time.perf_counter() - self._start, best_elbo=self.best_elbo)
 
     # -------------------------------------------------------------- reporting
     def monitor(self) -> dict:
@@ -525,6 +540,7 @@ class Trainer:
         counts (fractions of the images, counts 0..N), the means of the one-sample ELBO terms
         and, over the images with a label, the count accuracy."""
         self.model.eval()
+        self.model.prior_pres.copy_(self.presence_prior)  # the model's own, not the anneal's
         terms = image_terms(self.model, self.monitor_x)
         count = terms.pop("count")
         report = {f"monitor_{k}": float(v.mean()) for k, v in terms.items()}
@@ -544,6 +560,15 @@ class Trainer:
         if not self.context.is_main:
             return record
         record.update(self.monitor())
+        if self.keeps_best and (self.best_elbo is None or record["monitor_elbo"] > self.best_elbo):
+            self.best_elbo = record["best_elbo"] = record["monitor_elbo"]
+            save_checkpoint(self.out / BEST, self.model, self.config, self.step, monitor_elbo=self.best_elbo)
+        tc = self.config.train  # not while the presence prior is annealed: counts start at the maximum then
+        annealing = 0 < self.step - tc.sleep_steps < tc.presence_anneal_steps
+        warning = None if annealing else self.collapse.update(record["monitor_count_hist"], self.step)
+        if warning:  # also in metrics.jsonl, so that a run's log says when it happened
+            record["warning"] = warning
+            print(("\n" if self.progress else "") + warning, file=sys.stderr, flush=True)
         try:
             with open(self.out / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -553,7 +578,7 @@ class Trainer:
             for key, value in record.items():
                 for name, v in ({f"{key}/{i}": v for i, v in enumerate(value)} if isinstance(value, list)
                                 else {key: value}).items():
-                    if key not in ("step", "phase"):
+                    if key not in ("step", "phase", "warning"):
                         self.writer.add_scalar(name, v, self.step)
             self.writer.flush()
         return record

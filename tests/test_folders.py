@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from inverse_air.data import open_dataset
@@ -252,6 +253,86 @@ def test_the_2d_sizes_are_one_typed_value_of_the_kind():
         _folder_sizes(KINDS["3d"], {"window_size": 12})
     fitted = KINDS["2d"].fit_to_images(KINDS["2d"].folder_air, 40, 1, WindowSizes(object_size=10.0))
     assert WindowSizes.of(fitted.objects) == WindowSizes(object_size=10.0, window_size=12)
+
+
+def test_no_preset_anneals_the_presence_prior_and_a_run_can_ask_for_it(tmp_path, tiny_data_2d):
+    """The presets do not anneal (the one measured folder run with a 500-step anneal collapsed
+    to no objects as it ended: docs/performance.md); a training field turns it on."""
+    from inverse_air.plan import run_config_for
+
+    folder = grey_blobs(tmp_path / "images", n=30)
+    assert run_config_for(folder, "2d", TINY_TRAIN, {"max_steps": 2}).train.presence_anneal_steps == 0
+    assert run_config_for(tiny_data_2d, "2d", TINY_TRAIN, {}).train.presence_anneal_steps == 0
+    asked = run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 500}, {"max_steps": 2}).train
+    assert (asked.presence_anneal_steps, asked.presence_anneal_start) == (500, 0.99)
+
+
+def test_elbo_steps_use_the_annealed_presence_prior_and_monitoring_the_models_own(tmp_path):
+    """Each ELBO step's presence chain uses the schedule's prior at that step (step 0: the
+    start; from the anneal's end: the model's own); the monitoring ELBO (and so anything chosen
+    by it) always uses the model's own. 1e-6: float32 rounding."""
+    from inverse_air.schedules import annealed_presence_prior
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import Trainer
+
+    folder = grey_blobs(tmp_path / "images", n=30)
+    config = run_config_for(folder, "2d", {**TINY_TRAIN, "presence_anneal_steps": 2, "presence_anneal_start": 0.9},
+                            {"max_steps": 2})
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    own = trainer.model.prior_pres.clone()
+    assert (own < 0.5).all()  # the geometric prior: far from the start
+    used, monitored = [], []
+    loss, monitor = trainer.loss, trainer.monitor
+    trainer.loss = lambda *args: (used.append(trainer.model.prior_pres.clone()), loss(*args))[1]
+    trainer.monitor = lambda: (result := monitor(), monitored.append(trainer.model.prior_pres.clone()))[0]
+    trainer.run()
+    assert len(used) == 4 and len(monitored) == 2
+    assert torch.allclose(used[0], torch.full_like(own, 0.9), atol=1e-6)
+    assert torch.allclose(used[1], annealed_presence_prior(own, 0.9, 2, 1), atol=1e-6)
+    assert (used[1] - own).abs().min() > 0.05 and (used[1] - 0.9).abs().min() > 0.05  # between the two
+    for p in used[2:] + monitored:
+        assert torch.allclose(p, own, atol=1e-6)
+
+
+def test_best_pt_keeps_the_interval_of_the_best_held_out_elbo_and_survives_resume(tmp_path, tiny_data_2d):
+    """On a folder, best.pt holds the model of the log interval whose monitoring ELBO (held-out
+    images, no labels) was highest: its step is that line's, and the ELBO of the monitoring
+    images recomputed from best.pt is that line's (the same computation on the same weights:
+    1e-4 relative). A resumed run carries on from the best so far; a rendered dataset (whose
+    monitoring scenes are trained on) keeps no best.pt."""
+    from inverse_air.checkpoint import load_checkpoint
+    from inverse_air.evaluate import evaluate
+    from inverse_air.checkpoint import build_model
+    from inverse_air.elbo import image_terms
+    from inverse_air.plan import run_config_for
+    from inverse_air.train import MONITOR_SIZE, Trainer, train
+    from inverse_air.images import images_to_tensor
+
+    folder = grey_blobs(tmp_path / "images", n=40)
+    run = tmp_path / "run"
+    flags = {**TINY_TRAIN, "steps": 6, "log_every": 1, "checkpoint_every": 3, "elbo_lr": 1e-2}
+    train(run_config_for(folder, "2d", flags, {"max_steps": 2}), run, progress=False)
+    lines = metric_lines(run)
+    elbos = [line["monitor_elbo"] for line in lines]
+    best = load_checkpoint(run / "best.pt")
+    assert best["step"] == lines[elbos.index(max(elbos))]["step"] and best["optimizer"] is None
+    assert best["extra"]["monitor_elbo"] == max(elbos)
+    model = build_model(best["config"].air)
+    model.load_state_dict(best["weights"])
+    model.eval()
+    monitor = open_dataset(folder, "2d").monitor_indices(MONITOR_SIZE)
+    x = images_to_tensor(open_dataset(folder, "2d").arrays()["images"][monitor])
+    assert float(image_terms(model, x)["elbo"].mean()) == pytest.approx(max(elbos), rel=1e-4)
+    assert evaluate(run / "best.pt", folder)["num_scenes"] == 40  # a checkpoint like any other
+
+    resumed = Trainer(run_config_for(folder, "2d", {**flags, "steps": 8}, {"max_steps": 2}), run, resume=True,
+                      progress=False)
+    assert resumed.best_elbo == max(elbos)  # the checkpoint at step 6 is the last
+    resumed.release()
+
+    other = tmp_path / "dataset-run"
+    train(run_config_for(tiny_data_2d, "2d", {**TINY_TRAIN, "log_every": 1}, {}), other, progress=False)
+    assert not (other / "best.pt").exists() and (other / "checkpoint.pt").exists()
 
 
 @pytest.fixture

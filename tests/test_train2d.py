@@ -66,3 +66,46 @@ def test_a_short_unsupervised_run_learns_to_count(learnable_2d, tmp_path):
     recall = confusion.diagonal()[:3] / confusion[:3].sum(1)
     assert metrics["count_accuracy"] >= 0.7, metrics["confusion"]
     assert recall[1] >= 0.5 and recall[2] >= 0.5, metrics["confusion"]
+
+
+def test_a_run_whose_counts_collapse_to_zero_warns_in_one_line(tiny_run_config_2d, tmp_path, capsys):
+    """A presence head fixed far towards 'never' infers no objects in any monitoring image; after
+    COLLAPSE_INTERVALS log intervals of that, training says so once on stderr and in the
+    interval's metrics.jsonl line (and only there)."""
+    import json
+
+    from inverse_air.collapse import COLLAPSE_INTERVALS
+    from inverse_air.train import Trainer
+
+    steps = COLLAPSE_INTERVALS + 2
+    trainer = Trainer(tiny_run_config_2d(steps=steps, log_every=1, checkpoint_every=steps, image_every=steps),
+                      tmp_path, progress=False)
+    with torch.no_grad():
+        trainer.model.pres_head.weight.zero_()
+        trainer.model.pres_head.bias.fill_(-30.0)
+    trainer.run()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(err) == 1 and "inferred no objects" in err[0] and f"steps 1-{COLLAPSE_INTERVALS}" in err[0]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["monitor_count_hist"][0] == 1.0 for line in lines)
+    assert [line["step"] for line in lines if "warning" in line] == [COLLAPSE_INTERVALS]
+
+
+@pytest.mark.parametrize("anneal, warned", [(0, True), (30, False)])
+def test_no_collapse_warning_while_the_presence_prior_is_annealed(tiny_run_config_2d, tmp_path, capsys, anneal,
+                                                                  warned):
+    """Every count at the maximum is what the start of an anneal asks for, not a collapse: a
+    presence head fixed at 'always' warns without an anneal and stays silent within one."""
+    from inverse_air.collapse import COLLAPSE_INTERVALS
+    from inverse_air.train import Trainer
+
+    steps = COLLAPSE_INTERVALS + 2
+    trainer = Trainer(tiny_run_config_2d(steps=steps, log_every=1, checkpoint_every=steps, image_every=steps,
+                                         presence_anneal_steps=anneal), tmp_path, progress=False)
+    with torch.no_grad():
+        trainer.model.pres_head.weight.zero_()
+        trainer.model.pres_head.bias.fill_(30.0)
+    trainer.run()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(err) == (1 if warned else 0), err
+    assert not err or f"the most objects the model allows ({trainer.config.air.max_steps})" in err[0]
