@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,12 @@ import torch
 # Two threads, as on the CI machines; INVERSE_AIR_TEST_THREADS=1 on a machine whose cores are
 # busy with something else (oversubscribed threads make CPU training many times slower).
 torch.set_num_threads(int(os.environ.get("INVERSE_AIR_TEST_THREADS", "2")))
+
+# A suite started in the background by a shell without job control (`make test &`, some CI
+# runners) inherits Ctrl-C ignored, and so would the commands it starts; the tests that press
+# Ctrl-C need it as a terminal delivers it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # ---------------------------------------------------------------- comparing float results
 # Float results are not bit-reproducible across CPUs, kernel sets (MKL, oneDNN, PyTorch's
