@@ -8,11 +8,11 @@ channels, with a notice), infers the objects in batches and returns one result p
 - ``steps``: every step inference reached, with its presence probability and, where an
   object is present, the posterior details (3D: ``shape_probs``).
 
-With ``refine=K``, each image's pose latents are then improved by K steps of gradient descent
-on the reconstruction error through the generative model's differentiable render (3D: the
-soft renderer's gradients), keeping identities and count: analysis by synthesis starting from the amortized guess. The refined pose is kept
-only where it lowers the (hard-rendered) reconstruction error, which is reported before and
-after.
+With ``refine=K``, each image's latents are then improved through the generative model
+(:mod:`inverse_air.refine`): unsure identities tried in turn, and K gradient steps on every
+continuous latent (3D: each object's pose and look, the image's camera, light and ground). The
+count is kept, and an image's reconstruction error, reported before and after (with the
+seconds per image it cost), never rises.
 
 A bad input (missing, not an image, truncated, a decompression bomb) gives an error for that
 image only; the others are still processed.
@@ -29,6 +29,7 @@ From Python::
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from .errors import UserError
 from .images import as_input, images_to_tensor, list_images, read_image, to_uint8
 from .kinds import KINDS
 from .limits import cpu_count
+from .refine import refine
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -249,9 +251,9 @@ class Decomposer:
                 channel count are converted as ``decompose`` converts files (notices in the
                 result's ``notices``).
             batch_size: images per inference batch.
-            refine: gradient steps on the poses after inference (analysis by synthesis, see
-                the module docstring); each result then reports ``reconstruction_error``
-                ``before`` and ``after``.
+            refine: gradient steps after inference (analysis by synthesis, see the module
+                docstring); each result then reports ``reconstruction_error`` ``before`` and
+                ``after``, and ``refine_seconds`` (its batch's time per image).
 
         Returns:
             for one image, its result dict (``count``, ``objects``, ``steps``, as one line of
@@ -272,12 +274,15 @@ class Decomposer:
         """One batch's results (refined first if ``refine``) and its (refined) latents."""
         errors = None
         if refine > 0:
+            start = time.perf_counter()
             latents, *errors = self._refine(x, latents, refine)
+            seconds = (time.perf_counter() - start) / len(x)
         results = self._describe(latents)
         if errors is not None:
             for j, result in enumerate(results):
                 result["reconstruction_error"] = {"before": round(float(errors[0][j]), 6),
                                                   "after": round(float(errors[1][j]), 6)}
+                result["refine_seconds"] = round(seconds, 4)
         return results, latents
 
     def _describe(self, latents) -> list[dict]:
@@ -299,38 +304,12 @@ class Decomposer:
             })
         return results
 
-    def _refine(self, x: torch.Tensor, latents, steps: int, lr: float = 0.02):
-        """Gradient descent on the pose latents through the differentiable render (see the module
-        docstring). Returns the refined latents and the per-image reconstruction error (mean
-        squared per pixel, hard render) before and after, as numpy arrays."""
-        objects_model = self.model.objects
-        objects = {k: v.detach().clone() for k, v in latents.objects.items()}
-        before = self._reconstruction_error(x, latents.z_pres, objects, latents.scene)
-        params = [objects[k].requires_grad_() for k in objects_model.pose_keys]
-        optimizer = torch.optim.Adam(params, lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps if bool(latents.z_pres.any()) else 0):
-                recon = objects_model.render(latents.z_pres, objects, latents.scene or None, grad=True)
-                loss = ((recon - x) ** 2).mean(dim=(1, 2, 3)).sum()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    objects_model.constrain_pose(objects)
-        objects = {k: v.detach() for k, v in objects.items()}
-        after = self._reconstruction_error(x, latents.z_pres, objects, latents.scene)
-        worse = torch.from_numpy(after >= before).to(x.device)  # keep the amortized guess there
-        for k in objects_model.pose_keys:
-            mask = worse.view(-1, *([1] * (objects[k].dim() - 1)))
-            objects[k] = torch.where(mask, latents.objects[k], objects[k])
-        after = np.minimum(after, before)
-        return latents._replace(objects=objects), before, after
-
-    @torch.no_grad()
-    def _reconstruction_error(self, x: torch.Tensor, z_pres: torch.Tensor, objects: dict,
-                             scene: dict | None = None) -> np.ndarray:
-        recon = self.model.objects.render(z_pres, objects, scene or None)
-        return ((recon - x) ** 2).mean(dim=(1, 2, 3)).cpu().numpy()
+    def _refine(self, x: torch.Tensor, latents, steps: int):
+        """Analysis by synthesis (:func:`inverse_air.refine.refine`): the refined latents and
+        each image's reconstruction error (mean squared per pixel, hard render) before and
+        after, as numpy arrays."""
+        refined, before, after = refine(self.model, x, latents, steps)
+        return refined, before.cpu().numpy(), after.cpu().numpy()
 
     def _run(self, items: list, batch_size: int = 256, refine: int = 0,
              keep: int = 0) -> tuple[list[ImageResult], dict[str, np.ndarray]]:

@@ -46,8 +46,9 @@ class ObjectModel(Protocol):
     scene_fields: tuple[str, ...]
     """The keys of :meth:`describe`'s entries that a scene description holds (decompose's
     ``objects``; 3D: a scene file's ``shape``, ``position``, ``yaw_deg``)."""
-    pose_keys: tuple[str, ...]
-    """Continuous latents that ``decompose --refine`` adjusts by gradient descent."""
+    choices: dict[str, int]
+    """Discrete object latents ``decompose --refine`` may try each value of (3D: ``identity``,
+    3), by name: how many values; the posterior's probabilities are the latent ``{name}_probs``."""
 
     def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
                    target: dict[str, torch.Tensor] | None, densities: bool = True,
@@ -77,8 +78,15 @@ class ObjectModel(Protocol):
         """``(B, N, S, S)`` bool: what overlays outline for each step (3D: the object's whole
         silhouette; 2D: its window)."""
 
-    def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
-        """Keep refined :attr:`pose_keys` latents valid, in place."""
+    def free_latents(self, objects: dict[str, torch.Tensor],
+                     scene: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The continuous latents ``decompose --refine`` descends on, as unconstrained tensors
+        (of the objects ``(B, N, ...)`` and, for a :class:`SceneModel`, of the scene)."""
+
+    def bound_latents(self, free: dict[str, torch.Tensor], objects: dict[str, torch.Tensor],
+                      scene: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+        """``objects`` and ``scene`` with :meth:`free_latents`' values put back (each valid);
+        differentiable in ``free``."""
 
 
 @runtime_checkable

@@ -56,7 +56,7 @@ class Objects2D(nn.Module):
     """
 
     scene_fields = ("box",)
-    pose_keys = ("where",)
+    choices: dict[str, int] = {}
 
     def __init__(self, config: AIRConfig):
         super().__init__()
@@ -142,10 +142,17 @@ class Objects2D(nn.Module):
     def empty(self, batch: int, like: torch.Tensor):
         return {"where": like.new_zeros(batch, 0, WHERE_SIZE), "what": like.new_zeros(batch, 0, self.z_what_size)}
 
-    def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
-        """Keep refined windows valid, in place: a positive size, the centre near the canvas."""
-        objects["where"][..., 0].clamp_(min=0.05, max=2.0)
-        objects["where"][..., 1:].clamp_(-1.5, 1.5)
+    def free_latents(self, objects, scene):
+        """The windows (``where``): what ``decompose --refine`` moves (the decoder's ``what``
+        stays the amortized one)."""
+        return {"where": objects["where"]}
+
+    def bound_latents(self, free, objects, scene):
+        """``objects`` with the windows of ``free``, kept valid: a positive size, the centre
+        near the canvas."""
+        where = free["where"]
+        where = torch.cat([where[..., :1].clamp(0.05, 2.0), where[..., 1:].clamp(-1.5, 1.5)], -1)
+        return {**objects, "where": where}, scene
 
     def describe(self, objects: dict[str, torch.Tensor]) -> list[list[dict]]:
         """Each image's steps: ``box`` ``[scale, x, y]`` (the dataset's convention) and

@@ -72,7 +72,7 @@ class Objects3D(nn.Module):
     ``ambient``, ``diffuse``, ``ground_color`` ``(3,)``): the renderer's :data:`LOOK`.
     """
 
-    pose_keys = ("position", "yaw")
+    choices = {"identity": len(SHAPES)}
 
     def __init__(self, config: AIRConfig):
         super().__init__()
@@ -213,9 +213,26 @@ class Objects3D(nn.Module):
                 out[name] = like.new_zeros((batch, 0) + array_shape(factors))
         return out
 
-    def constrain_pose(self, objects: dict[str, torch.Tensor]) -> None:
-        """Keep refined poses valid, in place: positions inside the scene square."""
-        objects["position"].clamp_(-_EDGE, _EDGE)
+    def free_latents(self, objects, scene):
+        """Every continuous latent, unconstrained: each object's position as ``u``, its yaw,
+        its looks' and the scene's looks' (:meth:`LookPosterior.free`), prefixed ``object.``
+        and ``scene.``."""
+        free = {"u": position_to_u(objects["position"]), "yaw": objects["yaw"]}
+        free.update({f"object.{k}": v for k, v in self.look.free(objects).items()})
+        if self.scene_keys:
+            free.update({f"scene.{k}": v for k, v in self.scene.look.free(scene).items()})
+        return free
+
+    def bound_latents(self, free, objects, scene):
+        """``objects`` and ``scene`` with :meth:`free_latents`' values, each valid (a position
+        inside the scene square, a yaw in the cube's period, looks in their ranges)."""
+        def part(prefix):
+            return {k[len(prefix):]: v for k, v in free.items() if k.startswith(prefix)}
+
+        objects = {**objects, "position": torch.tanh(free["u"] / 2), "yaw": wrap(4 * free["yaw"]) / 4,
+                   **self.look.bound(part("object."))}
+        scene = {**scene, **self.scene.look.bound(part("scene."))} if self.scene_keys else scene
+        return objects, scene
 
     def describe(self, objects: dict[str, torch.Tensor]) -> list[list[dict]]:
         """Each image's steps in a scene file's terms (:func:`~inverse_air.objects3d.codec.describe_objects`)."""

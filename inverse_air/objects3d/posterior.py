@@ -153,8 +153,34 @@ class LookPosterior:
         columns: dict[str, dict] = {}
         for f in self.factors:
             columns.setdefault(f.array, {})[f.column] = values[f.name]
-        return {name: parts[None] if None in parts else torch.stack([parts[c] for c in sorted(parts)], 1)
+        return {name: parts[None] if None in parts else torch.stack([parts[c] for c in sorted(parts)], -1)
                 for name, parts in columns.items()}
+
+    def free(self, arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The factors' values in ``arrays`` (any leading shape) as unconstrained numbers, by
+        factor: a bounded one its interval's ``u``; a direction its height's ``u`` and its
+        azimuth, stacked in the last dimension (``decompose --refine`` descends on these)."""
+        out = {}
+        for f in self.factors:
+            value, interval = f.take(arrays[f.array]), self.intervals[f.name]
+            if f.direction:
+                azimuth = torch.atan2(value[..., 2], value[..., 0])
+                out[f.name] = torch.stack([interval.to_u(value[..., 1]), azimuth], -1)
+            else:
+                out[f.name] = interval.to_u(value)
+        return out
+
+    def bound(self, free: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The arrays of :meth:`free`'s numbers (its inverse): each value in its interval, a
+        direction a unit vector in the upper hemisphere."""
+        values = {}
+        for f in self.factors:
+            interval = self.intervals[f.name]
+            if f.direction:
+                values[f.name] = light_direction(interval.value(free[f.name][..., 0]), free[f.name][..., 1])
+            else:
+                values[f.name] = interval.value(free[f.name])
+        return self._arrays(values)
 
     def to_vector(self, arrays: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, vector.size)``: the factors as the network reads them (each value rescaled to
