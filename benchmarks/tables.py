@@ -1,7 +1,7 @@
 """Print the tables of the README and docs/ (Markdown) from the benchmarks' JSON results, so
 that the figures there are the measured ones.
 
-    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [decompose] [distributed]
+    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [refine3d] [decompose] [distributed]
 
 Each table is pasted under its marker line, ``<!-- python benchmarks/tables.py NAME -->``,
 exactly as printed (tests/test_docs.py fails when one differs): rerun this after a benchmark
@@ -177,8 +177,23 @@ def looks3d() -> str:
     return "\n".join(out).rstrip()
 
 
+def refine3d() -> str:
+    """decompose --refine against the fast path (steps 0), per model and test set."""
+    rows = []
+    for name, r in load("refine3d")["refine3d"].items():
+        model, test, steps = name.rsplit(".", 2)
+        values = [r.get(key) for _, key, _ in LOOKS]
+        cost = (f"{r['reconstruction_error_before']:.5f} -> {r['reconstruction_error_after']:.5f} "
+                f"(lower on {100 * r['lower_fraction']:.0f}%), {r['refine_seconds_per_image']:.2f} s"
+                if "lower_fraction" in r else "")
+        rows.append([f"`{model}`", test, steps.removeprefix("steps")]
+                    + ["" if v is None else fmt.format(v) for v, (_, _, fmt) in zip(values, LOOKS)] + [cost])
+    return table(["model", "test set", "refine"] + [c for c, _, _ in LOOKS]
+                 + ["reconstruction error, cost per image"], rows)
+
+
 TABLES = {"shipped": shipped, "render": render, "air3d": air3d, "air2d": air2d, "looks3d": looks3d,
-          "decompose": decompose, "distributed": distributed}
+          "refine3d": refine3d, "decompose": decompose, "distributed": distributed}
 """Every table, by the name its marker line gives."""
 
 

@@ -27,7 +27,8 @@ import torch
 UNSURE = 0.4
 """Identities are tried where the posterior's largest probability is below this. At 0.6, on
 varied looks, trying replaced right shapes with wrong ones that explained the pixels a little
-better (identity 0.714 -> 0.683, docs/performance.md#refinement); at 0.4 it does not."""
+better (identity 0.714 -> 0.683 on 100 scenes); at 0.4 the shipped models are this unsure of
+no object of the refine benchmark (docs/performance.md#refinement)."""
 
 
 def _pick(better: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
