@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import Results
-from inverse_air.checkpoint import load_model
+from common import Results, train_scored
+from inverse_air.checkpoint import load_checkpoint, load_model
 from inverse_air.data import ShardDataset, render_dataset
 from inverse_air.evaluate import evaluate, infer_arrays
 from inverse_air.images import images_to_tensor, to_uint8
@@ -89,38 +89,6 @@ def step_time(work: Path, dair: bool, batch: int = 64, warmup: int = 10, repeats
 
 
 # ---------------------------------------------------------------------------- training runs
-class StopRun(Exception):
-    """Raised by :class:`CurveTrainer` at ``stop_after`` steps (after checkpoint and score)."""
-
-
-class CurveTrainer(Trainer):
-    """A Trainer that scores every checkpoint on held-out data and records the point with the
-    training seconds so far (the scoring time is taken out of the training clock); it stops
-    after ``stop_after`` steps if given (the learning-rate schedule is still the full run's)."""
-
-    def __init__(self, *args, test_arrays: dict, curve: list, on_point, stop_after: int | None = None,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        self.test_arrays, self.curve, self.on_point = test_arrays, curve, on_point
-        self.stop_after = stop_after
-
-    def save(self) -> None:
-        super().save()
-        start = time.perf_counter()
-        self.model.eval()
-        pred, _ = infer_arrays(self.model, self.test_arrays["images"])
-        metrics = KINDS["2d"].metrics(self.test_arrays, pred)
-        train_seconds = start - self._start
-        self.curve.append({"step": self.step, "train_s": round(train_seconds, 1),
-                           "count_accuracy": metrics["count_accuracy"], "confusion": metrics["confusion"]})
-        print(json.dumps({"step": self.step, "train_s": round(train_seconds, 1),
-                          "count_accuracy": metrics["count_accuracy"]}), flush=True)
-        self.on_point()
-        self._start += time.perf_counter() - start  # scoring is not training time
-        if self.stop_after is not None and self.step >= self.stop_after:
-            raise StopRun
-
-
 def train_run(work: Path, results: Results, name: str, train_data: str, curve_data: str,
               train_overrides: dict, air_overrides: dict, eval_every: int,
               stop_after: int | None = None, count_prior: str = "dataset") -> Path:
@@ -136,17 +104,21 @@ def train_run(work: Path, results: Results, name: str, train_data: str, curve_da
                                                              "baseline_lr", "seed")},
              "curve": curve}
     test_arrays = ShardDataset(dataset(work, curve_data)).arrays()
-    trainer = CurveTrainer(config, out, resume=resume, progress=False, test_arrays=test_arrays,
-                           curve=curve, on_point=lambda: results.set("runs", name, entry),
-                           stop_after=stop_after)
+
+    def score(trainer) -> dict:
+        trainer.model.eval()
+        pred, _ = infer_arrays(trainer.model, test_arrays["images"])
+        metrics = KINDS["2d"].metrics(test_arrays, pred)
+        return {"count_accuracy": metrics["count_accuracy"], "confusion": metrics["confusion"]}
+
+    done = load_checkpoint(out / CHECKPOINT)["step"] if resume else 0
     if resume:  # points after the checkpoint will be redone
-        curve[:] = [p for p in old.get("curve", []) if p["step"] <= trainer.step]
+        curve[:] = [p for p in old.get("curve", []) if p["step"] <= done]
     entry["stopped_after"] = stop_after
-    if trainer.step < min(config.train.steps, stop_after or config.train.steps):
-        try:
-            trainer.run()
-        except StopRun:
-            pass
+    if done < min(config.train.steps, stop_after or config.train.steps):  # stop_after: the schedule is still the full run's
+        train_scored(config, out, resume=resume, progress=False, score=score, curve=curve,
+                     on_point=lambda: results.set("runs", name, entry),
+                     stop=lambda step, train_s: stop_after is not None and step >= stop_after)
     entry["final"] = curve[-1] if curve else None
     results.set("runs", name, entry)
     return out / CHECKPOINT

@@ -45,3 +45,48 @@ class Results:
             self.data.update(self.info)
             self.data.setdefault(section, {})[name] = value
             write_json(self.path, self.data)
+
+
+class StopRun(Exception):
+    """Raised by :class:`ScoredTrainer` when its run is to stop (after a checkpoint and its score)."""
+
+
+def _trainer_class():
+    from inverse_air.train import Trainer
+
+    class ScoredTrainer(Trainer):
+        """A Trainer that scores every checkpoint it saves: ``score()`` gives the point's fields
+        beside its ``step`` and training seconds ``train_s``; the point is appended to ``curve``,
+        its ``shown`` fields printed and ``on_point()`` called (to save the results). Scoring
+        time is taken out of the training clock; :class:`StopRun` is raised once
+        ``stop(step, train_s)`` says so."""
+
+        def __init__(self, *args, score, curve: list, on_point, stop=lambda step, train_s: False,
+                     shown=("step", "train_s", "count_accuracy"), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.score, self.curve, self.on_point, self.stop, self.shown = score, curve, on_point, stop, shown
+
+        def save(self) -> None:
+            super().save()
+            start = time.perf_counter()
+            train_s = start - self._start
+            point = {"step": self.step, "train_s": round(train_s, 1), **self.score(self)}
+            self.curve.append(point)
+            print(json.dumps({k: point[k] for k in self.shown}), flush=True)
+            self.on_point()
+            self._start += time.perf_counter() - start  # scoring is not training time
+            if self.stop(self.step, train_s):
+                raise StopRun
+
+    return ScoredTrainer
+
+
+def train_scored(*args, **kwargs):
+    """Train with a :class:`ScoredTrainer` (its arguments) until the run ends or is stopped;
+    returns the trainer."""
+    trainer = _trainer_class()(*args, **kwargs)
+    try:
+        trainer.run()
+    except StopRun:
+        pass
+    return trainer

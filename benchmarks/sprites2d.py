@@ -34,17 +34,16 @@ from __future__ import annotations
 import argparse
 import colorsys
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import Results
+from common import Results, train_scored
 from inverse_air.evaluate import evaluate
 from inverse_air.files import write_image, write_text
 from inverse_air.plan import prepare_run
-from inverse_air.train import CHECKPOINT, Trainer
+from inverse_air.train import CHECKPOINT
 
 RESULTS = Path("benchmarks/results")
 TEST_IMAGES = 1000
@@ -143,35 +142,6 @@ def folders(work: Path, train_images: int) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------------------- training
-class StopRun(Exception):
-    """The time budget is spent (raised after a checkpoint and its score)."""
-
-
-class ScoredTrainer(Trainer):
-    """A Trainer that scores every checkpoint on the labelled test folder (``evaluate``, the
-    command's library function) and stops once ``budget_s`` seconds of training are spent;
-    the scoring time is taken out of the training clock."""
-
-    def __init__(self, *args, test: Path, curve: list, on_point, budget_s: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.test, self.curve, self.on_point, self.budget_s = test, curve, on_point, budget_s
-
-    def save(self) -> None:
-        super().save()
-        start = time.perf_counter()
-        train_s = start - self._start
-        m = evaluate(self.out / CHECKPOINT, self.test)
-        point = {"step": self.step, "train_s": round(train_s, 1), "count_accuracy": m["count_accuracy"],
-                 "confusion": m["confusion"], "position_error": m.get("position_error"),
-                 "scale_error": m.get("scale_error")}
-        self.curve.append(point)
-        print(json.dumps({k: point[k] for k in ("step", "train_s", "count_accuracy")}), flush=True)
-        self.on_point()
-        self._start += time.perf_counter() - start  # scoring is not training time
-        if train_s >= self.budget_s:
-            raise StopRun
-
-
 def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int, steps: int,
                eval_every: int, budget_s: float, air_overrides: dict | None = None, tag: str = "") -> dict:
     name = f"{tag}seed{seed}"
@@ -191,12 +161,14 @@ def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int,
                        "object_size_px": round(air.objects.scale_prior_mean * air.image_size, 2),
                        "count_prior": list(air.count_prior), "composite": air.objects.composite},
              "train": {k: getattr(tc, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr", "seed")}}
-    trainer = ScoredTrainer(config, out, progress=False, dataset=dataset, test=test, curve=curve,
-                            on_point=lambda: results.set("runs", name, entry), budget_s=budget_s)
-    try:
-        trainer.run()
-    except StopRun:
-        pass
+
+    def score(trainer) -> dict:
+        m = evaluate(trainer.out / CHECKPOINT, test)
+        return {"count_accuracy": m["count_accuracy"], "confusion": m["confusion"],
+                "position_error": m.get("position_error"), "scale_error": m.get("scale_error")}
+
+    train_scored(config, out, progress=False, dataset=dataset, score=score, curve=curve,
+                 on_point=lambda: results.set("runs", name, entry), stop=lambda step, train_s: train_s >= budget_s)
     within = [p for p in curve if p["train_s"] <= budget_s + 1e-6] or curve[:1]
     reached = [p for p in curve if p["count_accuracy"] >= 0.97]
     entry["final"] = within[-1]

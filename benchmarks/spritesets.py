@@ -38,17 +38,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import Results
+from common import Results, train_scored
 from inverse_air.evaluate import evaluate
 from inverse_air.files import write_image, write_text
 from inverse_air.plan import prepare_run
-from inverse_air.train import CHECKPOINT, Trainer
+from inverse_air.train import CHECKPOINT
 
 RESULTS = Path("benchmarks/results")
 SIZE, MAX_COUNT, TEST_IMAGES = 64, 4, 1000
@@ -179,37 +178,6 @@ def folders(generator: Generator, work: Path, train_images: int) -> tuple[Path, 
 
 
 # ---------------------------------------------------------------------------- training
-class StopRun(Exception):
-    """The time budget is spent (raised after a checkpoint and its score)."""
-
-
-class ScoredTrainer(Trainer):
-    """A Trainer that scores every checkpoint on the labelled test folder (``evaluate``) with
-    the monitoring ELBO beside it, and stops once ``budget_s`` seconds of training are spent;
-    scoring time is taken out of the training clock."""
-
-    def __init__(self, *args, test: Path, curve: list, on_point, budget_s: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.test, self.curve, self.on_point, self.budget_s = test, curve, on_point, budget_s
-
-    def save(self) -> None:
-        super().save()
-        start = time.perf_counter()
-        train_s = start - self._start
-        m = evaluate(self.out / CHECKPOINT, self.test)
-        monitor = self.monitor()
-        point = {"step": self.step, "train_s": round(train_s, 1), "count_accuracy": m["count_accuracy"],
-                 "confusion": m["confusion"], "monitor_elbo": round(monitor["monitor_elbo"], 2),
-                 "monitor_count_hist": monitor["monitor_count_hist"]}
-        self.curve.append(point)
-        print(json.dumps({k: point[k] for k in ("step", "train_s", "count_accuracy", "monitor_elbo",
-                                                "monitor_count_hist")}), flush=True)
-        self.on_point()
-        self._start += time.perf_counter() - start  # scoring is not training time
-        if train_s >= self.budget_s:
-            raise StopRun
-
-
 def per_count(confusion: list[list[int]]) -> dict[str, float | None]:
     """Count accuracy among the test images of each true count."""
     c = np.asarray(confusion)
@@ -236,12 +204,15 @@ def train_seed(generator: str, work: Path, results: Results, train: Path, test: 
              "train": {k: getattr(tc, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr", "seed",
                                                    "presence_anneal_steps", "presence_anneal_start")},
              "threads": torch.get_num_threads()}
-    trainer = ScoredTrainer(config, out, progress=False, dataset=dataset, test=test, curve=curve,
-                            on_point=lambda: results.set("runs", name, entry), budget_s=budget_s)
-    try:
-        trainer.run()
-    except StopRun:
-        pass
+
+    def score(trainer) -> dict:
+        m, monitor = evaluate(trainer.out / CHECKPOINT, test), trainer.monitor()
+        return {"count_accuracy": m["count_accuracy"], "confusion": m["confusion"],
+                "monitor_elbo": round(monitor["monitor_elbo"], 2), "monitor_count_hist": monitor["monitor_count_hist"]}
+
+    train_scored(config, out, progress=False, dataset=dataset, score=score, curve=curve,
+                 on_point=lambda: results.set("runs", name, entry), stop=lambda step, train_s: train_s >= budget_s,
+                 shown=("step", "train_s", "count_accuracy", "monitor_elbo", "monitor_count_hist"))
     within = [p for p in curve if p["train_s"] <= budget_s + 1e-6] or curve[:1]
     final, chosen = within[-1], max(within, key=lambda p: p["monitor_elbo"])
     entry["final"] = {"step": final["step"], "minutes": round(final["train_s"] / 60, 2),
