@@ -1,0 +1,97 @@
+"""Adapting a trained 3D model to unlabelled images of another look (``train --init``): held-out
+count and identity before and after, with the curve in between; writes JSON.
+
+    python benchmarks/adapt3d.py [--model air3d-looks] [--look color] [--train-images 5000]
+                                 [--minutes 15] [--steps 3000] [--eval-every 100] [--seed 0]
+                                 [--threads 1] [--work out/bench-adapt3d]
+                                 [--out benchmarks/results/adapt3d.json]
+
+``--look`` is one of ``benchmarks/looks3d.py``'s test sets (a factor of the look varied alone:
+``camera``, ``light``, ``ground``, ``color``, ``size``; or ``all``). The training images are
+rendered by this project's renderer with that look (seed 3000, ``--train-images`` scenes; their
+labels are not read: ``train --init`` trains by the ELBO alone), the held-out set is looks3d's
+(2,000 scenes, its own seed). The model is ``train --init MODEL --data TRAIN`` as a user runs
+it (:func:`inverse_air.plan.prepare_run`), scored with ``evaluate`` every ``--eval-every``
+steps (scoring time is not training time) until ``--minutes`` of training or ``--steps``.
+Results are merged into the JSON under ``adapt3d.<model>.<look>.seed<S>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from common import Results, train_scored
+from inverse_air.data import render_dataset
+from inverse_air.decompose import resolve_model
+from inverse_air.evaluate import evaluate
+from inverse_air.kinds import KINDS
+from inverse_air.plan import prepare_run
+from inverse_air.train import CHECKPOINT
+from looks3d import TESTS, dataset
+
+KEYS = ("count_accuracy", "identity_accuracy", "position_error", "cube_yaw_error_deg")
+
+
+def scored(metrics: dict) -> dict:
+    return {k: (metrics[k]["median"] if isinstance(metrics[k], dict) else metrics[k]) for k in KEYS if k in metrics}
+
+
+def train_images(work: Path, look: str, num: int) -> Path:
+    base = KINDS["3d"].dataset
+    _, fixed = TESTS[look]
+    scenes = dataclasses.replace(base.scenes, variation=base.scenes.variation.fixing(fixed))
+    config = dataclasses.replace(base, num=num, seed=3000, split="train", scenes=scenes)
+    return render_dataset(work / "data" / f"train-{look}-{num}", config, workers=2, progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="air3d-looks")
+    parser.add_argument("--look", default="color", choices=sorted(TESTS))
+    parser.add_argument("--train-images", type=int, default=5000)
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = Results(args.out)
+    name = f"{args.model}.{args.look}.seed{args.seed}"
+    checkpoint = resolve_model(args.model)
+    test = dataset(args.work, f"test-{args.look}")
+    train_dir = train_images(args.work, args.look, args.train_images)
+    config, data = prepare_run(train_dir, "3d", {"steps": args.steps, "checkpoint_every": args.eval_every,
+                                                 "seed": args.seed}, {}, init=checkpoint)
+    budget_s = 60 * args.minutes
+    curve: list[dict] = []
+    entry = {"model": args.model, "look": args.look, "train_images": args.train_images, "budget_s": budget_s,
+             "threads": torch.get_num_threads(),
+             "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr",
+                                                             "sleep_fraction", "seed")},
+             "before": scored(evaluate(checkpoint, test)), "curve": curve}
+    print(json.dumps({"before": entry["before"]}), flush=True)
+    out = args.work / "runs" / name
+    if out.exists():  # a fresh run each time: the clock of a resumed one would not be comparable
+        import shutil
+
+        shutil.rmtree(out)
+    train_scored(config, out, progress=False, dataset=data, curve=curve,
+                 score=lambda trainer: scored(evaluate(trainer.out / CHECKPOINT, test)),
+                 on_point=lambda: results.set("adapt3d", name, entry),
+                 stop=lambda step, train_s: train_s >= budget_s, shown=("step", "train_s", *KEYS))
+    within = [p for p in curve if p["train_s"] <= budget_s + 1e-6] or curve[:1]
+    entry["after"] = within[-1] if within else None
+    results.set("adapt3d", name, entry)
+    print(json.dumps({"after": entry["after"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
