@@ -419,6 +419,12 @@ class TrainConfig(Checked):
     """Adam learning rate of the inference network in the ELBO phase."""
     baseline_lr: Rate = 1e-2
     """Adam learning rate of the score-function baseline (its own parameter group)."""
+    score_signal: Annotated[str, OneOf(("nats", "normalized"))] = "nats"
+    """How the score-function term weighs a discrete choice's advantage ``L - b``: in nats, as
+    the ELBO's gradient does (``nats``), or divided by the learning signals' running spread
+    ``s`` (``normalized``, NVIL's scaling). The reparameterized terms are in nats, so
+    ``normalized`` weighs the discrete choices ``1 / s`` times too little beside them (``s`` is
+    about 1,000 nats for 64x64 RGB at pixel sigma 0.1): kept to reproduce runs made before."""
     lr_decay_to: Fraction = 0.1
     """Each phase's learning rate decays linearly to this fraction of its start."""
     presence_anneal_steps: Annotated[int, Range(0, 10**9)] = 0

@@ -210,7 +210,8 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
     return loss, {"nll": loss.item()}
 
 
-def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tuple[torch.Tensor, dict]:
+def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(),
+              normalized: bool = False) -> tuple[torch.Tensor, dict]:
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
     running statistics of the learning signals are updated from all processes' batches."""
     latents = model.infer(x, sample=True)
@@ -220,7 +221,7 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context()) -> tupl
         update_signal_stats(model.signal_stats, latents,
                             gaussian_log_likelihood(x, recon, model.config.pixel_sigma),
                             reduce=context.all_reduce_sum)
-    terms = elbo_terms(x, recon, latents, baseline, model.signal_stats, model.config.pixel_sigma)
+    terms = elbo_terms(x, recon, latents, baseline, model.signal_stats, model.config.pixel_sigma, normalized)
     pixels = x[0].numel()
     loss = -terms.surrogate.mean() / pixels + terms.baseline_loss.mean()
     return loss, {"elbo": terms.elbo.mean().item(), "log_likelihood": terms.log_likelihood.mean().item(),
@@ -232,13 +233,13 @@ class StepLoss(nn.Module):
     """One step's loss as a module's ``forward``, so that ``DistributedDataParallel`` can wrap
     it (and synchronize the gradients of whatever the phase used)."""
 
-    def __init__(self, model: AIR, context: Context):
+    def __init__(self, model: AIR, context: Context, normalized: bool = False):
         super().__init__()
-        self.model, self.context = model, context
+        self.model, self.context, self.normalized = model, context, normalized
 
     def forward(self, phase: str, x: torch.Tensor, target: dict | None) -> tuple[torch.Tensor, dict]:
         if phase == "elbo":
-            return elbo_loss(self.model, x, self.context)
+            return elbo_loss(self.model, x, self.context, self.normalized)
         return teacher_forced_loss(self.model, x, target)
 
 
@@ -393,7 +394,7 @@ class Trainer:
         return dataset
 
     def _step_loss(self) -> nn.Module:
-        loss = StepLoss(self.model, self.context)
+        loss = StepLoss(self.model, self.context, self.config.train.score_signal == "normalized")
         if self.context.world == 1:
             return loss
         # Baseline parameters sit out the sleep and supervised phases: find_unused_parameters.

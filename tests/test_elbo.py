@@ -37,9 +37,11 @@ def test_learning_signal_is_what_each_step_can_change():
     assert learning_signals(log_lik, kl).tolist() == [[10 - 7, 10 - 6, 10 - 4]]  # small integers: exact in float
 
 
-def bernoulli_surrogate_gradient(a: float, b: float, logit0: float, n: int, baseline: float):
+def bernoulli_surrogate_gradient(a: float, b: float, logit0: float, n: int, baseline: float,
+                                 stats: torch.Tensor = NO_NORMALIZATION, normalized: bool = False):
     """Monte-Carlo gradient of the surrogate for one Bernoulli choice with payoff a (z=1) or
-    b (z=0), against the exact d/dlogit E[f] = p (1 - p) (a - b)."""
+    b (z=0), against the exact d/dlogit E[f] = p (1 - p) (a - b). ``baseline`` is the baseline
+    network's output (the signal centred and scaled by ``stats``)."""
     torch.manual_seed(1)
     logit = torch.tensor(logit0, requires_grad=True)
     p = torch.sigmoid(logit)
@@ -51,21 +53,35 @@ def bernoulli_surrogate_gradient(a: float, b: float, logit0: float, n: int, base
     mean = torch.where(z > 0, math.sqrt(2 * (const - a)), math.sqrt(2 * (const - b)))
     x = torch.zeros(n, 1, 1, 1)
     lat = latents(z.unsqueeze(1), torch.zeros(n, 1), log_q.unsqueeze(1))
-    terms = elbo_terms(x, mean.view(n, 1, 1, 1), lat, torch.full((n, 1), baseline), NO_NORMALIZATION, sigma)
+    terms = elbo_terms(x, mean.view(n, 1, 1, 1), lat, torch.full((n, 1), baseline), stats, sigma, normalized)
     assert torch.allclose(terms.log_likelihood, torch.where(z > 0, a, b).float(), atol=1e-3)
     terms.surrogate.mean().backward()
     exact = float((p * (1 - p)).detach()) * (a - b)
     return float(logit.grad), exact
 
 
+@pytest.mark.parametrize("stats", [NO_NORMALIZATION, torch.tensor([-3.0, 7.0, 1.0])], ids=["raw", "scaled"])
 @pytest.mark.parametrize("baseline", [0.0, -4.0])
-def test_score_function_gradient_has_the_right_sign_and_size(baseline):
-    estimate, exact = bernoulli_surrogate_gradient(a=-1.0, b=-5.0, logit0=0.3, n=200000, baseline=baseline)
+def test_score_function_gradient_has_the_right_sign_and_size(baseline, stats):
+    """The ELBO's own gradient, in nats like the reparameterized terms' gradients, whatever the
+    running statistics the baseline is scaled by (a score term divided by their spread weighs
+    discrete choices too little beside continuous ones)."""
+    estimate, exact = bernoulli_surrogate_gradient(a=-1.0, b=-5.0, logit0=0.3, n=200000, baseline=baseline,
+                                                   stats=stats)
     assert exact > 0 and estimate > 0
     assert estimate == pytest.approx(exact, rel=0.05)
-    estimate, exact = bernoulli_surrogate_gradient(a=-5.0, b=-1.0, logit0=-0.2, n=200000, baseline=baseline)
+    estimate, exact = bernoulli_surrogate_gradient(a=-5.0, b=-1.0, logit0=-0.2, n=200000, baseline=baseline,
+                                                   stats=stats)
     assert exact < 0 and estimate < 0
     assert estimate == pytest.approx(exact, rel=0.05)
+
+
+def test_normalized_score_signal_is_the_elbo_gradient_divided_by_the_spread():
+    """``score_signal="normalized"`` (runs made before it was a setting): 1 / s of the gradient."""
+    stats = torch.tensor([-3.0, 7.0, 1.0])
+    estimate, exact = bernoulli_surrogate_gradient(a=-1.0, b=-5.0, logit0=0.3, n=200000, baseline=0.0,
+                                                   stats=stats, normalized=True)
+    assert estimate == pytest.approx(exact / 7.0, rel=0.05)
 
 
 def test_baseline_gets_the_regression_gradient_only():
