@@ -1,19 +1,22 @@
-"""Adapting a trained 3D model to unlabelled images of another look (``train --init``): held-out
-count and identity before and after, with the curve in between; writes JSON.
+"""Training a 3D model by the ELBO alone on unlabelled images of one look: adapting a trained
+model (``train --init``) or a new one (``--model scratch``, the paper's method); held-out count
+and identity before and after, with the curve in between; writes JSON.
 
-    python benchmarks/adapt3d.py [--model air3d-looks] [--look color] [--train-images 5000]
+    python benchmarks/adapt3d.py [--model air3d-looks|scratch] [--look color] [--train-images 5000]
                                  [--minutes 15] [--steps 3000] [--eval-every 100] [--seed 0]
-                                 [--threads 1] [--work out/bench-adapt3d]
+                                 [--threads 1] [--score-signal nats] [--elbo-lr LR]
+                                 [--work out/bench-adapt3d]
                                  [--out benchmarks/results/adapt3d.json]
 
-``--look`` is one of ``benchmarks/looks3d.py``'s test sets (a factor of the look varied alone:
-``camera``, ``light``, ``ground``, ``color``, ``size``; or ``all``). The training images are
-rendered by this project's renderer with that look (seed 3000, ``--train-images`` scenes; their
-labels are not read: ``train --init`` trains by the ELBO alone), the held-out set is looks3d's
-(2,000 scenes, its own seed). The model is ``train --init MODEL --data TRAIN`` as a user runs
-it (:func:`inverse_air.plan.prepare_run`), scored with ``evaluate`` every ``--eval-every``
-steps (scoring time is not training time) until ``--minutes`` of training or ``--steps``.
-Results are merged into the JSON under ``adapt3d.<model>.<look>.seed<S>``.
+``--look`` is one of ``benchmarks/looks3d.py``'s test sets (``fixed``; a factor of the look
+varied alone: ``camera``, ``light``, ``ground``, ``color``, ``size``; or ``all``). The training
+images are rendered by this project's renderer with that look (seed 3000, ``--train-images``
+scenes; their labels are not read), the held-out set is looks3d's (2,000 scenes, its own seed).
+The model is ``train --init MODEL --data TRAIN`` as a user runs it (or ``train --model 3d
+--sleep-fraction 0 --data TRAIN`` for ``scratch``; :func:`inverse_air.plan.prepare_run`),
+scored with ``evaluate`` every ``--eval-every`` steps (scoring time is not training time) until
+``--minutes`` of training or ``--steps``. Results are merged into the JSON under
+``adapt3d.<model>.<look>.seed<S>`` (``.normalized`` added for ``--score-signal normalized``).
 """
 
 from __future__ import annotations
@@ -51,32 +54,40 @@ def train_images(work: Path, look: str, num: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="air3d-looks")
+    parser.add_argument("--model", default="air3d-looks",
+                        help="the model to adapt (a shipped name or a checkpoint), or 'scratch': a new model "
+                             "trained by the ELBO alone (no sleep phase, no labels)")
+    parser.add_argument("--elbo-lr", type=float, default=None, help="TrainConfig.elbo_lr [default: the preset's]")
     parser.add_argument("--look", default="color", choices=sorted(TESTS))
     parser.add_argument("--train-images", type=int, default=5000)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score-signal", default="nats", choices=("nats", "normalized"),
+                        help="TrainConfig.score_signal (normalized: the scaling of runs before it existed)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = Results(args.out)
-    name = f"{args.model}.{args.look}.seed{args.seed}"
-    checkpoint = resolve_model(args.model)
+    name = f"{args.model}.{args.look}.seed{args.seed}" + ("" if args.score_signal == "nats" else ".normalized")
+    checkpoint = None if args.model == "scratch" else resolve_model(args.model)
     test = dataset(args.work, f"test-{args.look}")
     train_dir = train_images(args.work, args.look, args.train_images)
-    config, data = prepare_run(train_dir, "3d", {"steps": args.steps, "checkpoint_every": args.eval_every,
-                                                 "seed": args.seed}, {}, init=checkpoint)
+    overrides = {"steps": args.steps, "checkpoint_every": args.eval_every, "seed": args.seed,
+                 "score_signal": args.score_signal, "sleep_fraction": 0.0}
+    if args.elbo_lr is not None:
+        overrides["elbo_lr"] = args.elbo_lr
+    config, data = prepare_run(train_dir, "3d", overrides, {}, init=checkpoint)
     budget_s = 60 * args.minutes
     curve: list[dict] = []
     entry = {"model": args.model, "look": args.look, "train_images": args.train_images, "budget_s": budget_s,
              "threads": torch.get_num_threads(),
              "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr",
-                                                             "sleep_fraction", "seed")},
-             "before": scored(evaluate(checkpoint, test)), "curve": curve}
+                                                             "sleep_fraction", "seed", "score_signal")},
+             "before": None if checkpoint is None else scored(evaluate(checkpoint, test)), "curve": curve}
     print(json.dumps({"before": entry["before"]}), flush=True)
     out = args.work / "runs" / name
     if out.exists():  # a fresh run each time: the clock of a resumed one would not be comparable
