@@ -4,7 +4,7 @@ and identity before and after, with the curve in between; writes JSON.
 
     python benchmarks/adapt3d.py [--model air3d-looks|scratch] [--look color] [--train-images 5000]
                                  [--minutes 15] [--steps 3000] [--eval-every 100] [--seed 0]
-                                 [--threads 1] [--score-signal nats] [--elbo-lr LR]
+                                 [--threads 1] [--score-signal nats] [--elbo-lr LR] [--train FIELD=VALUE]
                                  [--work out/bench-adapt3d]
                                  [--out benchmarks/results/adapt3d.json]
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from common import Results, train_scored
+from common import Results, settings, train_scored
 from inverse_air.data import render_dataset
 from inverse_air.decompose import resolve_model
 from inverse_air.evaluate import evaluate
@@ -66,13 +66,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score-signal", default="nats", choices=("nats", "normalized"),
                         help="TrainConfig.score_signal (normalized: the scaling of runs before it existed)")
+    parser.add_argument("--train", action="append", default=[], metavar="FIELD=VALUE",
+                        help="another TrainConfig field, for experiments (added to the result's name)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = Results(args.out)
-    name = f"{args.model}.{args.look}.seed{args.seed}" + ("" if args.score_signal == "nats" else ".normalized")
+    name = (f"{args.model}.{args.look}.seed{args.seed}" + ("" if args.score_signal == "nats" else ".normalized")
+            + "".join(f".{item}" for item in args.train))
     checkpoint = None if args.model == "scratch" else resolve_model(args.model)
     test = dataset(args.work, f"test-{args.look}")
     train_dir = train_images(args.work, args.look, args.train_images)
@@ -80,13 +83,15 @@ def main() -> None:
                  "score_signal": args.score_signal, "sleep_fraction": 0.0}
     if args.elbo_lr is not None:
         overrides["elbo_lr"] = args.elbo_lr
+    overrides.update(settings(args.train))
     config, data = prepare_run(train_dir, "3d", overrides, {}, init=checkpoint)
     budget_s = 60 * args.minutes
     curve: list[dict] = []
     entry = {"model": args.model, "look": args.look, "train_images": args.train_images, "budget_s": budget_s,
              "threads": torch.get_num_threads(),
              "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr",
-                                                             "sleep_fraction", "seed", "score_signal")},
+                                                             "sleep_fraction", "seed", "score_signal",
+                                                             "presence_anneal_steps", "presence_anneal_start")},
              "before": None if checkpoint is None else scored(evaluate(checkpoint, test)), "curve": curve}
     print(json.dumps({"before": entry["before"]}), flush=True)
     out = args.work / "runs" / name

@@ -14,6 +14,11 @@ import torch
 from inverse_air.files import write_json
 
 
+def settings(items: list[str]) -> dict:
+    """``FIELD=VALUE`` options as a dict of config overrides (numbers, lists, booleans as JSON)."""
+    return {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v for k, v in (i.split("=", 1) for i in items)}
+
+
 def median_time(fn, repeats: int, warmup: bool = True) -> float:
     """Median wall-clock seconds of ``fn()`` over ``repeats`` calls (after one warm-up call)."""
     if warmup:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import Results, train_scored
+from common import Results, settings, train_scored
 from inverse_air.evaluate import evaluate
 from inverse_air.files import write_image, write_text
 from inverse_air.plan import prepare_run
@@ -226,10 +226,6 @@ def train_seed(generator: str, work: Path, results: Results, train: Path, test: 
     entry["first_97_s"] = reached[0]["train_s"] if reached else None
     results.set("runs", name, entry)
     return entry
-
-
-def settings(items: list[str]) -> dict:
-    return {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v for k, v in (i.split("=", 1) for i in items)}
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Print the tables of the README and docs/ (Markdown) from the benchmarks' JSON results, so
 that the figures there are the measured ones.
 
-    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [refine3d] [decompose] [distributed]
+    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [refine3d] [adapt3d] [decompose] [distributed]
 
 Each table is pasted under its marker line, ``<!-- python benchmarks/tables.py NAME -->``,
 exactly as printed (tests/test_docs.py fails when one differs): rerun this after a benchmark
@@ -192,8 +192,27 @@ def refine3d() -> str:
                  + ["reconstruction error, cost per image"], rows)
 
 
+def adapt3d() -> str:
+    """Training by the ELBO alone (adapting a model, or from scratch): before and after."""
+    def scores(point: dict | None) -> str:
+        if not point:
+            return "(new model)"
+        return (f"{pct(point['count_accuracy'])} / {100 * point['identity_accuracy']:.1f}% / "
+                f"{point['position_error']:.3f} / {point['cube_yaw_error_deg']:.1f} deg")
+
+    rows = []
+    for name, r in load("adapt3d")["adapt3d"].items():
+        t, after = r["train"], r.get("after")
+        training = (f"{after['step']:,} steps, {after['train_s'] / 60:.0f} min, {r['threads']} thread(s); "
+                    f"lr {t['elbo_lr']:g}, signal in {t.get('score_signal', 'normalized')}" if after else "")
+        rows.append([f"`{r['model']}`", r["look"], f"{r['train_images']:,}", training, scores(r["before"]),
+                     scores(after)])
+    return table(["model", "look", "unlabelled images", "training (ELBO only)",
+                  "before: count / identity / position / cube yaw", "after"], rows)
+
+
 TABLES = {"shipped": shipped, "render": render, "air3d": air3d, "air2d": air2d, "looks3d": looks3d,
-          "refine3d": refine3d, "decompose": decompose, "distributed": distributed}
+          "refine3d": refine3d, "adapt3d": adapt3d, "decompose": decompose, "distributed": distributed}
 """Every table, by the name its marker line gives."""
 
 
