@@ -424,7 +424,9 @@ class TrainConfig(Checked):
     the ELBO's gradient does (``nats``), or divided by the learning signals' running spread
     ``s`` (``normalized``, NVIL's scaling). The reparameterized terms are in nats, so
     ``normalized`` weighs the discrete choices ``1 / s`` times too little beside them (``s`` is
-    about 1,000 nats for 64x64 RGB at pixel sigma 0.1): kept to reproduce runs made before."""
+    about 1,000 nats for 64x64 RGB at pixel sigma 0.1): the 3D ELBO phase then lets identity
+    wash out. The 2D preset keeps ``normalized``, the scaling its results were measured with
+    (docs/performance.md)."""
     lr_decay_to: Fraction = 0.1
     """Each phase's learning rate decays linearly to this fraction of its start."""
     presence_anneal_steps: Annotated[int, Range(0, 10**9)] = 0

@@ -118,6 +118,18 @@ def test_checkpoint_round_trip(checkpoint):
     assert model.config == payload["config"].air
 
 
+def test_a_checkpoint_saved_before_the_score_signal_setting_keeps_nvils_scaling(checkpoint):
+    """Runs saved without ``score_signal`` were trained with the score term divided by the
+    signals' spread: resumed, they go on so; a run saved now keeps what it was given."""
+    assert load_checkpoint(checkpoint)["config"].train.score_signal == "nats"
+    payload = torch.load(checkpoint, weights_only=True)
+    config = json.loads(payload["config"])
+    del config["train"]["score_signal"]
+    payload["config"] = json.dumps(config)
+    torch.save(payload, checkpoint)
+    assert load_checkpoint(checkpoint)["config"].train.score_signal == "normalized"
+
+
 def test_checkpoint_of_another_kind_is_refused(checkpoint):
     with pytest.raises(UserError, match="is a 3d model checkpoint, expected a 2d model"):
         load_checkpoint(checkpoint, expect_kind="2d")
