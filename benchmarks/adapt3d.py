@@ -5,6 +5,7 @@ and identity before and after, with the curve in between; writes JSON.
     python benchmarks/adapt3d.py [--model air3d-looks|scratch] [--look color] [--train-images 5000]
                                  [--minutes 15] [--steps 3000] [--eval-every 100] [--seed 0]
                                  [--threads 1] [--score-signal nats] [--elbo-lr LR] [--train FIELD=VALUE]
+                                 [--set FIELD=VALUE]
                                  [--work out/bench-adapt3d]
                                  [--out benchmarks/results/adapt3d.json]
 
@@ -68,6 +69,9 @@ def main() -> None:
                         help="TrainConfig.score_signal (normalized: the scaling of runs before it existed)")
     parser.add_argument("--train", action="append", default=[], metavar="FIELD=VALUE",
                         help="another TrainConfig field, for experiments (added to the result's name)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="an AIRConfig field of a new model (--model scratch), for experiments (added to the "
+                             "result's name)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
@@ -75,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = Results(args.out)
     name = (f"{args.model}.{args.look}.seed{args.seed}" + ("" if args.score_signal == "nats" else ".normalized")
-            + "".join(f".{item}" for item in args.train))
+            + "".join(f".{item}" for item in args.train + args.set))
     checkpoint = None if args.model == "scratch" else resolve_model(args.model)
     test = dataset(args.work, f"test-{args.look}")
     train_dir = train_images(args.work, args.look, args.train_images)
@@ -84,11 +88,13 @@ def main() -> None:
     if args.elbo_lr is not None:
         overrides["elbo_lr"] = args.elbo_lr
     overrides.update(settings(args.train))
-    config, data = prepare_run(train_dir, "3d", overrides, {}, init=checkpoint)
+    if args.set and checkpoint is not None:
+        parser.error("--set changes a new model (--model scratch); an adapted model keeps its own")
+    config, data = prepare_run(train_dir, "3d", overrides, settings(args.set), init=checkpoint)
     budget_s = 60 * args.minutes
     curve: list[dict] = []
     entry = {"model": args.model, "look": args.look, "train_images": args.train_images, "budget_s": budget_s,
-             "threads": torch.get_num_threads(),
+             "threads": torch.get_num_threads(), "model_overrides": settings(args.set),
              "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr",
                                                              "sleep_fraction", "seed", "score_signal",
                                                              "presence_anneal_steps", "presence_anneal_start")},
