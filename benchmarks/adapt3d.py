@@ -4,7 +4,7 @@ and identity before and after, with the curve in between; writes JSON.
 
     python benchmarks/adapt3d.py [--model air3d-looks|scratch] [--look color] [--train-images 5000]
                                  [--minutes 15] [--steps 3000] [--eval-every 100] [--seed 0]
-                                 [--threads 1] [--score-signal nats] [--elbo-lr LR] [--train FIELD=VALUE]
+                                 [--threads 1] [--score-signal normalized] [--elbo-lr LR] [--train FIELD=VALUE]
                                  [--set FIELD=VALUE]
                                  [--work out/bench-adapt3d]
                                  [--out benchmarks/results/adapt3d.json]
@@ -17,7 +17,7 @@ The model is ``train --init MODEL --data TRAIN`` as a user runs it (or ``train -
 --sleep-fraction 0 --data TRAIN`` for ``scratch``; :func:`inverse_air.plan.prepare_run`),
 scored with ``evaluate`` every ``--eval-every`` steps (scoring time is not training time) until
 ``--minutes`` of training or ``--steps``. Results are merged into the JSON under
-``adapt3d.<model>.<look>.seed<S>`` (``.normalized`` added for ``--score-signal normalized``).
+``adapt3d.<model>.<look>.seed<S>.<score signal>`` (and any ``--train`` / ``--set``).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--score-signal", default="nats", choices=("nats", "normalized"),
-                        help="TrainConfig.score_signal (normalized: the scaling of runs before it existed)")
+    parser.add_argument("--score-signal", default="normalized", choices=("normalized", "nats"),
+                        help="TrainConfig.score_signal")
     parser.add_argument("--train", action="append", default=[], metavar="FIELD=VALUE",
                         help="another TrainConfig field, for experiments (added to the result's name)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -78,8 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = Results(args.out)
-    name = (f"{args.model}.{args.look}.seed{args.seed}" + ("" if args.score_signal == "nats" else ".normalized")
-            + "".join(f".{item}" for item in args.train + args.set))
+    name = f"{args.model}.{args.look}.seed{args.seed}.{args.score_signal}" + "".join(f".{item}" for item in args.train + args.set)
     checkpoint = None if args.model == "scratch" else resolve_model(args.model)
     test = dataset(args.work, f"test-{args.look}")
     train_dir = train_images(args.work, args.look, args.train_images)

@@ -124,9 +124,6 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
         config = parse_json(payload["config"], "configuration")
         if version == 1:
             config = {**config, "air": upgrade_v1(config["air"], "air")}
-        if isinstance(config.get("train"), dict) and "score_signal" not in config["train"]:
-            # Saved before the setting: trained (and resumed) with NVIL's scaling.
-            config = {**config, "train": {**config["train"], "score_signal": "normalized"}}
         payload["config"] = read_config(RunConfig, config)
         payload["extra"] = parse_json(payload.get("extra") or "{}", "extra")
         if not isinstance(payload["extra"], dict):

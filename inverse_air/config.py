@@ -419,14 +419,14 @@ class TrainConfig(Checked):
     """Adam learning rate of the inference network in the ELBO phase."""
     baseline_lr: Rate = 1e-2
     """Adam learning rate of the score-function baseline (its own parameter group)."""
-    score_signal: Annotated[str, OneOf(("nats", "normalized"))] = "nats"
-    """How the score-function term weighs a discrete choice's advantage ``L - b``: in nats, as
-    the ELBO's gradient does (``nats``), or divided by the learning signals' running spread
-    ``s`` (``normalized``, NVIL's scaling). The reparameterized terms are in nats, so
-    ``normalized`` weighs the discrete choices ``1 / s`` times too little beside them (``s`` is
-    about 1,000 nats for 64x64 RGB at pixel sigma 0.1): the 3D ELBO phase then lets identity
-    wash out. The 2D preset keeps ``normalized``, the scaling its results were measured with
-    (docs/performance.md)."""
+    score_signal: Annotated[str, OneOf(("normalized", "nats"))] = "normalized"
+    """How the score-function term weighs a discrete choice's advantage ``L - b``: divided by
+    the learning signals' running spread ``s`` (``normalized``, NVIL's scaling), or in nats as
+    the ELBO's own gradient does (``nats``). The reparameterized terms are in nats, so
+    ``normalized`` weighs presence and identity ``1 / s`` times less beside them (``s`` is about
+    1,000 nats for 64x64 RGB at pixel sigma 0.1). Measured on 3D ELBO fine-tuning, neither
+    kept identity better across seeds; in nats a 2D folder run switched every object off by
+    step 250 (docs/performance.md)."""
     lr_decay_to: Fraction = 0.1
     """Each phase's learning rate decays linearly to this fraction of its start."""
     presence_anneal_steps: Annotated[int, Range(0, 10**9)] = 0

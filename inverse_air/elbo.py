@@ -12,20 +12,19 @@ score-function (REINFORCE) term ``log q(d_i) * stopgrad(L_i - b_i)`` with
 - the learning signal ``L_i = log p(x | z) - sum_{j >= i} KL_j``: only what step ``i``'s
   choices can change (earlier steps' terms do not depend on them);
 - a baseline ``b_i`` fitted by least squares to ``L_i``, which lowers the variance without
-  biasing the gradient. As in NVIL, the baseline network
-  (:class:`inverse_air.networks.Baseline`) predicts the signal centred and scaled by running
-  estimates of its mean ``m`` and standard deviation ``s`` (:func:`update_signal_stats`),
-  ``(L_i - m) / s``, so that its regression does not depend on the image size or the pixel
-  noise; the score term uses the advantage back in nats, ``L_i - (m + s b_i)``.
+  biasing the gradient. As in NVIL, signals are centred and scaled by running estimates of
+  their mean ``m`` and standard deviation ``s`` (:func:`update_signal_stats`): the network
+  (:class:`inverse_air.networks.Baseline`) predicts ``(L_i - m) / s`` and the score term uses
+  ``(L_i - b_i) / s``, so neither depends on the image size or the pixel noise.
 
 The training loss is ``-(ELBO + score term) + ((L - m) / s - b)^2``; its gradient is an
-unbiased estimate of ``-grad ELBO`` for the inference network, plus the baseline's own
-regression gradient (the baseline enters the first part only through ``stopgrad``).
-
-NVIL, all of whose gradients are score terms, also divides the advantage by ``s``; beside
-reparameterized terms (in nats) that weighs the discrete choices ``1 / s`` times too little
-(``s`` is about 1,000 nats for 64x64 RGB images at pixel sigma 0.1), and ``normalized=True``
-keeps that scaling only to reproduce runs made with it (``TrainConfig.score_signal``).
+unbiased estimate of ``-grad ELBO`` for the inference network up to the scale ``1 / s`` of the
+score term, plus the baseline's own regression gradient (the baseline enters the first part
+only through ``stopgrad``). Beside reparameterized terms, which stay in nats, ``1 / s`` weighs
+the discrete choices less (``s`` is about 1,000 nats for 64x64 RGB images at pixel sigma 0.1);
+``normalized=False`` (``TrainConfig.score_signal = "nats"``) weighs the advantage in nats,
+``L_i - (m + s b_i)``, for the ELBO's own gradient. Measured on 3D fine-tuning, neither kept
+identity better than the other across seeds (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ def reached_steps(z_pres: torch.Tensor) -> torch.Tensor:
 
 
 def elbo_terms(x: torch.Tensor, recon: torch.Tensor, latents: Latents, baseline: torch.Tensor,
-               signal_stats: torch.Tensor, sigma: float, normalized: bool = False) -> ELBOTerms:
+               signal_stats: torch.Tensor, sigma: float, normalized: bool = True) -> ELBOTerms:
     """The ELBO and its score-function surrogate for one sample of ``latents``.
 
     Args:
@@ -79,8 +78,8 @@ def elbo_terms(x: torch.Tensor, recon: torch.Tensor, latents: Latents, baseline:
             learning signal ``(L_i - m) / s``.
         signal_stats: ``(3,)`` running ``(m, s, initialized)`` of the learning signals.
         sigma: pixel noise standard deviation.
-        normalized: weigh the score term by the normalized advantage ``(L - m) / s - b``
-            instead of the advantage in nats (see the module docstring).
+        normalized: weigh the score term by the normalized advantage ``(L - m) / s - b``;
+            ``False``: by the advantage in nats (see the module docstring).
     """
     log_lik = gaussian_log_likelihood(x, recon, sigma)
     kl = latents.kl.sum(1)

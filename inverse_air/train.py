@@ -211,7 +211,7 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
 
 
 def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(),
-              normalized: bool = False) -> tuple[torch.Tensor, dict]:
+              normalized: bool = True) -> tuple[torch.Tensor, dict]:
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
     running statistics of the learning signals are updated from all processes' batches."""
     latents = model.infer(x, sample=True)
@@ -233,7 +233,7 @@ class StepLoss(nn.Module):
     """One step's loss as a module's ``forward``, so that ``DistributedDataParallel`` can wrap
     it (and synchronize the gradients of whatever the phase used)."""
 
-    def __init__(self, model: AIR, context: Context, normalized: bool = False):
+    def __init__(self, model: AIR, context: Context, normalized: bool = True):
         super().__init__()
         self.model, self.context, self.normalized = model, context, normalized
 

@@ -118,9 +118,15 @@ def test_checkpoint_round_trip(checkpoint):
     assert model.config == payload["config"].air
 
 
-def test_a_checkpoint_saved_before_the_score_signal_setting_keeps_nvils_scaling(checkpoint):
+def test_a_checkpoint_saved_before_the_score_signal_setting_keeps_nvils_scaling(tiny_run_config, tmp_path):
     """Runs saved without ``score_signal`` were trained with the score term divided by the
     signals' spread: resumed, they go on so; a run saved now keeps what it was given."""
+    from inverse_air.checkpoint import build_model
+
+    config = tiny_run_config()
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, score_signal="nats"))
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, build_model(config.air), config, step=7)
     assert load_checkpoint(checkpoint)["config"].train.score_signal == "nats"
     payload = torch.load(checkpoint, weights_only=True)
     config = json.loads(payload["config"])

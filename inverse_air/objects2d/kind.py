@@ -151,12 +151,9 @@ def upgrade_v1(old: dict, which: str) -> dict:
     return {**old.get("compose", {}), "mnist": old.get("mnist")}
 
 
-# The decoder is learned, so there is no fixed generative model to sleep on: ELBO only. The
-# score term keeps NVIL's scaling (presence learns slowly beside the decoder and the windows):
-# the recipe multi-MNIST was measured with; in nats, a filled-sprites folder run switched every
-# object off by step 250 (docs/performance.md).
+# The decoder is learned, so there is no fixed generative model to sleep on: ELBO only.
 TRAIN = TrainConfig(steps=25000, batch_size=64, elbo_batch_size=64, sleep_fraction=0.0, lr=1e-3,
-                    elbo_lr=1e-3, baseline_lr=1e-2, score_signal="normalized", lr_decay_to=0.1, log_every=100,
+                    elbo_lr=1e-3, baseline_lr=1e-2, lr_decay_to=0.1, log_every=100,
                     checkpoint_every=1000, image_every=2500)
 
 KIND = Kind(
