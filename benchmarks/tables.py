@@ -197,17 +197,17 @@ def adapt3d() -> str:
     def scores(point: dict | None) -> str:
         if not point:
             return "(new model)"
+        if point.get("identity_accuracy") is None:  # no scene counted right has an object
+            return f"{pct(point['count_accuracy'])} / - / - / -"
         return (f"{pct(point['count_accuracy'])} / {100 * point['identity_accuracy']:.1f}% / "
                 f"{point['position_error']:.3f} / {point['cube_yaw_error_deg']:.1f} deg")
 
     rows = []
-    for name, r in load("adapt3d")["adapt3d"].items():
+    for name, r in sorted(load("adapt3d")["adapt3d"].items()):
         t, after = r["train"], r.get("after")
-        training = (f"{after['step']:,} steps, {after['train_s'] / 60:.0f} min, {r['threads']} thread(s); "
-                    f"lr {t['elbo_lr']:g}, signal in {t.get('score_signal', 'normalized')}" if after else "")
-        rows.append([f"`{r['model']}`", r["look"], f"{r['train_images']:,}", training, scores(r["before"]),
-                     scores(after)])
-    return table(["model", "look", "unlabelled images", "training (ELBO only)",
+        training = (f"{after['step']:,} steps, {after['train_s'] / 60:.1f} min; lr {t['elbo_lr']:g}" if after else "")
+        rows.append([f"`{name}`", f"{r['train_images']:,}", training, scores(r["before"]), scores(after)])
+    return table(["run (model.look.seed.score signal.settings)", "unlabelled images", "ELBO-only training, 1 thread",
                   "before: count / identity / position / cube yaw", "after"], rows)
 
 
