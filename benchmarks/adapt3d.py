@@ -76,10 +76,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
     args = parser.parse_args()
+    checkpoint = None if args.model == "scratch" else resolve_model(args.model)
+    if args.set and checkpoint is not None:  # before anything is rendered
+        parser.error("--set changes a new model (--model scratch); an adapted model keeps its own")
+    model_overrides = settings(args.set)
     torch.set_num_threads(args.threads)
     results = Results(args.out)
-    name = f"{args.model}.{args.look}.seed{args.seed}.{args.score_signal}" + "".join(f".{item}" for item in args.train + args.set)
-    checkpoint = None if args.model == "scratch" else resolve_model(args.model)
+    name = (f"{args.model}.{args.look}.seed{args.seed}.{args.score_signal}"
+            + "".join(f".{item}" for item in args.train + args.set))
     test = dataset(args.work, f"test-{args.look}")
     train_dir = train_images(args.work, args.look, args.train_images)
     overrides = {"steps": args.steps, "checkpoint_every": args.eval_every, "seed": args.seed,
@@ -87,13 +91,11 @@ def main() -> None:
     if args.elbo_lr is not None:
         overrides["elbo_lr"] = args.elbo_lr
     overrides.update(settings(args.train))
-    if args.set and checkpoint is not None:
-        parser.error("--set changes a new model (--model scratch); an adapted model keeps its own")
-    config, data = prepare_run(train_dir, "3d", overrides, settings(args.set), init=checkpoint)
+    config, data = prepare_run(train_dir, "3d", overrides, model_overrides, init=checkpoint)
     budget_s = 60 * args.minutes
     curve: list[dict] = []
     entry = {"model": args.model, "look": args.look, "train_images": args.train_images, "budget_s": budget_s,
-             "threads": torch.get_num_threads(), "model_overrides": settings(args.set),
+             "threads": torch.get_num_threads(), "model_overrides": model_overrides,
              "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr",
                                                              "sleep_fraction", "seed", "score_signal",
                                                              "presence_anneal_steps", "presence_anneal_start")},

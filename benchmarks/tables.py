@@ -205,9 +205,10 @@ def adapt3d() -> str:
     rows = []
     for name, r in sorted(load("adapt3d")["adapt3d"].items()):
         t, after = r["train"], r.get("after")
-        training = (f"{after['step']:,} steps, {after['train_s'] / 60:.1f} min; lr {t['elbo_lr']:g}" if after else "")
+        training = (f"{after['step']:,} steps, {after['train_s'] / 60:.1f} min at {r['threads']} thread(s); "
+                    f"lr {t['elbo_lr']:g}" if after else "")
         rows.append([f"`{name}`", f"{r['train_images']:,}", training, scores(r["before"]), scores(after)])
-    return table(["run (model.look.seed.score signal.settings)", "unlabelled images", "ELBO-only training, 1 thread",
+    return table(["run (model.look.seed.score signal.settings)", "unlabelled images", "ELBO-only training",
                   "before: count / identity / position / cube yaw", "after"], rows)
 
 

@@ -63,9 +63,8 @@ def bernoulli_surrogate_gradient(a: float, b: float, logit0: float, n: int, base
 @pytest.mark.parametrize("stats", [NO_NORMALIZATION, torch.tensor([-3.0, 7.0, 1.0])], ids=["raw", "scaled"])
 @pytest.mark.parametrize("baseline", [0.0, -4.0])
 def test_score_function_gradient_has_the_right_sign_and_size(baseline, stats):
-    """The ELBO's own gradient, in nats like the reparameterized terms' gradients, whatever the
-    running statistics the baseline is scaled by (a score term divided by their spread weighs
-    discrete choices too little beside continuous ones)."""
+    """``score_signal="nats"``: the ELBO's own gradient, in nats like the reparameterized terms'
+    gradients, whatever the running statistics the baseline is scaled by."""
     estimate, exact = bernoulli_surrogate_gradient(a=-1.0, b=-5.0, logit0=0.3, n=200000, baseline=baseline,
                                                    stats=stats)
     assert exact > 0 and estimate > 0
@@ -77,7 +76,7 @@ def test_score_function_gradient_has_the_right_sign_and_size(baseline, stats):
 
 
 def test_normalized_score_signal_is_the_elbo_gradient_divided_by_the_spread():
-    """``score_signal="normalized"`` (runs made before it was a setting): 1 / s of the gradient."""
+    """``score_signal="normalized"`` (the default, NVIL's scaling): 1 / s of the gradient."""
     stats = torch.tensor([-3.0, 7.0, 1.0])
     estimate, exact = bernoulli_surrogate_gradient(a=-1.0, b=-5.0, logit0=0.3, n=200000, baseline=0.0,
                                                    stats=stats, normalized=True)
