@@ -115,6 +115,11 @@ class Kind:
     folder_count_prior: str = "uniform"
     """The default ``train --count-prior`` on a folder of images without labels (3D: uniform,
     the sleep phase draws its scenes from it; 2D: geometric)."""
+    folder_train: TrainConfig | None = None
+    """Preset training for a folder of images, where it differs from ``train`` (None: ``train``)."""
+    geometric_ratio: float = 0.01
+    """``--count-prior geometric``: ``P(n) ∝ geometric_ratio ** n``, each object costs
+    ``-log(geometric_ratio)`` nats of prior (0.01, 4.6 nats: the paper's presence prior)."""
     fit_to_images: Callable[[AIRConfig, int, int, object], AIRConfig] | None = None
     """Training on a folder of images (:mod:`inverse_air.folders`): ``(air, size, channels,
     sizes) -> AIRConfig`` for images of side ``size`` with ``channels``, and ``sizes`` (an

@@ -27,19 +27,15 @@ from .train import checkpoint_to_resume
 
 COUNT_PRIORS = ("dataset", "uniform", "geometric")
 """Where the prior over object counts comes from (``train --count-prior``)."""
-GEOMETRIC_RATIO = 0.01
-"""``--count-prior geometric``: ``P(n) ∝ GEOMETRIC_RATIO ** n``, each object costs -log 0.01 =
-4.6 nats of prior (the paper's presence prior of 0.01 per step)."""
-
-
 def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str = "dataset",
-                    where: str = "the dataset") -> tuple[float, ...]:
+                    where: str = "the dataset", ratio: float = 0.01) -> tuple[float, ...]:
     """The unsupervised model's prior over counts 0..``max_steps``: uniform over the counts the
     dataset holds (``"dataset"``; other counts keep only the floor of
     :attr:`~inverse_air.config.AIRConfig.count_prior_floor`), uniform over every count
     (``"uniform"``: no knowledge of which counts occur, e.g. to test generalization to
-    counts absent from training), or geometric (``"geometric"``, :data:`GEOMETRIC_RATIO`: each
-    object costs the same; the default for a folder of images nobody counted). ``counts`` is
+    counts absent from training), or geometric (``"geometric"``, ``P(n) ∝ ratio ** n``: each
+    object costs ``-log(ratio)`` nats, the kind's :attr:`~inverse_air.kinds.Kind.geometric_ratio`;
+    the default for a 2D folder of images nobody counted). ``counts`` is
     None for a dataset without labels (``where`` names it in messages)."""
     if source not in COUNT_PRIORS:
         raise UserError(f"--count-prior must be one of {', '.join(COUNT_PRIORS)}, got {source!r}")
@@ -53,7 +49,7 @@ def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str 
     if source == "uniform":
         return tuple(1.0 / (max_steps + 1) for _ in range(max_steps + 1))
     if source == "geometric":
-        p = GEOMETRIC_RATIO ** np.arange(max_steps + 1)
+        p = ratio ** np.arange(max_steps + 1, dtype=np.float64)
         return tuple(float(v) for v in p / p.sum())
     return tuple(1.0 / len(counts) if n in counts else 0.0 for n in range(max_steps + 1))
 
@@ -82,7 +78,7 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
     and the dataset opened for it.
 
     A new model: the kind's presets (``Kind.air``, or ``Kind.folder_air`` for a folder of
-    images; ``Kind.train``), then what the data fix: a dataset's settings
+    images; ``Kind.train``, or ``Kind.folder_train``), then what the data fix: a dataset's settings
     (``Kind.fit_to_data``: 3D renderer; 2D canvas and the prior scale of a digit) or a folder's
     images (``Kind.fit_to_images``: their size, ``image_size`` or derived, and channels, and
     ``sizes``: the flags of the kind's :attr:`~inverse_air.kinds.Kind.folder_sizes` by name,
@@ -128,8 +124,11 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
     if kind.fit_to_images is not None and (dataset.config is None or folder_sizes is not None):
         air = kind.fit_to_images(air, dataset.image_size, dataset.channels, folder_sizes)
     air = replace_fields(air, air_overrides)
+    if dataset.config is None and kind.folder_train is not None:
+        train = dataclasses.replace(kind.folder_train, **train_overrides)
     source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
-    air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir)))
+    air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir),
+                                                kind.geometric_ratio))
     dataset.check_fits(air, "--model")
     return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute())), dataset
 
@@ -177,7 +176,8 @@ def _prepare_init(init, data_dir, model, train_overrides: dict, air_overrides: d
     dataset.check_kind(kind.name, f"--init {init}")
     dataset.check_fits(air, f"--init {init}")
     if count_prior is not None:
-        air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, count_prior, str(data_dir)))
+        air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, count_prior, str(data_dir),
+                                                    kind.geometric_ratio))
     elif dataset.counts is not None:
         count_prior_for(dataset.counts, air.max_steps, "uniform", str(data_dir))  # counts the model can infer
     return RunConfig(air=air, train=train, data=str(Path(data_dir).absolute()),
@@ -240,7 +240,8 @@ def resume_config(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None
         open_dataset(data_dir, air.kind, air.image_size, air.channels).check_fits(air, str(path))  # moved
         data = str(Path(data_dir).absolute())
     if count_prior is not None:
-        prior = count_prior_for(dataset_counts(data, air.kind), air.max_steps, count_prior, str(data))
+        prior = count_prior_for(dataset_counts(data, air.kind), air.max_steps, count_prior, str(data),
+                                get_kind(air.kind).geometric_ratio)
         if not np.allclose(prior, air.count_prior):
             refuse("--count-prior", count_prior, f"the prior {list(air.count_prior)}")
     return dataclasses.replace(saved, data=data, train=dataclasses.replace(saved.train, steps=steps))

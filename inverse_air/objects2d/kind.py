@@ -165,19 +165,19 @@ KIND = Kind(
     # would triple the step time) and the paper's pixel noise.
     air=AIRConfig(objects=Objects2DConfig(), pixel_sigma=0.3, encoder_channels=(), encoder_features=256,
                   lstm_size=256, baseline_channels=()),
-    # Folders of images: a pixel noise of 1.0 makes only whole objects worth their KL (at 0.3
-    # a window that refines what another drew is worth more); DAIR lets each step see what is
-    # still unexplained; windows laid over each other ("over") and bounded in size keep one
-    # window to one object; a geometric count prior (plan.COUNT_PRIORS) charges each object
-    # the same. What each choice changed on multi-sprites: docs/design-notes.md.
+    # Folders of images: DAIR lets each step see what is still unexplained; windows laid over
+    # each other ("over") and bounded in size keep one window to one object. Pixel noise 0.5 and
+    # a geometric count prior of 1e-10 per object (23 nats each, annealed from 0.99 over the
+    # first 1,000 steps): at 1.0 small shapes were never drawn (every object switched off); at
+    # 0.3 extra windows stacked on drawn shapes kept paying for themselves. What each choice
+    # changed on multi-sprites: docs/design-notes.md.
     folder_air=AIRConfig(objects=Objects2DConfig(composite="over", scale_min=0.2, scale_max=0.6),
-                         pixel_sigma=1.0, dair=True, encoder_channels=(), encoder_features=256,
+                         pixel_sigma=0.5, dair=True, encoder_channels=(), encoder_features=256,
                          lstm_size=256, baseline_channels=()),
     folder_count_prior="geometric",
+    geometric_ratio=1e-10,
     train=TRAIN,
-    # A folder's count prior charges each object 4.6 nats (geometric, 0.01 per object): the
-    # presence prior starts near 1 and reaches it in 500 steps, so that objects are not
-    # switched off before the decoder can draw them (schedules.annealed_presence_prior).
+    folder_train=replace(TRAIN, presence_anneal_steps=1000),
     dataset=DatasetConfig(scenes=Compose2DConfig(), counts=(0, 1, 2)),
     build_objects=lazy("inverse_air.objects2d.model2d", "Objects2D"),
     fit_to_data=fit_to_data,
