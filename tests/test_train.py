@@ -175,6 +175,8 @@ def test_count_prior_comes_from_the_dataset_or_is_uniform_or_geometric():
     assert count_prior_for((0, 1, 3), 3, "uniform") == pytest.approx((0.25,) * 4)
     geometric = count_prior_for(None, 3, "geometric")  # needs no counts
     assert np.allclose(np.diff(np.log(geometric)), np.log(0.01)) and sum(geometric) == pytest.approx(1.0)
+    steep = count_prior_for(None, 4, "geometric", ratio=1e-10)  # the 2D kind's: 23 nats per object
+    assert np.allclose(np.diff(np.log(steep)), np.log(1e-10)) and sum(steep) == pytest.approx(1.0)
     with pytest.raises(UserError, match="--count-prior must be one of dataset, uniform, geometric"):
         count_prior_for((0, 1), 3, "poisson")
     # The floor is lowered below a geometric prior's tail (else it would flatten it), kept otherwise.
