@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import Results, train_scored
+from common import Results, settings, train_scored
 from inverse_air.evaluate import evaluate
 from inverse_air.files import write_image, write_text
 from inverse_air.plan import prepare_run
@@ -157,10 +157,11 @@ def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int,
     entry = {"seed": seed, "train_images": len(dataset), "budget_s": budget_s, "curve": curve,
              "overrides": air_overrides or {},
              "model": {"image_size": air.image_size, "channels": air.channels, "max_objects": air.max_steps,
-                       "window_size": air.objects.window_size,
+                       "window_size": air.objects.window_size, "pixel_sigma": air.pixel_sigma, "dair": air.dair,
                        "object_size_px": round(air.objects.scale_prior_mean * air.image_size, 2),
                        "count_prior": list(air.count_prior), "composite": air.objects.composite},
-             "train": {k: getattr(tc, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr", "seed")}}
+             "train": {k: getattr(tc, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr", "seed",
+                                                   "presence_anneal_steps", "presence_anneal_start")}}
 
     def score(trainer) -> dict:
         m = evaluate(trainer.out / CHECKPOINT, test)
@@ -192,8 +193,7 @@ def main() -> None:
                         help="a model setting other than the defaults (AIRConfig or Objects2DConfig field; "
                              "the runs are named FIELD=VALUE,...-seedS), for experiments")
     args = parser.parse_args()
-    overrides = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
-                 for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = settings(args.set)
     tag = ",".join(args.set) + "-" if args.set else ""
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -279,7 +279,7 @@ def train(
     count_prior: Annotated[Optional[CountPrior], typer.Option(
         help="Prior over object counts: 'dataset' (uniform over the counts the training set holds, or a folder's "
              "labels), 'uniform' (over every count the model can infer, 0 to --max-objects) or 'geometric' "
-             "(each object costs the same: P(n) proportional to 0.01^n).",
+             "(each object costs the same: P(n) proportional to r^n; r = 0.01 for 3d, 1e-10 for 2d).",
         show_default="dataset; for a folder of images, 2d geometric, 3d uniform; with --init, the checkpoint's")] = None,
     supervised: Annotated[bool, typer.Option("--supervised", help="Train on the dataset's labels (supervised comparison).")] = False,
     resume: Annotated[bool, typer.Option(
