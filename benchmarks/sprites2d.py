@@ -154,7 +154,7 @@ def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int,
                                   {"max_steps": 4, **(air_overrides or {})})
     air, tc = config.air, config.train
     curve: list[dict] = []
-    entry = {"seed": seed, "train_images": len(dataset), "budget_s": budget_s, "curve": curve,
+    entry = {"seed": seed, "threads": torch.get_num_threads(), "train_images": len(dataset), "budget_s": budget_s, "curve": curve,
              "overrides": air_overrides or {},
              "model": {"image_size": air.image_size, "channels": air.channels, "max_objects": air.max_steps,
                        "window_size": air.objects.window_size, "pixel_sigma": air.pixel_sigma, "dair": air.dair,
@@ -164,9 +164,10 @@ def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int,
                                                    "presence_anneal_steps", "presence_anneal_start")}}
 
     def score(trainer) -> dict:
-        m = evaluate(trainer.out / CHECKPOINT, test)
+        m, monitor = evaluate(trainer.out / CHECKPOINT, test), trainer.monitor()
         return {"count_accuracy": m["count_accuracy"], "confusion": m["confusion"],
-                "position_error": m.get("position_error"), "scale_error": m.get("scale_error")}
+                "position_error": m.get("position_error"), "scale_error": m.get("scale_error"),
+                "monitor_elbo": round(monitor["monitor_elbo"], 2)}
 
     train_scored(config, out, progress=False, dataset=dataset, score=score, curve=curve,
                  on_point=lambda: results.set("runs", name, entry), stop=lambda step, train_s: train_s >= budget_s)

@@ -1,7 +1,7 @@
 """Print the tables of the README and docs/ (Markdown) from the benchmarks' JSON results, so
 that the figures there are the measured ones.
 
-    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [refine3d] [adapt3d] [decompose] [distributed]
+    python benchmarks/tables.py [shipped] [render] [air3d] [air2d] [looks3d] [refine3d] [adapt3d] [folders2d] [decompose] [distributed]
 
 Each table is pasted under its marker line, ``<!-- python benchmarks/tables.py NAME -->``,
 exactly as printed (tests/test_docs.py fails when one differs): rerun this after a benchmark
@@ -212,8 +212,30 @@ def adapt3d() -> str:
                   "before: count / identity / position / cube yaw", "after"], rows)
 
 
+def folders2d() -> str:
+    """The 2D folder presets as they are now (runs named ``seedN``) on our sprite generators:
+    the last score within the time budget and the checkpoint the best monitoring ELBO picks."""
+    def per_count(confusion: list[list[int]]) -> str:
+        return " / ".join(f"{100 * row[n] / sum(row):.0f}" for n, row in enumerate(confusion))
+
+    sets = [("filled (8-16 px, 5 shapes)", "spritesets-filled"), ("squares (10-18 px, 3 shapes)", "sprites2d")]
+    rows = []
+    for label, name in sets:
+        for run, r in sorted(load(name)["runs"].items()):
+            if not run.startswith("seed") or "final" not in r:
+                continue
+            final, minutes = r["final"], r["budget_s"] / 60
+            chosen = max((p for p in r["curve"] if p["train_s"] <= r["budget_s"] + 1e-6), key=lambda p: p.get(
+                "monitor_elbo", float("-inf")), default=None) if "monitor_elbo" in r["curve"][0] else None
+            pick = (f"step {chosen['step']:,}: {pct(chosen['count_accuracy'])}" if chosen else "(not recorded)")
+            rows.append([label, r["seed"], f"**{pct(final['count_accuracy'])}** ({final['step']:,} steps)",
+                         per_count(final["confusion"]), pick, f"{minutes:g} min, {r.get('threads', 1)} thread"])
+    return table(["generator", "seed", "count acc. at the budget", "per true count 0/1/2/3/4 (%)",
+                  "best monitoring ELBO picks", "budget"], rows)
+
+
 TABLES = {"shipped": shipped, "render": render, "air3d": air3d, "air2d": air2d, "looks3d": looks3d,
-          "refine3d": refine3d, "adapt3d": adapt3d, "decompose": decompose, "distributed": distributed}
+          "refine3d": refine3d, "adapt3d": adapt3d, "folders2d": folders2d, "decompose": decompose, "distributed": distributed}
 """Every table, by the name its marker line gives."""
 
 
