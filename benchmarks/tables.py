@@ -218,7 +218,8 @@ def folders2d() -> str:
     def per_count(confusion: list[list[int]]) -> str:
         return " / ".join(f"{100 * row[n] / sum(row):.0f}" for n, row in enumerate(confusion))
 
-    sets = [("filled (8-16 px, 5 shapes)", "spritesets-filled"), ("squares (10-18 px, 3 shapes)", "sprites2d")]
+    sets = [("`filled`: 5 shapes, 8-16 px", "spritesets-filled"),
+            ("`sprites2d`: squares, circles, triangles, 10-18 px", "sprites2d")]
     rows = []
     for label, name in sets:
         for run, r in sorted(load(name)["runs"].items()):
