@@ -154,8 +154,8 @@ def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int,
                                   {"max_steps": 4, **(air_overrides or {})})
     air, tc = config.air, config.train
     curve: list[dict] = []
-    entry = {"seed": seed, "threads": torch.get_num_threads(), "train_images": len(dataset), "budget_s": budget_s, "curve": curve,
-             "overrides": air_overrides or {},
+    entry = {"seed": seed, "threads": torch.get_num_threads(), "train_images": len(dataset), "budget_s": budget_s,
+             "curve": curve, "overrides": air_overrides or {},
              "model": {"image_size": air.image_size, "channels": air.channels, "max_objects": air.max_steps,
                        "window_size": air.objects.window_size, "pixel_sigma": air.pixel_sigma, "dair": air.dair,
                        "object_size_px": round(air.objects.scale_prior_mean * air.image_size, 2),

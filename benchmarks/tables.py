@@ -226,8 +226,8 @@ def folders2d() -> str:
             if not run.startswith("seed") or "final" not in r:
                 continue
             final, minutes = r["final"], r["budget_s"] / 60
-            chosen = max((p for p in r["curve"] if p["train_s"] <= r["budget_s"] + 1e-6), key=lambda p: p.get(
-                "monitor_elbo", float("-inf")), default=None) if "monitor_elbo" in r["curve"][0] else None
+            scored = [p for p in r["curve"] if p["train_s"] <= r["budget_s"] + 1e-6 and "monitor_elbo" in p]
+            chosen = max(scored, key=lambda p: p["monitor_elbo"], default=None)
             pick = (f"step {chosen['step']:,}: {pct(chosen['count_accuracy'])}" if chosen else "(not recorded)")
             rows.append([label, r["seed"], f"**{pct(final['count_accuracy'])}** ({final['step']:,} steps)",
                          per_count(final["confusion"]), pick, f"{minutes:g} min, {r.get('threads', 1)} thread"])

@@ -20,13 +20,15 @@ import numpy as np
 
 from .checkpoint import load_checkpoint
 from .config import FLAG_NAMES, AIRConfig, Pixels, RunConfig, check_field, check_value
-from .data import Dataset, dataset_counts, is_dataset, open_dataset
+from .data import MANIFEST, Dataset, dataset_counts, is_dataset, open_dataset
 from .errors import UserError
 from .kinds import Kind, get_kind
 from .train import checkpoint_to_resume
 
 COUNT_PRIORS = ("dataset", "uniform", "geometric")
 """Where the prior over object counts comes from (``train --count-prior``)."""
+
+
 def count_prior_for(counts: tuple[int, ...] | None, max_steps: int, source: str = "dataset",
                     where: str = "the dataset", ratio: float = 0.01) -> tuple[float, ...]:
     """The unsupervised model's prior over counts 0..``max_steps``: uniform over the counts the
@@ -104,7 +106,9 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
                              dict(image_size=image_size, **sizes), progress)
     kind = get_kind(model or "3d")
     check_overrides(kind.air, air_overrides)  # before the data are read
-    train = dataclasses.replace(kind.train, **train_overrides)  # checked before any image is read
+    made = (Path(data_dir) / MANIFEST).exists()  # a dataset render-dataset made, not a folder of images
+    preset = kind.train if made or kind.folder_train is None else kind.folder_train
+    train = dataclasses.replace(preset, **train_overrides)  # checked before any image is read
     folder_sizes = _folder_sizes(kind, sizes)
     if kind.fit_to_images is None:
         if image_size is not None and image_size != kind.air.image_size:
@@ -124,8 +128,6 @@ def prepare_run(data_dir: str | os.PathLike, model: str | None, train_overrides:
     if kind.fit_to_images is not None and (dataset.config is None or folder_sizes is not None):
         air = kind.fit_to_images(air, dataset.image_size, dataset.channels, folder_sizes)
     air = replace_fields(air, air_overrides)
-    if dataset.config is None and kind.folder_train is not None:
-        train = dataclasses.replace(kind.folder_train, **train_overrides)
     source = count_prior or ("dataset" if dataset.config is not None else kind.folder_count_prior)
     air = with_count_prior(air, count_prior_for(dataset.counts, air.max_steps, source, str(data_dir),
                                                 kind.geometric_ratio))
