@@ -253,7 +253,11 @@ def test_the_2d_sizes_are_one_typed_value_of_the_kind():
     with pytest.raises(UserError, match="--window-size: the 3d model takes no such size"):
         _folder_sizes(KINDS["3d"], {"window_size": 12})
     fitted = KINDS["2d"].fit_to_images(KINDS["2d"].folder_air, 40, 1, WindowSizes(object_size=10.0))
-    assert WindowSizes.of(fitted.objects) == WindowSizes(object_size=10.0, window_size=12)
+    assert WindowSizes.of(fitted.objects) == WindowSizes(object_size=10.0, window_size=15)
+    # The decoder draws at 1.5 times the object size, the glimpse reads the object size (at least 12).
+    fitted = KINDS["2d"].fit_to_images(KINDS["2d"].folder_air, 64, 3)
+    assert (fitted.objects.window_size, fitted.objects.glimpse_size) == (24, 16)
+    assert fitted.encoder_channels == fitted.baseline_channels == (16, 32)
 
 
 def test_the_2d_folder_preset_anneals_the_presence_prior_and_a_run_can_change_it(tmp_path, tiny_data_2d):
