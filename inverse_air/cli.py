@@ -260,8 +260,8 @@ def train(
     object_size: Annotated[Optional[float], typer.Option(
         help="2D: the prior mean of an object's window side, in pixels.", show_default="a quarter of the image side")] = None,
     window_size: Annotated[Optional[int], typer.Option(
-        help="2D: the side in pixels of the window the decoder draws and the glimpse reads.",
-        show_default="the object size, within 12-32")] = None,
+        help="2D: the side in pixels of the window the decoder draws (the glimpse reads the object size).",
+        show_default="1.5 times the object size, within 12-32")] = None,
     steps: Annotated[Optional[int], typer.Option(
         help="Total optimizer steps (all phases).", show_default=presets(lambda k: k.train.steps))] = None,
     batch_size: Annotated[Optional[int], typer.Option(
