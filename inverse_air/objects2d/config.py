@@ -140,7 +140,7 @@ class WindowSizes(Checked):
     object_size: float | None = None
     """Prior mean of an object's window side in pixels (its range depends on the image side)."""
     window_size: Window | None = None
-    """Side in pixels of the window the decoder draws and the glimpse reads."""
+    """Side in pixels of the window the decoder draws (the glimpse reads the object size)."""
 
     def check(self) -> None:
         if self.object_size is not None and not self.object_size > 0:

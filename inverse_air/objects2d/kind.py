@@ -58,9 +58,9 @@ def fit_to_images(air: AIRConfig, size: int, channels: int, sizes: WindowSizes |
     problem = Range(fraction.low * size, fraction.high * size).problem(object_size)
     if problem:
         raise ConfigError("object_size", f"{problem} (pixels, for {size}x{size} images)")
-    if window_size is None:
-        window_size = int(np.clip(round(WINDOW_FRACTION * object_size), *WINDOW_RANGE))
-    glimpse_size = int(np.clip(round(object_size), *WINDOW_RANGE))
+    side = lambda pixels: int(np.clip(round(pixels), *WINDOW_RANGE))
+    window_size = side(WINDOW_FRACTION * object_size) if window_size is None else window_size
+    glimpse_size = side(object_size)
     scale = round(object_size / size, 4)
     bounds = {}
     if air.objects.scale_max > 0:  # bounded windows: SCALE_BOUNDS times the object size
