@@ -31,6 +31,23 @@ def median_time(fn, repeats: int, warmup: bool = True) -> float:
     return statistics.median(times)
 
 
+REFINE_STEPS = 1
+"""Gradient steps of the refined scores the 2D folder benchmarks report beside the amortized
+ones (``evaluate --refine 1``: the count search, then one step on the windows)."""
+
+
+def folder_scores(checkpoint: Path, test: Path) -> dict:
+    """A 2D folder checkpoint's held-out count scores, amortized and refined
+    (:data:`REFINE_STEPS`), with the refined pass's milliseconds per image."""
+    from inverse_air.evaluate import evaluate
+
+    fast, refined = evaluate(checkpoint, test), evaluate(checkpoint, test, refine=REFINE_STEPS)
+    return {"count_accuracy": fast["count_accuracy"], "confusion": fast["confusion"],
+            "position_error": fast.get("position_error"), "scale_error": fast.get("scale_error"),
+            "count_accuracy_refined": refined["count_accuracy"], "confusion_refined": refined["confusion"],
+            "refined_ms_per_image": round(1000 / refined["images_per_s"], 2)}
+
+
 class Results:
     """The JSON file of results, rewritten atomically after every change. Each change re-reads
     the file under a lock, so several benchmark processes (say, two seeds on two cores) can

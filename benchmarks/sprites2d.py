@@ -39,8 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import Results, settings, train_scored
-from inverse_air.evaluate import evaluate
+from common import Results, folder_scores, settings, train_scored
 from inverse_air.files import write_image, write_text
 from inverse_air.plan import prepare_run
 from inverse_air.train import CHECKPOINT
@@ -164,10 +163,7 @@ def train_seed(work: Path, results: Results, train: Path, test: Path, seed: int,
                                                    "presence_anneal_steps", "presence_anneal_start")}}
 
     def score(trainer) -> dict:
-        m, monitor = evaluate(trainer.out / CHECKPOINT, test), trainer.monitor()
-        return {"count_accuracy": m["count_accuracy"], "confusion": m["confusion"],
-                "position_error": m.get("position_error"), "scale_error": m.get("scale_error"),
-                "monitor_elbo": round(monitor["monitor_elbo"], 2)}
+        return {**folder_scores(trainer.out / CHECKPOINT, test), "monitor_elbo": round(trainer.monitor()["monitor_elbo"], 2)}
 
     train_scored(config, out, progress=False, dataset=dataset, score=score, curve=curve,
                  on_point=lambda: results.set("runs", name, entry), stop=lambda step, train_s: train_s >= budget_s)

@@ -43,8 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import Results, settings, train_scored
-from inverse_air.evaluate import evaluate
+from common import Results, folder_scores, settings, train_scored
 from inverse_air.files import write_image, write_text
 from inverse_air.plan import prepare_run
 from inverse_air.train import CHECKPOINT
@@ -206,21 +205,25 @@ def train_seed(generator: str, work: Path, results: Results, train: Path, test: 
              "threads": torch.get_num_threads()}
 
     def score(trainer) -> dict:
-        m, monitor = evaluate(trainer.out / CHECKPOINT, test), trainer.monitor()
-        return {"count_accuracy": m["count_accuracy"], "confusion": m["confusion"],
-                "monitor_elbo": round(monitor["monitor_elbo"], 2), "monitor_count_hist": monitor["monitor_count_hist"]}
+        monitor = trainer.monitor()
+        return {**folder_scores(trainer.out / CHECKPOINT, test), "monitor_elbo": round(monitor["monitor_elbo"], 2),
+                "monitor_count_hist": monitor["monitor_count_hist"]}
 
     train_scored(config, out, progress=False, dataset=dataset, score=score, curve=curve,
                  on_point=lambda: results.set("runs", name, entry), stop=lambda step, train_s: train_s >= budget_s,
-                 shown=("step", "train_s", "count_accuracy", "monitor_elbo", "monitor_count_hist"))
+                 shown=("step", "train_s", "count_accuracy", "count_accuracy_refined", "monitor_elbo",
+                        "monitor_count_hist"))
     within = [p for p in curve if p["train_s"] <= budget_s + 1e-6] or curve[:1]
     final, chosen = within[-1], max(within, key=lambda p: p["monitor_elbo"])
     entry["final"] = {"step": final["step"], "minutes": round(final["train_s"] / 60, 2),
                       "count_accuracy": final["count_accuracy"], "per_count": per_count(final["confusion"]),
-                      "confusion": final["confusion"]}
+                      "confusion": final["confusion"], "count_accuracy_refined": final["count_accuracy_refined"],
+                      "per_count_refined": per_count(final["confusion_refined"]),
+                      "refined_ms_per_image": final["refined_ms_per_image"]}
     entry["best_monitor_elbo"] = {"step": chosen["step"], "minutes": round(chosen["train_s"] / 60, 2),
                                   "count_accuracy": chosen["count_accuracy"],
-                                  "per_count": per_count(chosen["confusion"])}
+                                  "per_count": per_count(chosen["confusion"]),
+                                  "count_accuracy_refined": chosen["count_accuracy_refined"]}
     entry["best_within_budget"] = max(p["count_accuracy"] for p in within)
     reached = [p for p in curve if p["count_accuracy"] >= 0.97]
     entry["first_97_s"] = reached[0]["train_s"] if reached else None

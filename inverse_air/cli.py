@@ -328,6 +328,9 @@ def evaluate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
     precision: PrecisionOption = "fp32",
     device: DeviceOption = "auto",
+    refine: Annotated[int, typer.Option(
+        help="Score the answers of decompose --refine with this many gradient steps (0: the amortized pass "
+             "alone); the speed then includes the refinement.")] = 0,
 ):
     """Count accuracy (with confusion matrix), object and pose/window errors of a checkpoint on a
     dataset, and inference speed."""
@@ -336,7 +339,7 @@ def evaluate(
     from .evaluate import evaluate as run
 
     metrics = run(checkpoint, data, batch_size=batch_size, device=Device(device).value,
-                  precision=Precision(precision).value)
+                  precision=Precision(precision).value, refine=refine)
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
         return
@@ -356,9 +359,10 @@ def decompose(
         help="Image file (PNG, JPEG or BMP, as its suffix says): input, reconstruction and outlined objects per "
              "image.", show_default="none", **path_param("--overlay"))] = None,
     refine: Annotated[int, typer.Option(
-        help="Analysis by synthesis after inference: unsure identities tried in turn, then this many gradient "
-             "steps on every continuous latent through the renderer; an image's reconstruction error never "
-             "rises (cost printed).")] = 0,
+        help="Analysis by synthesis after inference: unsure identities tried in turn, in 2D the count (windows "
+             "not worth their count prior removed, objects added where the image is least explained), then this "
+             "many gradient steps on every continuous latent through the renderer; an image's fit (pixel "
+             "likelihood and count prior) never worsens (cost printed).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     precision: DecomposePrecisionOption = "auto",
     device: DeviceOption = "auto",
@@ -428,9 +432,12 @@ def refine_summary(results: list[dict]) -> str:
     import statistics
 
     seconds = statistics.median(r["refine_seconds"] for r in results)
-    lower = sum(r["reconstruction_error"]["after"] < r["reconstruction_error"]["before"] for r in results)
+    errors = [r["reconstruction_error"] for r in results]
+    lower = sum(e["after"] < e["before"] for e in errors)
+    higher = sum(e["after"] > e["before"] for e in errors)
     return (f"refine: {seconds:.3f} s per image (median), reconstruction error lower on {lower} of "
-            f"{len(results)} images, never higher")
+            f"{len(results)} images, " + (f"higher on {higher} (an object not worth its count prior removed)"
+                                         if higher else "never higher"))
 
 
 def format_metrics(m: dict) -> list[str]:
@@ -452,7 +459,9 @@ def format_metrics(m: dict) -> list[str]:
     if "matched_objects" in m:  # labels that give the objects, not only their count
         lines.append(f"matched objects    {m['matched_objects']} (on correctly counted scenes)")
         lines += KINDS[m["model"]].metric_lines(m)
-    lines.append(f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, {m['threads']} threads)")
+    refined = f", refined with {m['refine']} steps" if m.get("refine") else ""
+    lines.append(f"inference          {num(m['images_per_s'], ',.0f')} images/s (batch {m['batch_size']}, "
+                 f"{m['threads']} threads{refined})")
     return lines
 
 

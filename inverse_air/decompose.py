@@ -42,7 +42,7 @@ from .errors import UserError
 from .images import as_input, images_to_tensor, list_images, read_image, to_uint8
 from .kinds import KINDS
 from .limits import cpu_count
-from .refine import refine
+from .refine import check_steps, refine
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,10 +61,6 @@ def native_bf16() -> bool:
     bfloat16 inference is about 1.6x faster; elsewhere it is emulated and slower."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-MAX_REFINE = 10_000
-"""The most ``refine`` steps (each is one differentiable render of the batch)."""
-
 
 def shipped_model(kind: str) -> Path | None:
     """The shipped model of a kind (``Kind.shipped_model``: package data, with its model card
@@ -373,8 +369,7 @@ def check_request(decomposer: Decomposer, batch_size: int, refine: int, images: 
     (side by side, one per core) that do not fit in memory."""
     from .evaluate import check_batch
 
-    if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE:
-        raise UserError(f"--refine must be between 0 and {MAX_REFINE:,}, got {refine!r}")
+    check_steps(refine)
     batch = min(batch_size, images) if isinstance(batch_size, int) and batch_size > 0 else batch_size
     on_cpu = decomposer.model.prior_pres.device.type == "cpu"  # batches run side by side there only
     at_once = min(cpu_count(), -(-images // batch)) if on_cpu and isinstance(batch, int) and batch > 0 and images else 1

@@ -27,6 +27,7 @@ from .images import images_to_tensor
 from .kinds import KINDS
 from .limits import check_memory
 from .metrics import count_metrics
+from .refine import check_steps, refine as refine_latents
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -48,11 +49,13 @@ def check_batch(model, batch_size: int, images: int | None = None, at_once: int 
 
 @torch.no_grad()
 def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
-                 precision: str = "fp32") -> tuple[dict[str, np.ndarray], float]:
+                 precision: str = "fp32", refine: int = 0) -> tuple[dict[str, np.ndarray], float]:
     """Deterministic inference (most likely presence and identity, posterior-mean pose) on
-    ``(n, H, W, C)`` uint8 images; returns predictions in the dataset's format (the kind's
-    ``codec.to_arrays``) and the seconds spent in the model (conversion from uint8 included,
-    file reading not).
+    ``(n, H, W, C)`` uint8 images, refined through the generative model where ``refine`` > 0
+    (:func:`inverse_air.refine.refine` with that many gradient steps, as ``decompose
+    --refine``); returns predictions in the dataset's format (the kind's ``codec.to_arrays``)
+    and the seconds spent in the model (conversion from uint8 and refinement included, file
+    reading not).
 
     Raises:
         UserError: a batch size below 1 or too large for this machine's memory.
@@ -64,6 +67,8 @@ def infer_arrays(model, images: np.ndarray, batch_size: int = 256,
         t0 = time.perf_counter()
         x = images_to_tensor(images[start:start + batch_size]).to(model.prior_pres.device)
         latents = model.predict(x, precision)
+        if refine > 0:
+            latents = refine_latents(model, x, latents, refine)[0]
         parts.append(to_arrays(latents))
         seconds += time.perf_counter() - t0
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
@@ -104,14 +109,18 @@ def data_mismatch(air: AIRConfig, dataset: Dataset) -> str | None:
 
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_size: int = 256,
-             device: str = "cpu", precision: str = "fp32", warn: Callable[[str], None] = warning) -> dict:
+             device: str = "cpu", precision: str = "fp32", warn: Callable[[str], None] = warning,
+             refine: int = 0) -> dict:
     """The metrics of a checkpoint's kind (``Kind.metrics``: count accuracy and confusion
     matrix; 3D identity and pose, 2D window position and scale) on a dataset, and
     images/s of inference on ``device`` (``auto``, ``cpu`` or ``cuda``) in ``precision`` (see
-    :meth:`AIR.predict`). ``warn`` is called with :func:`data_mismatch`'s line, if any."""
+    :meth:`AIR.predict`), refined with ``refine`` gradient steps where above 0 (see
+    :func:`infer_arrays`; labelled data only). ``warn`` is called with :func:`data_mismatch`'s
+    line, if any."""
     from .distributed import resolve_device
 
     check_batch_size(batch_size)
+    check_steps(refine)
     model, payload = load_model(checkpoint, device=resolve_device(device))
     config = payload["config"]
     air = config.air
@@ -127,7 +136,7 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
     else:
         truths, preds, seconds = [], [], 0.0
         for images in batches(dataset, batch_size, truths):
-            pred, spent = infer_arrays(model, images, batch_size, precision)
+            pred, spent = infer_arrays(model, images, batch_size, precision, refine)
             preds.append(pred)
             seconds += spent
         join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -138,7 +147,7 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, batch_s
         "model": config.air.kind, "checkpoint": str(checkpoint), "data": str(data_dir), "step": payload["step"],
         "images_per_s": len(dataset) / seconds if seconds > 0 else None,
         "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(model.prior_pres.device),
-        "precision": precision,
+        "precision": precision, "refine": refine,
     })
     return metrics
 

@@ -1,28 +1,43 @@
 """Analysis by synthesis: the amortized answer improved through the generative model.
 
 ``decompose --refine K`` starts from what one AIR pass inferred and lowers each image's
-reconstruction error (the mean squared pixel difference between the image and the hard render
-of its latents: with a fixed Gaussian pixel likelihood, the negative log-likelihood up to
-constants), keeping the count:
+**energy**: the negative log joint of the image and its count, ``SSE / (2 sigma^2) - log P(n)``
+(the squared pixel difference between the image and the hard render of its latents under the
+model's Gaussian pixel likelihood, and the count prior; the continuous latents' prior densities
+are left out). At a fixed count it orders candidates as the reconstruction error does.
 
 1. **Identity, by trying.** Where the posterior over a discrete object latent (the object
    model's :attr:`~inverse_air.object_model.ObjectModel.choices`; 3D: the shape) is unsure
    (its largest probability below :data:`UNSURE`), each value is rendered in turn and the best
    kept, one object at a time.
-2. **Every continuous latent, by gradient.** ``K`` Adam steps on the object model's free
+2. **The count, by trying** (object models with ``propose``; 2D). Each object is removed in
+   turn, and kept out where the pixels it explains are worth less than its count prior (a
+   window that draws next to nothing); then, while a step is free, objects are proposed where
+   the image is least explained (:meth:`~inverse_air.objects2d.model2d.Objects2D.propose`) and
+   kept where they pay for themselves. This reaches the objects amortized inference left
+   out entirely (its windows gathered where there was nothing to draw), which gradients
+   cannot: a window over an empty background has none.
+3. **Every continuous latent, by gradient.** ``K`` Adam steps on the object model's free
    latents (:meth:`~inverse_air.object_model.ObjectModel.free_latents`; 3D: each object's
    position, yaw, colour and size, and the image's camera, light and ground where they are
-   latents), through the renderer's differentiable path.
-3. Identity tried again from the refined pose.
+   latents; 2D: the windows), through the renderer's differentiable path.
+4. Identity tried again from the refined pose; 2D: removals tried again.
 
-Every candidate's error is known exactly (the differentiable render's value is the hard
+Every candidate's energy is known exactly (the differentiable render's value is the hard
 render), and each image keeps the best candidate it has seen, the amortized answer included:
-an image's error never rises (:class:`Best`).
+an image's energy never rises (:class:`Best`), and where the count is kept (3D) neither does
+its reconstruction error.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .air import log_count_prior
+from .errors import UserError
+
+MAX_STEPS = 10_000
+"""The most gradient steps ``--refine`` takes (each is one differentiable render of the batch)."""
 
 UNSURE = 0.4
 """Identities are tried where the posterior's largest probability is below this. At 0.6, on
@@ -31,25 +46,42 @@ better (identity 0.714 -> 0.683 on 100 scenes); at 0.4 the shipped models are th
 no object of the refine benchmark (docs/performance.md#refinement)."""
 
 
+def check_steps(steps: int) -> None:
+    """Refuse (``UserError``) a ``--refine`` that is not an integer from 0 to :data:`MAX_STEPS`."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+        raise UserError(f"--refine must be between 0 and {MAX_STEPS:,}, got {steps!r}")
+
+
 def _pick(better: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     """Per image (``better (B,)``), ``new`` where better, else ``old``."""
     return torch.where(better.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
 class Best:
-    """Each image's best latents so far and their reconstruction error."""
+    """Each image's best latents so far (presence, objects, scene) and their energy."""
 
-    def __init__(self, error: torch.Tensor, objects: dict, scene: dict):
-        self.error, self.objects, self.scene = error, objects, scene
+    def __init__(self, energy: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict):
+        self.energy, self.z_pres, self.objects, self.scene = energy, z_pres, objects, scene
 
-    def offer(self, error: torch.Tensor, objects: dict, scene: dict) -> None:
-        """Keep ``objects`` and ``scene`` for the images where ``error (B,)`` is lower."""
-        better = error < self.error
+    def offer(self, energy: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict) -> bool:
+        """Keep ``z_pres``, ``objects`` and ``scene`` for the images where ``energy (B,)`` is
+        lower; whether any image took them."""
+        better = energy < self.energy
         if not bool(better.any()):
-            return
-        self.error = torch.where(better, error, self.error)
+            return False
+        self.energy = torch.where(better, energy, self.energy)
+        self.z_pres = _pick(better, z_pres, self.z_pres)
         self.objects = {k: _pick(better, objects[k].detach(), v) for k, v in self.objects.items()}
         self.scene = {k: _pick(better, scene[k].detach(), v) for k, v in self.scene.items()}
+        return True
+
+
+def energy_of_error(model, x: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` energy (see the module docstring) of images whose mean squared error per pixel
+    is ``error (B,)`` at presence ``z_pres (B, N)``."""
+    sigma = model.config.pixel_sigma
+    log_prior = log_count_prior(model).to(x.dtype)[(z_pres > 0.5).sum(1)]
+    return error * x[0].numel() / (2 * sigma ** 2) - log_prior
 
 
 @torch.no_grad()
@@ -59,22 +91,72 @@ def reconstruction_error(model, x: torch.Tensor, z_pres: torch.Tensor, objects: 
     return ((recon - x) ** 2).mean(dim=(1, 2, 3))
 
 
-def try_choices(model, x: torch.Tensor, z_pres: torch.Tensor, best: Best) -> None:
+def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dict, scene: dict) -> bool:
+    """Render a candidate and offer it to ``best``; whether any image took it."""
+    error = reconstruction_error(model, x, z_pres, objects, scene)
+    return best.offer(energy_of_error(model, x, error, z_pres), z_pres, objects, scene)
+
+
+def try_choices(model, x: torch.Tensor, best: Best) -> None:
     """Where the posterior over a discrete latent is unsure, try each of its values, one object
     at a time, keeping the best (in ``best``)."""
     for name, values in model.objects.choices.items():
-        unsure = (z_pres > 0.5) & (best.objects[f"{name}_probs"].amax(-1) < UNSURE)  # (B, N)
+        unsure = (best.z_pres > 0.5) & (best.objects[f"{name}_probs"].amax(-1) < UNSURE)  # (B, N)
         for i in torch.nonzero(unsure.any(0)).flatten().tolist():
             for value in range(values):
                 objects = dict(best.objects)
                 objects[name] = objects[name].clone()
                 objects[name][unsure[:, i], i] = value
-                best.offer(reconstruction_error(model, x, z_pres, objects, best.scene), objects, best.scene)
+                offer(model, x, best, best.z_pres, objects, best.scene)
 
 
-def descend(model, x: torch.Tensor, z_pres: torch.Tensor, best: Best, steps: int, lr: float) -> None:
+def present_first(z_pres: torch.Tensor, objects: dict) -> tuple[torch.Tensor, dict]:
+    """``z_pres (B, N)`` and ``objects`` with each image's present steps moved to the front, in
+    their order (AIR's presence is a prefix: step i is present only if step i - 1 is)."""
+    order = torch.sort((z_pres <= 0.5).to(torch.uint8), dim=1, stable=True).indices  # (B, N)
+    take = lambda v: torch.gather(v, 1, order.view(*order.shape, *([1] * (v.dim() - 2))).expand_as(v))
+    return take(z_pres), {k: take(v) for k, v in objects.items()}
+
+
+def try_removals(model, x: torch.Tensor, best: Best) -> None:
+    """Remove each present object in turn (the last first), keeping each removal that lowers
+    an image's energy."""
+    for i in reversed(range(best.z_pres.shape[1])):
+        if not bool((best.z_pres[:, i] > 0.5).any()):
+            continue
+        z_pres = best.z_pres.clone()
+        z_pres[:, i] = 0
+        offer(model, x, best, *present_first(z_pres, best.objects), best.scene)
+
+
+def try_additions(model, x: torch.Tensor, best: Best) -> None:
+    """While a step is free, add the object model's proposals (``propose``) in the first free
+    step, one object a round, keeping each that lowers an image's energy; stop at a round that
+    adds none."""
+    B, N = best.z_pres.shape
+    rows = torch.arange(B)
+    for _ in range(N):
+        count = (best.z_pres > 0.5).sum(1)
+        free = count < N
+        if not bool(free.any()):
+            return
+        slot = count.clamp(max=N - 1)
+        residual = x - model.objects.render(best.z_pres, best.objects, best.scene or None)
+        added = False
+        for proposal in model.objects.propose(x, residual):
+            z_pres = best.z_pres.clone()
+            z_pres[rows, slot] = torch.where(free, torch.ones_like(z_pres[:, 0]), z_pres[rows, slot])
+            objects = {k: v.clone() for k, v in best.objects.items()}
+            for k, v in proposal.items():
+                objects[k][rows, slot] = _pick(free, v, objects[k][rows, slot])
+            added |= offer(model, x, best, z_pres, objects, best.scene)
+        if not added:
+            return
+
+
+def descend(model, x: torch.Tensor, best: Best, steps: int, lr: float) -> None:
     """``steps`` Adam steps on every free latent from ``best``'s, offering each step's latents."""
-    objects_model = model.objects
+    objects_model, z_pres = model.objects, best.z_pres
     start_objects, start_scene = best.objects, best.scene
     free = {k: v.detach().clone().requires_grad_() for k, v in
             objects_model.free_latents(start_objects, start_scene).items()}
@@ -84,7 +166,7 @@ def descend(model, x: torch.Tensor, z_pres: torch.Tensor, best: Best, steps: int
             objects, scene = objects_model.bound_latents(free, start_objects, start_scene)
             recon = objects_model.render(z_pres, objects, scene or None, grad=True)
             error = ((recon - x) ** 2).mean(dim=(1, 2, 3))  # the hard render's: exact
-            best.offer(error.detach(), objects, scene)
+            best.offer(energy_of_error(model, x, error.detach(), z_pres), z_pres, objects, scene)
             if not error.requires_grad:  # nothing drawn depends on a free latent
                 return
             optimizer.zero_grad()
@@ -92,7 +174,7 @@ def descend(model, x: torch.Tensor, z_pres: torch.Tensor, best: Best, steps: int
             optimizer.step()
     with torch.no_grad():
         objects, scene = objects_model.bound_latents(free, start_objects, start_scene)
-    best.offer(reconstruction_error(model, x, z_pres, objects, scene), objects, scene)
+    offer(model, x, best, z_pres, objects, scene)
 
 
 @torch.no_grad()
@@ -100,15 +182,23 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
     """Refine the AIR latents of images ``x (B, C, S, S)`` (see the module docstring).
 
     Returns:
-        the refined latents (``latents`` with new ``objects`` and ``scene``), and each image's
-        reconstruction error ``(B,)`` before and after (after <= before).
+        the refined latents (``latents`` with new ``z_pres``, ``objects`` and ``scene``;
+        ``pres_prob`` stays the network's, step by step), and each image's reconstruction
+        error ``(B,)`` before and after (after <= before where the count is kept).
     """
-    z_pres = latents.z_pres
     scene = dict(latents.scene or {})
-    before = reconstruction_error(model, x, z_pres, latents.objects, scene)
-    best = Best(before, dict(latents.objects), scene)
-    try_choices(model, x, z_pres, best)
+    before = reconstruction_error(model, x, latents.z_pres, latents.objects, scene)
+    best = Best(energy_of_error(model, x, before, latents.z_pres), latents.z_pres, dict(latents.objects), scene)
+    counts = hasattr(model.objects, "propose")
+    try_choices(model, x, best)
+    if counts:
+        try_removals(model, x, best)
+        try_additions(model, x, best)
+        try_removals(model, x, best)  # a window an added object made redundant
     if steps > 0:
-        descend(model, x, z_pres, best, steps, lr)
-        try_choices(model, x, z_pres, best)
-    return latents._replace(objects=best.objects, scene=best.scene), before, best.error
+        descend(model, x, best, steps, lr)
+        try_choices(model, x, best)
+        if counts:
+            try_removals(model, x, best)
+    after = reconstruction_error(model, x, best.z_pres, best.objects, best.scene)
+    return latents._replace(z_pres=best.z_pres, objects=best.objects, scene=best.scene), before, after

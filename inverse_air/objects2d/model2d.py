@@ -37,6 +37,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import AIRConfig
@@ -47,6 +48,10 @@ from .render2d import Decoder, crop, paste
 
 WHERE_SIZE = 3
 """``z_where = (scale, x, y)``."""
+
+PROPOSED_SCALES = 4
+"""Window sizes :meth:`Objects2D.propose` tries at each proposed centre, evenly across the
+scale's range."""
 
 
 class Objects2D(nn.Module):
@@ -138,6 +143,30 @@ class Objects2D(nn.Module):
         # What shows through to step i: every step in front of it (steps 1..i-1) let it through.
         through = torch.cumprod(torch.cat([torch.ones_like(opacity[:, :1]), 1 - opacity[:, :-1]], dim=1), dim=1)
         return (colour * opacity * through).sum(1)
+
+    @torch.no_grad()
+    def propose(self, image: torch.Tensor, residual: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Objects worth trying where ``image (B, C, S, S)`` is least explained (``residual``:
+        the image minus its reconstruction), for ``decompose --refine``'s count search
+        (:mod:`inverse_air.refine`): a window centred on the peak of the residual's energy
+        (squared, summed over channels, averaged over a square of half the prior's object size)
+        at :data:`PROPOSED_SCALES` sizes across the scale's range; ``what`` from the glimpse
+        there (the posterior mean). Each proposal is ``{"where": (B, 3), "what": (B, D)}``."""
+        S = self.canvas_size
+        energy = (residual ** 2).sum(1, keepdim=True)  # (B, 1, S, S)
+        side = max(3, round(float(self.where_prior_mean[0]) * S / 2)) // 2 * 2 + 1  # odd
+        energy = F.avg_pool2d(energy, side, stride=1, padding=side // 2, count_include_pad=False)
+        peak = energy.flatten(1).argmax(1)  # (B,)
+        centre = torch.stack([peak % S, peak // S], 1).to(image.dtype)  # (B, 2): column, row
+        centre = (2 * centre + 1) / S - 1  # pixel centres in the box convention
+        low, high = self.scale_bounds or (float(self.where_prior_mean[0]) / 2, float(self.where_prior_mean[0]) * 2)
+        proposals = []
+        for scale in torch.linspace(low, high, PROPOSED_SCALES).tolist():
+            where = torch.cat([centre.new_full((len(centre), 1), scale), centre], 1)
+            glimpse = crop(image, where, self.glimpse_size)
+            what = self.what_head(self.glimpse_encoder(glimpse))[:, :self.z_what_size]
+            proposals.append({"where": where, "what": what})
+        return proposals
 
     def empty(self, batch: int, like: torch.Tensor):
         return {"where": like.new_zeros(batch, 0, WHERE_SIZE), "what": like.new_zeros(batch, 0, self.z_what_size)}
