@@ -1,18 +1,21 @@
 """Analysis by synthesis: the amortized answer improved through the generative model.
 
 ``decompose --refine K`` starts from what one AIR pass inferred and lowers each image's
-**energy**: the negative log joint of the image and its count, ``SSE / (2 sigma^2) - log P(n)``
-(the squared pixel difference between the image and the hard render of its latents under the
-model's Gaussian pixel likelihood, and the count prior; the continuous latents' prior densities
-are left out). At a fixed count it orders candidates as the reconstruction error does.
+**energy**, what the image and its latents cost in nats: ``SSE / (2 sigma^2) - log P(n) +
+sum_i cost_i``: the squared pixel difference between the image and the hard render of its
+latents under the model's Gaussian pixel likelihood, the count prior, and, for object models
+with ``cost`` (2D), what each present object costs to describe (the KL its appearance posterior
+pays in the ELBO). An object stays only where the pixels it explains are worth more than it
+costs. Without ``cost`` (3D) and at a fixed count the energy orders candidates as the
+reconstruction error does.
 
 1. **Identity, by trying.** Where the posterior over a discrete object latent (the object
    model's :attr:`~inverse_air.object_model.ObjectModel.choices`; 3D: the shape) is unsure
    (its largest probability below :data:`UNSURE`), each value is rendered in turn and the best
    kept, one object at a time.
 2. **The count, by trying** (object models with ``propose``; 2D). Each object is removed in
-   turn, and kept out where the pixels it explains are worth less than its count prior (a
-   window that draws next to nothing); then, while a step is free, objects are proposed where
+   turn, and kept out where the pixels it explains are worth less than it costs (a window
+   that draws next to nothing, or retouches what another drew); then, while a step is free, objects are proposed where
    the image is least explained (:meth:`~inverse_air.objects2d.model2d.Objects2D.propose`) and
    kept where they pay for themselves. This reaches the objects amortized inference left
    out entirely (its windows gathered where there was nothing to draw), which gradients
@@ -76,11 +79,16 @@ class Best:
         return True
 
 
-def energy_of_error(model, x: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor) -> torch.Tensor:
+def energy_of_error(model, x: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor,
+                    objects: dict) -> torch.Tensor:
     """``(B,)`` energy (see the module docstring) of images whose mean squared error per pixel
-    is ``error (B,)`` at presence ``z_pres (B, N)``."""
+    is ``error (B,)`` with objects ``objects`` present where ``z_pres (B, N)`` is 1."""
     sigma = model.config.pixel_sigma
-    log_prior = log_count_prior(model).to(x.dtype)[(z_pres > 0.5).sum(1)]
+    present = z_pres > 0.5
+    log_prior = log_count_prior(model).to(x.dtype)[present.sum(1)]
+    cost = getattr(model.objects, "cost", None)
+    if cost is not None:
+        log_prior = log_prior - (cost(x, objects) * present).sum(1)
     return error * x[0].numel() / (2 * sigma ** 2) - log_prior
 
 
@@ -94,7 +102,7 @@ def reconstruction_error(model, x: torch.Tensor, z_pres: torch.Tensor, objects: 
 def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dict, scene: dict) -> bool:
     """Render a candidate and offer it to ``best``; whether any image took it."""
     error = reconstruction_error(model, x, z_pres, objects, scene)
-    return best.offer(energy_of_error(model, x, error, z_pres), z_pres, objects, scene)
+    return best.offer(energy_of_error(model, x, error, z_pres, objects), z_pres, objects, scene)
 
 
 def try_choices(model, x: torch.Tensor, best: Best) -> None:
@@ -166,7 +174,7 @@ def descend(model, x: torch.Tensor, best: Best, steps: int, lr: float) -> None:
             objects, scene = objects_model.bound_latents(free, start_objects, start_scene)
             recon = objects_model.render(z_pres, objects, scene or None, grad=True)
             error = ((recon - x) ** 2).mean(dim=(1, 2, 3))  # the hard render's: exact
-            best.offer(energy_of_error(model, x, error.detach(), z_pres), z_pres, objects, scene)
+            best.offer(energy_of_error(model, x, error.detach(), z_pres, objects).detach(), z_pres, objects, scene)
             if not error.requires_grad:  # nothing drawn depends on a free latent
                 return
             optimizer.zero_grad()
@@ -188,7 +196,8 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
     """
     scene = dict(latents.scene or {})
     before = reconstruction_error(model, x, latents.z_pres, latents.objects, scene)
-    best = Best(energy_of_error(model, x, before, latents.z_pres), latents.z_pres, dict(latents.objects), scene)
+    best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), latents.z_pres,
+                dict(latents.objects), scene)
     counts = hasattr(model.objects, "propose")
     try_choices(model, x, best)
     if counts:

@@ -14,7 +14,7 @@ from inverse_air.cli import app
 from inverse_air.decompose import Decomposer
 from inverse_air.objects3d.look import CameraPose
 from inverse_air.objects3d.scene import SHAPES
-from inverse_air.refine import UNSURE, reconstruction_error, refine
+from inverse_air.refine import UNSURE, energy_of_error, present_first, reconstruction_error, refine
 
 SCENES = Path(__file__).resolve().parent.parent / "scenes"
 
@@ -105,3 +105,48 @@ def test_decompose_prints_the_cost_of_refining():
     assert result.exit_code == 0, result.output
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("refine: ") and "s per image (median)" in line and line.endswith("of 2 images, never higher")
+
+
+def energy(model, x, latents):
+    return energy_of_error(model, x, reconstruction_error(model, x, latents.z_pres, latents.objects, {}),
+                           latents.z_pres, latents.objects)
+
+
+def test_present_steps_are_moved_to_the_front_in_their_order():
+    z_pres = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]])
+    where = torch.arange(8.0).view(2, 4, 1).expand(2, 4, 3)
+    z, objects = present_first(z_pres, {"where": where})
+    assert torch.equal(z, torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]))
+    assert objects["where"][:, :, 0].tolist() == [[1, 2, 0, 3], [4, 6, 7, 5]]
+
+
+def test_2d_refine_adds_back_an_object_the_pass_left_out():
+    """Two digits, the second's presence turned off: the count search proposes a window where
+    the image is least explained (the left-out digit) and keeps it; the energy falls."""
+    decomposer = Decomposer("2d")
+    x, latents = inferred(decomposer, ["mnist/digits-2.png"])
+    assert latents.z_pres[0].tolist()[:3] == [1.0, 1.0, 0.0]
+    z_pres = latents.z_pres.clone()
+    z_pres[0, 1] = 0
+    start = latents._replace(z_pres=z_pres)
+    refined, _, _ = refine(decomposer.model, x, start, steps=0)
+    assert refined.z_pres[0].tolist()[:3] == [1.0, 1.0, 0.0]
+    missing = latents.objects["where"][0, 1, 1:]  # the left-out digit's window centre
+    assert (refined.objects["where"][0, 1, 1:] - missing).abs().max() < 0.15, (refined.objects["where"], missing)
+    assert energy(decomposer.model, x, refined) < energy(decomposer.model, x, start) - 50  # nats
+
+
+def test_2d_refine_removes_a_window_that_draws_nothing():
+    """A third window put off the canvas draws nothing there: it is not worth its count prior,
+    and the search removes it (the two digits stay)."""
+    decomposer = Decomposer("2d")
+    x, latents = inferred(decomposer, ["mnist/digits-2.png"])
+    z_pres, where = latents.z_pres.clone(), latents.objects["where"].clone()
+    z_pres[0, 2] = 1
+    where[0, 2] = torch.tensor([0.3, 1.8, 1.8])
+    start = latents._replace(z_pres=z_pres, objects={**latents.objects, "where": where})
+    refined, before, after = refine(decomposer.model, x, start, steps=0)
+    assert int(refined.z_pres[0].sum()) == 2
+    assert torch.allclose(refined.objects["where"][0, :2], latents.objects["where"][0, :2])
+    assert torch.allclose(after, before, rtol=1e-5, atol=1e-8)  # it drew nothing: only the prior changed
+    assert energy(decomposer.model, x, refined) < energy(decomposer.model, x, start)

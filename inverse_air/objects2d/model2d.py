@@ -145,6 +145,19 @@ class Objects2D(nn.Module):
         return (colour * opacity * through).sum(1)
 
     @torch.no_grad()
+    def cost(self, image: torch.Tensor, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N)`` nats each object costs to describe: the KL of the appearance posterior the
+        glimpse at its window gives against the prior (what the ELBO charges for its ``what``),
+        ``decompose --refine``'s energy (:mod:`inverse_air.refine`)."""
+        B, N = objects["where"].shape[:2]
+        if N == 0:
+            return image.new_zeros(B, 0)
+        glimpse = crop(image.repeat_interleave(N, 0), objects["where"].reshape(B * N, WHERE_SIZE), self.glimpse_size)
+        loc, log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
+        log_sigma = soft_clamp(log_sigma, -7.0, 1.0)
+        return normal_kl(loc, log_sigma, torch.zeros_like(loc), torch.zeros_like(loc)).sum(-1).view(B, N)
+
+    @torch.no_grad()
     def propose(self, image: torch.Tensor, residual: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Objects worth trying where ``image (B, C, S, S)`` is least explained (``residual``:
         the image minus its reconstruction), for ``decompose --refine``'s count search
