@@ -214,7 +214,8 @@ def adapt3d() -> str:
 
 def folders2d() -> str:
     """The 2D folder presets as they are now (runs named ``seedN``) on our sprite generators:
-    the last score within the time budget and the checkpoint the best monitoring ELBO picks."""
+    the last score within the time budget, amortized and refined (``common.REFINE_STEPS``, 1),
+    and the checkpoint the best monitoring ELBO picks."""
     def per_count(confusion: list[list[int]]) -> str:
         return " / ".join(f"{100 * row[n] / sum(row):.0f}" for n, row in enumerate(confusion))
 
@@ -229,9 +230,15 @@ def folders2d() -> str:
             scored = [p for p in r["curve"] if p["train_s"] <= r["budget_s"] + 1e-6 and "monitor_elbo" in p]
             chosen = max(scored, key=lambda p: p["monitor_elbo"], default=None)
             pick = (f"step {chosen['step']:,}: {pct(chosen['count_accuracy'])}" if chosen else "(not recorded)")
-            rows.append([label, r["seed"], f"**{pct(final['count_accuracy'])}** ({final['step']:,} steps)",
-                         per_count(final["confusion"]), pick, f"{minutes:g} min, {r.get('threads', 1)} thread"])
+            refined = (f"**{pct(final['count_accuracy_refined'])}** ({final['refined_ms_per_image']:.0f} ms)"
+                       if "count_accuracy_refined" in final else "(not recorded)")
+            refined_per_count = (per_count(final["confusion_refined"]) if "confusion_refined" in final
+                                 else "")
+            rows.append([label, r["seed"], f"{pct(final['count_accuracy'])} ({final['step']:,} steps)",
+                         per_count(final["confusion"]), refined, refined_per_count, pick,
+                         f"{minutes:g} min, {r.get('threads', 1)} thread"])
     return table(["generator", "seed", "count acc. at the budget", "per true count 0/1/2/3/4 (%)",
+                  "`--refine 1` (time per image)", "refined, per true count (%)",
                   "best monitoring ELBO picks", "budget"], rows)
 
 

@@ -315,6 +315,7 @@ def test_render_dataset_quiet_prints_nothing_and_logs_are_not_spammed(tmp_path):
     (["evaluate", "CKPT", "--data", "DATA", "--batch-size", 0], "error: --batch-size must be at least 1, got 0"),
     (["decompose", SCENES / "cube.png", "--batch-size", -2], "error: --batch-size must be at least 1, got -2"),
     (["decompose", SCENES / "cube.png", "--refine", -1], "error: --refine must be between 0 and"),
+    (["evaluate", "CKPT", "--data", "DATA", "--refine", -1], "error: --refine must be between 0 and"),
     (["train", "--out", "RUN"], "error: --data is required for a new run"),
 ])
 def test_bad_sizes_are_one_line(tiny_data, tmp_path, args, expected):

@@ -454,6 +454,9 @@ def test_evaluate_on_a_labelled_folder_unlabelled_and_counted_only(trained_2d, t
                           {"image": "img01.png", "count": 0, "boxes": []}])
     boxed = evaluate(trained_2d, folder)
     assert boxed["num_scenes"] == 2 and "position_error" in boxed and "scale_error" in boxed
+    refined = evaluate(trained_2d, folder, refine=1)  # decompose --refine's answers, scored
+    assert refined["refine"] == 1 and boxed["refine"] == 0
+    assert refined["num_scenes"] == 2 and np.array(refined["confusion"]).sum() == 2
 
 
 @pytest.mark.parametrize("flag, value, message", [
