@@ -232,8 +232,8 @@ def folders2d() -> str:
             pick = (f"step {chosen['step']:,}: {pct(chosen['count_accuracy'])}" if chosen else "(not recorded)")
             refined = (f"**{pct(final['count_accuracy_refined'])}** ({final['refined_ms_per_image']:.0f} ms)"
                        if "count_accuracy_refined" in final else "(not recorded)")
-            refined_per_count = (per_count(final["confusion_refined"]) if "confusion_refined" in final
-                                 else "")
+            point = next(p for p in r["curve"] if p["step"] == final["step"])  # the curve's: every field
+            refined_per_count = per_count(point["confusion_refined"]) if "confusion_refined" in point else ""
             rows.append([label, r["seed"], f"{pct(final['count_accuracy'])} ({final['step']:,} steps)",
                          per_count(final["confusion"]), refined, refined_per_count, pick,
                          f"{minutes:g} min, {r.get('threads', 1)} thread"])
