@@ -360,9 +360,9 @@ def decompose(
              "image.", show_default="none", **path_param("--overlay"))] = None,
     refine: Annotated[int, typer.Option(
         help="Analysis by synthesis after inference: unsure identities tried in turn, in 2D the count (windows "
-             "not worth their count prior removed, objects added where the image is least explained), then this "
+             "not worth what they cost removed, windows added where the image is least explained), then this "
              "many gradient steps on every continuous latent through the renderer; an image's fit (pixel "
-             "likelihood and count prior) never worsens (cost printed).")] = 0,
+             "likelihood, count prior, in 2D each object's cost) never worsens (time printed).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 256,
     precision: DecomposePrecisionOption = "auto",
     device: DeviceOption = "auto",
@@ -436,7 +436,7 @@ def refine_summary(results: list[dict]) -> str:
     lower = sum(e["after"] < e["before"] for e in errors)
     higher = sum(e["after"] > e["before"] for e in errors)
     return (f"refine: {seconds:.3f} s per image (median), reconstruction error lower on {lower} of "
-            f"{len(results)} images, " + (f"higher on {higher} (an object not worth its count prior removed)"
+            f"{len(results)} images, " + (f"higher on {higher} (an object not worth its cost removed)"
                                          if higher else "never higher"))
 
 

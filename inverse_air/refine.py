@@ -15,9 +15,10 @@ reconstruction error does.
    kept, one object at a time.
 2. **The count, by trying** (object models with ``propose``; 2D). Each object is removed in
    turn, and kept out where the pixels it explains are worth less than it costs (a window
-   that draws next to nothing, or retouches what another drew); then, while a step is free, objects are proposed where
-   the image is least explained (:meth:`~inverse_air.objects2d.model2d.Objects2D.propose`) and
-   kept where they pay for themselves. This reaches the objects amortized inference left
+   that draws next to nothing, or retouches what another drew); then, while a step is free,
+   objects are proposed where the image is least explained
+   (:meth:`~inverse_air.objects2d.model2d.Objects2D.propose`) and kept where they pay for
+   themselves. This reaches the objects amortized inference left
    out entirely (its windows gathered where there was nothing to draw), which gradients
    cannot: a window over an empty background has none.
 3. **Every continuous latent, by gradient.** ``K`` Adam steps on the object model's free

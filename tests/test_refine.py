@@ -150,3 +150,12 @@ def test_2d_refine_removes_a_window_that_draws_nothing():
     assert torch.allclose(refined.objects["where"][0, :2], latents.objects["where"][0, :2])
     assert torch.allclose(after, before, rtol=1e-5, atol=1e-8)  # it drew nothing: only the prior changed
     assert energy(decomposer.model, x, refined) < energy(decomposer.model, x, start)
+
+
+def test_the_summary_says_where_a_removal_raised_the_error():
+    from inverse_air.cli import refine_summary
+
+    results = [{"refine_seconds": 0.02, "reconstruction_error": {"before": 0.010, "after": 0.004}},
+               {"refine_seconds": 0.03, "reconstruction_error": {"before": 0.002, "after": 0.0021}}]
+    assert refine_summary(results) == ("refine: 0.025 s per image (median), reconstruction error lower on 1 of "
+                                       "2 images, higher on 1 (an object not worth its cost removed)")
