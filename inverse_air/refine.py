@@ -192,8 +192,9 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
 
     Returns:
         the refined latents (``latents`` with new ``z_pres``, ``objects`` and ``scene``;
-        ``pres_prob`` stays the network's, step by step), and each image's reconstruction
-        error ``(B,)`` before and after (after <= before where the count is kept).
+        ``pres_prob`` stays the network's, except at steps whose presence the count search
+        changed: there it is that presence, 0 or 1), and each image's reconstruction error
+        ``(B,)`` before and after (after <= before where the count is kept).
     """
     scene = dict(latents.scene or {})
     before = reconstruction_error(model, x, latents.z_pres, latents.objects, scene)
@@ -211,4 +212,7 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
         if counts:
             try_removals(model, x, best)
     after = reconstruction_error(model, x, best.z_pres, best.objects, best.scene)
-    return latents._replace(z_pres=best.z_pres, objects=best.objects, scene=best.scene), before, after
+    searched = best.z_pres != latents.z_pres  # steps whose presence the count search changed
+    pres_prob = torch.where(searched, best.z_pres, latents.pres_prob)
+    return (latents._replace(z_pres=best.z_pres, pres_prob=pres_prob, objects=best.objects, scene=best.scene),
+            before, after)

@@ -147,6 +147,8 @@ def test_2d_refine_removes_a_window_that_draws_nothing():
     start = latents._replace(z_pres=z_pres, objects={**latents.objects, "where": where})
     refined, before, after = refine(decomposer.model, x, start, steps=0)
     assert int(refined.z_pres[0].sum()) == 2
+    assert float(refined.pres_prob[0, 2]) == 0.0  # decompose shows the search's answer for that step
+    assert torch.equal(refined.pres_prob[0, :2], start.pres_prob[0, :2])  # the network's elsewhere
     assert torch.allclose(refined.objects["where"][0, :2], latents.objects["where"][0, :2])
     assert torch.allclose(after, before, rtol=1e-5, atol=1e-8)  # it drew nothing: only the prior changed
     assert energy(decomposer.model, x, refined) < energy(decomposer.model, x, start)
