@@ -62,18 +62,21 @@ def _pick(better: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.T
 
 
 class Best:
-    """Each image's best latents so far (presence, objects, scene) and their energy."""
+    """Each image's best latents so far (presence, objects, scene), their energy and their
+    reconstruction error."""
 
-    def __init__(self, energy: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict):
-        self.energy, self.z_pres, self.objects, self.scene = energy, z_pres, objects, scene
+    def __init__(self, energy: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict):
+        self.energy, self.error, self.z_pres, self.objects, self.scene = energy, error, z_pres, objects, scene
 
-    def offer(self, energy: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict) -> bool:
-        """Keep ``z_pres``, ``objects`` and ``scene`` for the images where ``energy (B,)`` is
-        lower; whether any image took them."""
+    def offer(self, energy: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor, objects: dict,
+              scene: dict) -> bool:
+        """Keep ``z_pres``, ``objects`` and ``scene`` (and ``error (B,)``) for the images where
+        ``energy (B,)`` is lower; whether any image took them."""
         better = energy < self.energy
         if not bool(better.any()):
             return False
         self.energy = torch.where(better, energy, self.energy)
+        self.error = torch.where(better, error, self.error)
         self.z_pres = _pick(better, z_pres, self.z_pres)
         self.objects = {k: _pick(better, objects[k].detach(), v) for k, v in self.objects.items()}
         self.scene = {k: _pick(better, scene[k].detach(), v) for k, v in self.scene.items()}
@@ -103,7 +106,7 @@ def reconstruction_error(model, x: torch.Tensor, z_pres: torch.Tensor, objects: 
 def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dict, scene: dict) -> bool:
     """Render a candidate and offer it to ``best``; whether any image took it."""
     error = reconstruction_error(model, x, z_pres, objects, scene)
-    return best.offer(energy_of_error(model, x, error, z_pres, objects), z_pres, objects, scene)
+    return best.offer(energy_of_error(model, x, error, z_pres, objects), error, z_pres, objects, scene)
 
 
 def try_choices(model, x: torch.Tensor, best: Best) -> None:
@@ -175,7 +178,8 @@ def descend(model, x: torch.Tensor, best: Best, steps: int, lr: float) -> None:
             objects, scene = objects_model.bound_latents(free, start_objects, start_scene)
             recon = objects_model.render(z_pres, objects, scene or None, grad=True)
             error = ((recon - x) ** 2).mean(dim=(1, 2, 3))  # the hard render's: exact
-            best.offer(energy_of_error(model, x, error.detach(), z_pres, objects).detach(), z_pres, objects, scene)
+            seen = error.detach()
+            best.offer(energy_of_error(model, x, seen, z_pres, objects).detach(), seen, z_pres, objects, scene)
             if not error.requires_grad:  # nothing drawn depends on a free latent
                 return
             optimizer.zero_grad()
@@ -198,7 +202,7 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
     """
     scene = dict(latents.scene or {})
     before = reconstruction_error(model, x, latents.z_pres, latents.objects, scene)
-    best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), latents.z_pres,
+    best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), before, latents.z_pres,
                 dict(latents.objects), scene)
     counts = hasattr(model.objects, "propose")
     try_choices(model, x, best)
@@ -211,8 +215,7 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
         try_choices(model, x, best)
         if counts:
             try_removals(model, x, best)
-    after = reconstruction_error(model, x, best.z_pres, best.objects, best.scene)
     searched = best.z_pres != latents.z_pres  # steps whose presence the count search changed
     pres_prob = torch.where(searched, best.z_pres, latents.pres_prob)
     return (latents._replace(z_pres=best.z_pres, pres_prob=pres_prob, objects=best.objects, scene=best.scene),
-            before, after)
+            before, best.error)

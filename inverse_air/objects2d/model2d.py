@@ -107,9 +107,7 @@ class Objects2D(nn.Module):
             where = where_loc + torch.exp(where_log_sigma) * torch.randn_like(where_loc)
         else:
             where = where_loc
-        glimpse = crop(image, where, self.glimpse_size)  # (B, C, G, G)
-        what_loc, what_log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
-        what_log_sigma = soft_clamp(what_log_sigma, -7.0, 1.0)
+        what_loc, what_log_sigma = self.what_posterior(image, where)
         if sample and target is None:
             what = what_loc + torch.exp(what_log_sigma) * torch.randn_like(what_loc)
         else:  # evaluation, and teacher forcing (the data have no appearance labels)
@@ -144,6 +142,13 @@ class Objects2D(nn.Module):
         through = torch.cumprod(torch.cat([torch.ones_like(opacity[:, :1]), 1 - opacity[:, :-1]], dim=1), dim=1)
         return (colour * opacity * through).sum(1)
 
+    def what_posterior(self, image: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loc, log_sigma)``, each ``(B, D)``: the appearance posterior the glimpse of
+        ``image (B, C, S, S)`` at windows ``where (B, 3)`` gives."""
+        glimpse = crop(image, where, self.glimpse_size)  # (B, C, G, G)
+        loc, log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
+        return loc, soft_clamp(log_sigma, -7.0, 1.0)
+
     @torch.no_grad()
     def cost(self, image: torch.Tensor, objects: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, N)`` nats each object costs to describe: the KL of the appearance posterior the
@@ -152,9 +157,7 @@ class Objects2D(nn.Module):
         B, N = objects["where"].shape[:2]
         if N == 0:
             return image.new_zeros(B, 0)
-        glimpse = crop(image.repeat_interleave(N, 0), objects["where"].reshape(B * N, WHERE_SIZE), self.glimpse_size)
-        loc, log_sigma = self.what_head(self.glimpse_encoder(glimpse)).split(self.z_what_size, dim=1)
-        log_sigma = soft_clamp(log_sigma, -7.0, 1.0)
+        loc, log_sigma = self.what_posterior(image.repeat_interleave(N, 0), objects["where"].reshape(B * N, WHERE_SIZE))
         return normal_kl(loc, log_sigma, torch.zeros_like(loc), torch.zeros_like(loc)).sum(-1).view(B, N)
 
     @torch.no_grad()
@@ -176,9 +179,7 @@ class Objects2D(nn.Module):
         proposals = []
         for scale in torch.linspace(low, high, PROPOSED_SCALES).tolist():
             where = torch.cat([centre.new_full((len(centre), 1), scale), centre], 1)
-            glimpse = crop(image, where, self.glimpse_size)
-            what = self.what_head(self.glimpse_encoder(glimpse))[:, :self.z_what_size]
-            proposals.append({"where": where, "what": what})
+            proposals.append({"where": where, "what": self.what_posterior(image, where)[0]})
         return proposals
 
     def empty(self, batch: int, like: torch.Tensor):
