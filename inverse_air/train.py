@@ -11,7 +11,9 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
 - **elbo**: the dataset's images; maximize the ELBO (:mod:`inverse_air.elbo`) with
   reparameterized gradients for continuous latents (3D: through the soft renderer) and
   score-function gradients with the learned baseline for presence (and 3D identity). In 2D the
-  decoder learns here too.
+  decoder learns here too, and (``TrainConfig.teacher_images``) the count search of ``decompose
+  --refine`` answers the first images of each batch and the inference network is also taught
+  its answer (label-free: the search is scored by the model's own energy).
 - **supervised** (``--supervised``): maximize ``log q(labels | image)`` on the dataset's
   ground truth: the paper's supervised comparison.
 
@@ -56,6 +58,7 @@ from .kinds import KINDS
 from .limits import check_memory
 from .object_model import PriorSampler
 from .progress import progress_bar
+from .refine import refine
 from .rundir import RunDirectory
 from .schedules import annealed_presence_prior
 
@@ -210,10 +213,14 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
     return loss, {"nll": loss.item()}
 
 
-def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(),
-              normalized: bool = True) -> tuple[torch.Tensor, dict]:
+def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normalized: bool = True,
+              taught: dict | None = None, teacher_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
-    running statistics of the learning signals are updated from all processes' batches."""
+    running statistics of the learning signals are updated from all processes' batches.
+
+    ``taught``: the count search's answer for the first ``len(taught["z_pres"])`` images
+    (:func:`search_answer`); ``teacher_weight`` times its ``-log q`` (nats per image, the
+    batch's mean) is added beside the ELBO's nats."""
     latents = model.infer(x, sample=True)
     recon = model.reconstruct(latents, grad=True)
     baseline = model.baseline(x, latents.hidden)
@@ -224,22 +231,40 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(),
     terms = elbo_terms(x, recon, latents, baseline, model.signal_stats, model.config.pixel_sigma, normalized)
     pixels = x[0].numel()
     loss = -terms.surrogate.mean() / pixels + terms.baseline_loss.mean()
-    return loss, {"elbo": terms.elbo.mean().item(), "log_likelihood": terms.log_likelihood.mean().item(),
-                  "kl": terms.kl.mean().item(), "baseline_loss": terms.baseline_loss.mean().item(),
-                  "count_mean": latents.count.float().mean().item()}
+    stats = {"elbo": terms.elbo.mean().item(), "log_likelihood": terms.log_likelihood.mean().item(),
+             "kl": terms.kl.mean().item(), "baseline_loss": terms.baseline_loss.mean().item(),
+             "count_mean": latents.count.float().mean().item()}
+    if taught is not None:
+        nll, _ = teacher_forced_loss(model, x[:len(taught["z_pres"])], taught)
+        loss = loss + teacher_weight * nll / pixels
+        stats["teacher_nll"] = nll.item()
+    return loss, stats
+
+
+@torch.no_grad()
+def search_answer(model: AIR, x: torch.Tensor) -> tuple[dict, float]:
+    """The count search's answer for images ``x`` (``decompose --refine 0``: the one pass, then
+    objects removed and added where that lowers the energy, :mod:`inverse_air.refine`) as a
+    teacher-forcing target (``z_pres`` and the object latents), and the fraction of the images
+    whose count the search changed."""
+    latents = model.predict(x)
+    answer = refine(model, x, latents, 0)[0]
+    changed = (answer.z_pres != latents.z_pres).any(1).float().mean().item()
+    return {"z_pres": answer.z_pres, **answer.objects}, changed
 
 
 class StepLoss(nn.Module):
     """One step's loss as a module's ``forward``, so that ``DistributedDataParallel`` can wrap
     it (and synchronize the gradients of whatever the phase used)."""
 
-    def __init__(self, model: AIR, context: Context, normalized: bool = True):
+    def __init__(self, model: AIR, context: Context, normalized: bool = True, teacher_weight: float = 1.0):
         super().__init__()
-        self.model, self.context, self.normalized = model, context, normalized
+        self.model, self.context, self.normalized, self.teacher_weight = model, context, normalized, teacher_weight
 
     def forward(self, phase: str, x: torch.Tensor, target: dict | None) -> tuple[torch.Tensor, dict]:
+        """``target``: teacher forcing's (sleep, supervised) or the count search's (elbo, or None)."""
         if phase == "elbo":
-            return elbo_loss(self.model, x, self.context, self.normalized)
+            return elbo_loss(self.model, x, self.context, self.normalized, target, self.teacher_weight)
         return teacher_forced_loss(self.model, x, target)
 
 
@@ -348,6 +373,9 @@ class Trainer:
                 and not isinstance(model.objects, PriorSampler):
             raise UserError(f"--sleep-fraction {config.train.sleep_fraction}: the {config.air.kind} "
                             f"model has no sleep phase (its generative model is learned); use 0")
+        if config.train.teacher_images and not hasattr(model.objects, "propose"):
+            raise UserError(f"teacher_images {config.train.teacher_images}: the {config.air.kind} model has no "
+                            f"count search to teach with (its object model proposes no objects); use 0")
         tc = config.train
         return model, torch.optim.Adam(parameter_groups(model, tc.lr, tc.baseline_lr))
 
@@ -394,7 +422,8 @@ class Trainer:
         return dataset
 
     def _step_loss(self) -> nn.Module:
-        loss = StepLoss(self.model, self.context, self.config.train.score_signal == "normalized")
+        tc = self.config.train
+        loss = StepLoss(self.model, self.context, tc.score_signal == "normalized", tc.teacher_weight)
         if self.context.world == 1:
             return loss
         # Baseline parameters sit out the sleep and supervised phases: find_unused_parameters.
@@ -443,6 +472,10 @@ class Trainer:
             self.model.prior_pres.copy_(annealed_presence_prior(  # the model's own after the anneal
                 self.presence_prior, tc.presence_anneal_start, tc.presence_anneal_steps, step - tc.sleep_steps))
             x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
+            if tc.teacher_images and step - tc.sleep_steps >= tc.teacher_from:
+                self.model.eval()
+                target, changed = search_answer(self.model, x[:tc.teacher_images])
+                self.model.train()
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
         else:
@@ -456,6 +489,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # with several processes, gradients are averaged over them here
         stats = {"loss": loss.item(), **stats}
+        if phase == "elbo" and target is not None:
+            stats["search_changed"] = changed
         if context.world > 1:  # report the means over all processes' examples
             values = context.all_reduce_sum(torch.tensor(list(stats.values()), dtype=torch.float64))
             stats = dict(zip(stats, (values / context.world).tolist()))
