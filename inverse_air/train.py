@@ -38,6 +38,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -213,14 +214,24 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
     return loss, {"nll": loss.item()}
 
 
+class Lesson(NamedTuple):
+    """What the count search teaches in one ELBO step (:func:`search_answer`)."""
+
+    images: torch.Tensor
+    """``(K, C, S, S)`` the images whose count the search changed."""
+    answer: dict[str, torch.Tensor]
+    """The search's latents for them as a teacher-forcing target (``z_pres`` and the objects)."""
+    share: float
+    """The fraction of the images searched that they are."""
+
+
 def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normalized: bool = True,
-              taught: dict | None = None, teacher_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+              lesson: Lesson | None = None, teacher_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
     running statistics of the learning signals are updated from all processes' batches.
 
-    ``taught``: the count search's answer for the first ``len(taught["z_pres"])`` images
-    (:func:`search_answer`); ``teacher_weight`` times its ``-log q`` (nats per image, the
-    batch's mean) is added beside the ELBO's nats."""
+    ``lesson``: the count search's answers where they differ from the one pass; ``teacher_weight``
+    times their ``-log q`` (nats per image searched) is added beside the ELBO's nats per image."""
     latents = model.infer(x, sample=True)
     recon = model.reconstruct(latents, grad=True)
     baseline = model.baseline(x, latents.hidden)
@@ -234,23 +245,26 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normali
     stats = {"elbo": terms.elbo.mean().item(), "log_likelihood": terms.log_likelihood.mean().item(),
              "kl": terms.kl.mean().item(), "baseline_loss": terms.baseline_loss.mean().item(),
              "count_mean": latents.count.float().mean().item()}
-    if taught is not None:
-        nll, _ = teacher_forced_loss(model, x[:len(taught["z_pres"])], taught)
+    if lesson is not None:  # teacher_nll: -log q(answers) in nats per image searched
+        nll = teacher_forced_loss(model, lesson.images, lesson.answer)[0] * lesson.share \
+            if len(lesson.images) else loss.new_zeros(())
         loss = loss + teacher_weight * nll / pixels
-        stats["teacher_nll"] = nll.item()
+        stats.update(search_changed=lesson.share, teacher_nll=nll.item())
     return loss, stats
 
 
 @torch.no_grad()
-def search_answer(model: AIR, x: torch.Tensor) -> tuple[dict, float]:
-    """The count search's answer for images ``x`` (``decompose --refine 0``: the one pass, then
-    objects removed and added where that lowers the energy, :mod:`inverse_air.refine`) as a
-    teacher-forcing target (``z_pres`` and the object latents), and the fraction of the images
-    whose count the search changed."""
+def search_answer(model: AIR, x: torch.Tensor) -> Lesson:
+    """What the count search teaches on images ``x``: its answers (``decompose --refine 0``:
+    the one pass, then objects removed and added where that lowers the energy,
+    :mod:`inverse_air.refine`) for the images whose count it changed. The others are not
+    taught: the one pass already gives the search's count there, and teaching a network its
+    own answer only narrows its posterior."""
     latents = model.predict(x)
     answer = refine(model, x, latents, 0)[0]
-    changed = (answer.z_pres != latents.z_pres).any(1).float().mean().item()
-    return {"z_pres": answer.z_pres, **answer.objects}, changed
+    changed = (answer.z_pres != latents.z_pres).any(1)
+    return Lesson(x[changed], {"z_pres": answer.z_pres[changed], **{k: v[changed] for k, v in answer.objects.items()}},
+                  changed.float().mean().item())
 
 
 class StepLoss(nn.Module):
@@ -262,7 +276,8 @@ class StepLoss(nn.Module):
         self.model, self.context, self.normalized, self.teacher_weight = model, context, normalized, teacher_weight
 
     def forward(self, phase: str, x: torch.Tensor, target: dict | None) -> tuple[torch.Tensor, dict]:
-        """``target``: teacher forcing's (sleep, supervised) or the count search's (elbo, or None)."""
+        """``target``: teacher forcing's (sleep, supervised), or the count search's :class:`Lesson`
+        (elbo; None when the search does not teach)."""
         if phase == "elbo":
             return elbo_loss(self.model, x, self.context, self.normalized, target, self.teacher_weight)
         return teacher_forced_loss(self.model, x, target)
@@ -474,7 +489,7 @@ class Trainer:
             x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
             if tc.teacher_images and step - tc.sleep_steps >= tc.teacher_from:
                 self.model.eval()
-                target, changed = search_answer(self.model, x[:tc.teacher_images])
+                target = search_answer(self.model, x[:tc.teacher_images])
                 self.model.train()
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
@@ -489,8 +504,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # with several processes, gradients are averaged over them here
         stats = {"loss": loss.item(), **stats}
-        if phase == "elbo" and target is not None:
-            stats["search_changed"] = changed
         if context.world > 1:  # report the means over all processes' examples
             values = context.all_reduce_sum(torch.tensor(list(stats.values()), dtype=torch.float64))
             stats = dict(zip(stats, (values / context.world).tolist()))

@@ -1,0 +1,62 @@
+"""The count search as a teacher in training (``TrainConfig.teacher_images``)."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inverse_air.decompose import Decomposer
+from inverse_air.errors import UserError
+from inverse_air.images import images_to_tensor
+from inverse_air.train import Lesson, Trainer, elbo_loss, search_answer
+
+SCENES = Path(__file__).resolve().parent.parent / "scenes"
+
+
+def test_the_search_teaches_from_teacher_from_on(tiny_run_config_2d, tmp_path):
+    trainer = Trainer(tiny_run_config_2d(steps=4, teacher_images=3, teacher_from=2), tmp_path, progress=False)
+    before, after = trainer.train_step(1), trainer.train_step(2)
+    assert "search_changed" not in before and "teacher_nll" not in before
+    assert 0.0 <= after["search_changed"] <= 1.0 and np.isfinite(after["teacher_nll"])
+
+
+def test_a_model_without_a_count_search_refuses_to_be_taught_by_it(tiny_run_config, tmp_path):
+    with pytest.raises(UserError, match="no count search"):
+        Trainer(tiny_run_config(steps=4, sleep_fraction=0.0, teacher_images=2), tmp_path, progress=False)
+
+
+def test_only_what_the_search_changed_is_taught():
+    """Two digits, the one pass right: the search changes nothing, so nothing is taught."""
+    model = Decomposer("2d").model
+    x = images_to_tensor(np.array(Image.open(SCENES / "mnist/digits-2.png"))[None, ..., None])
+    lesson = search_answer(model, x)
+    assert lesson.share == 0.0 and len(lesson.images) == 0 and lesson.answer["z_pres"].shape[0] == 0
+    loss, stats = elbo_loss(model, x, lesson=lesson)
+    assert stats["teacher_nll"] == 0.0 and torch.isfinite(loss)
+
+
+def test_the_teacher_term_pulls_the_one_pass_toward_the_search_answer():
+    """The same ELBO steps (same seed) with and without an answer that says "one digit" on an
+    image of two: taught, the network's presence of the second falls; untaught it stays.
+    The sign, and the path of the teacher's gradient to the presence head."""
+    shipped = Decomposer("2d").model
+    x = images_to_tensor(np.array(Image.open(SCENES / "mnist/digits-2.png"))[None, ..., None]).repeat(4, 1, 1, 1)
+    latents = shipped.predict(x)
+    z_pres = latents.z_pres.clone()
+    z_pres[:, 1:] = 0
+    lesson = Lesson(x, {"z_pres": z_pres, **latents.objects}, 1.0)
+    second = {}
+    for weight in (0.0, 1.0):
+        model = copy.deepcopy(shipped).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        torch.manual_seed(0)
+        for _ in range(10):
+            loss, _ = elbo_loss(model, x, lesson=lesson, teacher_weight=weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        second[weight] = float(torch.logit(model.eval().predict(x[:1]).pres_prob[0, 1].double()))
+    assert second[0.0] > 5 and second[1.0] < second[0.0] - 2, second  # log-odds
