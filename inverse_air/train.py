@@ -11,9 +11,10 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
 - **elbo**: the dataset's images; maximize the ELBO (:mod:`inverse_air.elbo`) with
   reparameterized gradients for continuous latents (3D: through the soft renderer) and
   score-function gradients with the learned baseline for presence (and 3D identity). In 2D the
-  decoder learns here too, and (``TrainConfig.teacher_images``) the count search of ``decompose
-  --refine`` answers the first images of each batch and the inference network is also taught
-  its answer (label-free: the search is scored by the model's own energy).
+  decoder learns here too, and (optionally, ``TrainConfig.teacher_images``) the count search of
+  ``decompose --refine`` answers the first images of each batch and the inference network is
+  also taught its answer where it changed the count (label-free: the search is scored by the
+  model's own energy).
 - **supervised** (``--supervised``): maximize ``log q(labels | image)`` on the dataset's
   ground truth: the paper's supervised comparison.
 

@@ -186,9 +186,7 @@ KIND = Kind(
     folder_count_prior="geometric",
     geometric_ratio=1e-10,
     train=TRAIN,
-    # From the anneal's end the count search of decompose --refine teaches the one pass on 16
-    # images a step (docs/design-notes.md).
-    folder_train=replace(TRAIN, presence_anneal_steps=1000, teacher_images=16, teacher_from=1000),
+    folder_train=replace(TRAIN, presence_anneal_steps=1000),
     dataset=DatasetConfig(scenes=Compose2DConfig(), counts=(0, 1, 2)),
     build_objects=lazy("inverse_air.objects2d.model2d", "Objects2D"),
     fit_to_data=fit_to_data,
