@@ -88,6 +88,13 @@ class ObjectModel(Protocol):
         """``objects`` and ``scene`` with :meth:`free_latents`' values put back (each valid);
         differentiable in ``free``."""
 
+    def propose(self, image: torch.Tensor, residual: torch.Tensor,
+                scene: dict[str, torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
+        """Objects worth trying where ``image (B, C, S, S)`` is least explained (``residual``:
+        the image minus its reconstruction), each a dict of one step's latents ``(B, ...)``:
+        the count search of :mod:`inverse_air.refine` adds them in a free step where they lower
+        the energy."""
+
 
 @runtime_checkable
 class PriorSampler(Protocol):

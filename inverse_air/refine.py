@@ -13,14 +13,20 @@ reconstruction error does.
    model's :attr:`~inverse_air.object_model.ObjectModel.choices`; 3D: the shape) is unsure
    (its largest probability below :data:`UNSURE`), each value is rendered in turn and the best
    kept, one object at a time.
-2. **The count, by trying** (object models with ``propose``; 2D). Each object is removed in
-   turn, and kept out where the pixels it explains are worth less than it costs (a window
-   that draws next to nothing, or retouches what another drew); then, while a step is free,
-   objects are proposed where the image is least explained
-   (:meth:`~inverse_air.objects2d.model2d.Objects2D.propose`) and kept where they pay for
+2. **The count, by trying** (object models with ``propose`` and ``cost``: 2D; training's
+   teacher asks for it in 3D too, :func:`inverse_air.train.search_answer`). Each object is
+   removed in turn, and kept out where the pixels it explains are worth less than it costs (a
+   window that draws next to nothing, or retouches what another drew); then, while a step is
+   free, objects are proposed where the image is least explained
+   (:meth:`~inverse_air.objects2d.model2d.Objects2D.propose`,
+   :meth:`~inverse_air.objects3d.model3d.Objects3D.propose`) and kept where they pay for
    themselves. This reaches the objects amortized inference left
    out entirely (its windows gathered where there was nothing to draw), which gradients
-   cannot: a window over an empty background has none.
+   cannot: a window over an empty background has none. Where objects cost nothing but the
+   count prior (3D, whose prior over counts is uniform), any object that lowers the error
+   would pay for itself (a second cube patching the edges of a first one turned a little), so
+   there an object is kept only where it explains at least :data:`WORTH` of what it draws, and
+   ``decompose --refine`` does not search the count.
 3. **Every continuous latent, by gradient.** ``K`` Adam steps on the object model's free
    latents (:meth:`~inverse_air.object_model.ObjectModel.free_latents`; 3D: each object's
    position, yaw, colour and size, and the image's camera, light and ground where they are
@@ -50,6 +56,13 @@ better (identity 0.714 -> 0.683 on 100 scenes); at 0.4 the shipped models are th
 no object of the refine benchmark (docs/performance.md#refinement)."""
 
 
+WORTH = 0.5
+"""Where objects have no ``cost`` (3D), the count search adds an object only where it lowers
+the energy by at least this fraction of what it draws (the squared change its drawing makes to
+the image, in the energy's nats), and removes one that explains less. A missing object, once
+proposed, explains most of what it draws; one laid over another to patch its edges, little."""
+
+
 def check_steps(steps: int) -> None:
     """Refuse (``UserError``) a ``--refine`` that is not an integer from 0 to :data:`MAX_STEPS`."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
@@ -62,21 +75,25 @@ def _pick(better: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.T
 
 
 class Best:
-    """Each image's best latents so far (presence, objects, scene), their energy and their
-    reconstruction error."""
+    """Each image's best latents so far (presence, objects, scene), their energy, their
+    reconstruction error and their render."""
 
-    def __init__(self, energy: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict):
-        self.energy, self.error, self.z_pres, self.objects, self.scene = energy, error, z_pres, objects, scene
+    def __init__(self, energy: torch.Tensor, error: torch.Tensor, render: torch.Tensor, z_pres: torch.Tensor,
+                 objects: dict, scene: dict):
+        self.energy, self.error, self.render = energy, error, render
+        self.z_pres, self.objects, self.scene = z_pres, objects, scene
 
-    def offer(self, energy: torch.Tensor, error: torch.Tensor, z_pres: torch.Tensor, objects: dict,
-              scene: dict) -> bool:
-        """Keep ``z_pres``, ``objects`` and ``scene`` (and ``error (B,)``) for the images where
-        ``energy (B,)`` is lower; whether any image took them."""
-        better = energy < self.energy
+    def offer(self, energy: torch.Tensor, error: torch.Tensor, render: torch.Tensor, z_pres: torch.Tensor,
+              objects: dict, scene: dict, allowed: torch.Tensor | None = None) -> bool:
+        """Keep ``z_pres``, ``objects`` and ``scene`` (and ``error (B,)``, ``render``) for the
+        images where ``energy (B,)`` is lower (and ``allowed (B,)``, where given); whether any
+        image took them."""
+        better = energy < self.energy if allowed is None else (energy < self.energy) & allowed
         if not bool(better.any()):
             return False
         self.energy = torch.where(better, energy, self.energy)
         self.error = torch.where(better, error, self.error)
+        self.render = _pick(better, render.detach(), self.render)
         self.z_pres = _pick(better, z_pres, self.z_pres)
         self.objects = {k: _pick(better, objects[k].detach(), v) for k, v in self.objects.items()}
         self.scene = {k: _pick(better, scene[k].detach(), v) for k, v in self.scene.items()}
@@ -87,13 +104,18 @@ def energy_of_error(model, x: torch.Tensor, error: torch.Tensor, z_pres: torch.T
                     objects: dict) -> torch.Tensor:
     """``(B,)`` energy (see the module docstring) of images whose mean squared error per pixel
     is ``error (B,)`` with objects ``objects`` present where ``z_pres (B, N)`` is 1."""
-    sigma = model.config.pixel_sigma
     present = z_pres > 0.5
     log_prior = log_count_prior(model).to(x.dtype)[present.sum(1)]
     cost = getattr(model.objects, "cost", None)
     if cost is not None:
         log_prior = log_prior - (cost(x, objects) * present).sum(1)
-    return error * x[0].numel() / (2 * sigma ** 2) - log_prior
+    return squared_nats(model, x, error) - log_prior
+
+
+def squared_nats(model, x: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` what a mean squared difference per pixel ``error (B,)`` between images like ``x``
+    costs under the model's Gaussian pixel likelihood, in nats (without its constant)."""
+    return error * x[0].numel() / (2 * model.config.pixel_sigma ** 2)
 
 
 @torch.no_grad()
@@ -103,10 +125,21 @@ def reconstruction_error(model, x: torch.Tensor, z_pres: torch.Tensor, objects: 
     return ((recon - x) ** 2).mean(dim=(1, 2, 3))
 
 
-def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dict, scene: dict) -> bool:
-    """Render a candidate and offer it to ``best``; whether any image took it."""
-    error = reconstruction_error(model, x, z_pres, objects, scene)
-    return best.offer(energy_of_error(model, x, error, z_pres, objects), error, z_pres, objects, scene)
+@torch.no_grad()
+def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dict, scene: dict,
+          start: tuple[torch.Tensor, torch.Tensor] | None = None, added: bool = True) -> bool:
+    """Render a candidate and offer it to ``best``; whether any image took it. ``start``: the
+    render and energy of what the candidate changes by one object ``added`` (or removed);
+    where the object model has no ``cost``, that object must explain :data:`WORTH` of what it
+    draws."""
+    recon = model.objects.render(z_pres, objects, scene or None)
+    error = ((recon - x) ** 2).mean(dim=(1, 2, 3))
+    energy = energy_of_error(model, x, error, z_pres, objects)
+    allowed = None
+    if start is not None and getattr(model.objects, "cost", None) is None:
+        drawn = squared_nats(model, x, ((recon - start[0]) ** 2).mean(dim=(1, 2, 3)))
+        allowed = energy + WORTH * drawn * (1.0 if added else -1.0) < start[1]
+    return best.offer(energy, error, recon, z_pres, objects, scene, allowed)
 
 
 def try_choices(model, x: torch.Tensor, best: Best) -> None:
@@ -138,7 +171,7 @@ def try_removals(model, x: torch.Tensor, best: Best) -> None:
             continue
         z_pres = best.z_pres.clone()
         z_pres[:, i] = 0
-        offer(model, x, best, *present_first(z_pres, best.objects), best.scene)
+        offer(model, x, best, *present_first(z_pres, best.objects), best.scene, (best.render, best.energy), added=False)
 
 
 def try_additions(model, x: torch.Tensor, best: Best) -> None:
@@ -153,15 +186,15 @@ def try_additions(model, x: torch.Tensor, best: Best) -> None:
         if not bool(free.any()):
             return
         slot = count.clamp(max=N - 1)
-        residual = x - model.objects.render(best.z_pres, best.objects, best.scene or None)
+        start = best.render, best.energy
         added = False
-        for proposal in model.objects.propose(x, residual):
+        for proposal in model.objects.propose(x, x - best.render, best.scene or None):
             z_pres = best.z_pres.clone()
             z_pres[rows, slot] = torch.where(free, torch.ones_like(z_pres[:, 0]), z_pres[rows, slot])
             objects = {k: v.clone() for k, v in best.objects.items()}
             for k, v in proposal.items():
                 objects[k][rows, slot] = _pick(free, v, objects[k][rows, slot])
-            added |= offer(model, x, best, z_pres, objects, best.scene)
+            added |= offer(model, x, best, z_pres, objects, best.scene, start)
         if not added:
             return
 
@@ -179,7 +212,7 @@ def descend(model, x: torch.Tensor, best: Best, steps: int, lr: float) -> None:
             recon = objects_model.render(z_pres, objects, scene or None, grad=True)
             error = ((recon - x) ** 2).mean(dim=(1, 2, 3))  # the hard render's: exact
             seen = error.detach()
-            best.offer(energy_of_error(model, x, seen, z_pres, objects).detach(), seen, z_pres, objects, scene)
+            best.offer(energy_of_error(model, x, seen, z_pres, objects).detach(), seen, recon, z_pres, objects, scene)
             if not error.requires_grad:  # nothing drawn depends on a free latent
                 return
             optimizer.zero_grad()
@@ -190,9 +223,17 @@ def descend(model, x: torch.Tensor, best: Best, steps: int, lr: float) -> None:
     offer(model, x, best, z_pres, objects, scene)
 
 
+def searches_count(objects) -> bool:
+    """Whether ``decompose --refine`` searches the count with this object model: where it can
+    propose objects and says what each costs (see the module docstring)."""
+    return hasattr(objects, "propose") and hasattr(objects, "cost")
+
+
 @torch.no_grad()
-def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
+def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05, count_search: bool | None = None):
     """Refine the AIR latents of images ``x (B, C, S, S)`` (see the module docstring).
+    ``count_search``: try removing and adding objects (None: where :func:`searches_count`;
+    True needs an object model with ``propose``).
 
     Returns:
         the refined latents (``latents`` with new ``z_pres``, ``objects`` and ``scene``;
@@ -201,10 +242,11 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05):
         ``(B,)`` before and after (after <= before where the count is kept).
     """
     scene = dict(latents.scene or {})
-    before = reconstruction_error(model, x, latents.z_pres, latents.objects, scene)
-    best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), before, latents.z_pres,
+    render = model.objects.render(latents.z_pres, latents.objects, scene or None)
+    before = ((render - x) ** 2).mean(dim=(1, 2, 3))
+    best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), before, render, latents.z_pres,
                 dict(latents.objects), scene)
-    counts = hasattr(model.objects, "propose")
+    counts = searches_count(model.objects) if count_search is None else count_search
     try_choices(model, x, best)
     if counts:
         try_removals(model, x, best)

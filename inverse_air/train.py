@@ -256,14 +256,17 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normali
 
 @torch.no_grad()
 def search_answer(model: AIR, x: torch.Tensor) -> Lesson:
-    """What the count search teaches on images ``x``: its answers (``decompose --refine 0``:
-    the one pass, then objects removed and added where that lowers the energy,
-    :mod:`inverse_air.refine`) for the images whose count it changed. The others are not
-    taught: the one pass already gives the search's count there, and teaching a network its
-    own answer only narrows its posterior."""
+    """What the count search teaches on images ``x``: its answers (``decompose --refine 0``
+    with the count searched, in 3D too: the one pass, then identities tried where unsure and
+    objects removed and added where that lowers the energy, :mod:`inverse_air.refine`) for the
+    images whose count, or a present object's discrete latent (3D: its shape), it changed. The
+    others are not taught: the one pass already gives the search's answer there, and teaching
+    a network its own answer only narrows its posterior."""
     latents = model.predict(x)
-    answer = refine(model, x, latents, 0)[0]
+    answer = refine(model, x, latents, 0, count_search=True)[0]
     changed = (answer.z_pres != latents.z_pres).any(1)
+    for name in model.objects.choices:
+        changed |= ((answer.objects[name] != latents.objects[name]) & (answer.z_pres > 0.5)).any(1)
     return Lesson(x[changed], {"z_pres": answer.z_pres[changed], **{k: v[changed] for k, v in answer.objects.items()}},
                   changed.float().mean().item())
 
@@ -389,9 +392,6 @@ class Trainer:
                 and not isinstance(model.objects, PriorSampler):
             raise UserError(f"--sleep-fraction {config.train.sleep_fraction}: the {config.air.kind} "
                             f"model has no sleep phase (its generative model is learned); use 0")
-        if config.train.teacher_images and not hasattr(model.objects, "propose"):
-            raise UserError(f"teacher_images {config.train.teacher_images}: the {config.air.kind} model has no "
-                            f"count search to teach with (its object model proposes no objects); use 0")
         tc = config.train
         return model, torch.optim.Adam(parameter_groups(model, tc.lr, tc.baseline_lr))
 

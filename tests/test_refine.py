@@ -161,3 +161,17 @@ def test_the_summary_says_where_a_removal_raised_the_error():
                {"refine_seconds": 0.03, "reconstruction_error": {"before": 0.002, "after": 0.0021}}]
     assert refine_summary(results) == ("refine: 0.025 s per image (median), reconstruction error lower on 1 of "
                                        "2 images, higher on 1 (an object not worth its cost removed)")
+
+
+def test_the_3d_count_search_adds_the_object_the_one_pass_left_out():
+    """cube.png with its one object switched off: searched (as training's teacher asks), a cube
+    is proposed where it stands and kept; ``decompose --refine`` (no count search in 3D, whose
+    objects cost nothing but the uniform count prior) leaves the count alone."""
+    decomposer = Decomposer("3d")
+    x, latents = inferred(decomposer, ["cube.png"])
+    empty = latents._replace(z_pres=torch.zeros_like(latents.z_pres))
+    found, before, after = refine(decomposer.model, x, empty, steps=0, count_search=True)
+    assert int(found.count[0]) == 1 and after[0] < 0.5 * before[0], (before, after)
+    assert int(found.objects["identity"][0, 0]) == SHAPES.index("cube")
+    assert torch.dist(found.objects["position"][0, 0], torch.tensor([0.2, -0.1])) < 0.1, found.objects["position"][0, 0]
+    assert int(refine(decomposer.model, x, empty, steps=0)[0].count[0]) == 0

@@ -161,9 +161,9 @@ class Objects2D(nn.Module):
         return normal_kl(loc, log_sigma, torch.zeros_like(loc), torch.zeros_like(loc)).sum(-1).view(B, N)
 
     @torch.no_grad()
-    def propose(self, image: torch.Tensor, residual: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def propose(self, image: torch.Tensor, residual: torch.Tensor, scene=None) -> list[dict[str, torch.Tensor]]:
         """Objects worth trying where ``image (B, C, S, S)`` is least explained (``residual``:
-        the image minus its reconstruction), for ``decompose --refine``'s count search
+        the image minus its reconstruction; no ``scene`` latents in 2D), for ``decompose --refine``'s count search
         (:mod:`inverse_air.refine`): a window centred on the peak of the residual's energy
         (squared, summed over channels, averaged over a square of half the prior's object size)
         at :data:`PROPOSED_SCALES` sizes across the scale's range; ``what`` from the glimpse

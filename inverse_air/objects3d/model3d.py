@@ -35,6 +35,8 @@ Ground truth <-> latents, and the latents in a scene file's terms, are the codec
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -53,6 +55,16 @@ from .scene import SHAPES, YAW_SYMMETRY_DEG
 from .scene_posterior import ScenePosterior
 
 _EDGE = 0.995  # target positions are clamped inside the open square tanh(u / 2) reaches
+PROPOSED_YAWS_DEG = (0.0, 22.5, 45.0, -22.5)
+"""Yaws :meth:`Objects3D.propose` tries for a shape that shows its yaw (the cube: within 11.25
+degrees of any yaw, its period being 90)."""
+SILHOUETTE = 0.1
+"""Near a residual's peak, the pixels whose squared residual is above this fraction of the
+largest there are taken as the object's silhouette (on renders of single objects its centroid
+lies 0.2 pixels from where the object's centre projects; the smoothed peak itself, 1.3)."""
+PROPOSAL_GRID = 64
+"""Ground positions per side that :meth:`Objects3D.propose` projects to find the one under a
+residual's peak."""
 _LEGACY_KEYS = {"scene_encoder.": "scene.encoder.", "scene_head.": "scene.head.", "scene_spread.": "scene.spread."}
 """Weights of the scene posterior as checkpoints before :mod:`.scene_posterior` named them."""
 
@@ -185,6 +197,49 @@ class Objects3D(nn.Module):
             kl = kl + (draw.log_q - draw.log_p)
             nll = None if nll is None else nll - draw.log_q
         return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
+
+    @torch.no_grad()
+    def propose(self, image: torch.Tensor, residual: torch.Tensor,
+                scene: dict[str, torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
+        """Objects worth trying where ``image (B, 3, S, S)`` is least explained (``residual``:
+        the image minus its reconstruction), for the count search of :mod:`inverse_air.refine`:
+        the peak of the residual's energy (squared, summed over channels, averaged over a square
+        the size an object appears), the centroid of the pixels that differ around it
+        (:data:`SILHOUETTE`), taken back to the ground position whose object centre projects
+        nearest to it (with each image's camera where it is a latent), and there each
+        shape, a cube at each of :data:`PROPOSED_YAWS_DEG`. Each proposal is ``{"identity":
+        (B,), "position": (B, 2), "yaw": (B,), "identity_probs": (B, S)}`` (the per-object
+        looks, where they vary, stay the step's)."""
+        B, _, S, _ = image.shape
+        camera = (scene or {}).get("camera")
+        edge = torch.linspace(-_EDGE, _EDGE, PROPOSAL_GRID, device=image.device, dtype=image.dtype)
+        grid = torch.cartesian_prod(edge, edge)  # (P, 2) ground positions (x, z)
+        seen = self.renderer.project(grid if camera is None else grid.expand(B, -1, -1), camera)  # ([B,] P, 2)
+        across = self.renderer.project(grid.new_tensor([[0.0, 0.0], [self.object_scale, 0.0]]))
+        side = max(3, round(float((across[0] - across[1]).norm()) * S / 2)) // 2 * 2 + 1  # odd, pixels
+        energy = (residual ** 2).sum(1)  # (B, S, S)
+        peak = F.avg_pool2d(energy[:, None], side, stride=1, padding=side // 2,
+                            count_include_pad=False).flatten(1).argmax(1)  # (B,)
+        # The centroid of what differs near the peak: the smoothed peak leans toward the
+        # brightest face; the centroid of an object's silhouette is where its centre projects.
+        pixels = torch.arange(S, device=image.device)
+        near = ((pixels.view(1, 1, S) - (peak % S).view(B, 1, 1)).abs() <= side) \
+            & ((pixels.view(1, S, 1) - (peak // S).view(B, 1, 1)).abs() <= side)  # (B, S, S)
+        local = energy * near
+        weight = (local > SILHOUETTE * local.flatten(1).amax(1).view(B, 1, 1)).to(image.dtype)
+        column = (weight * pixels.view(1, 1, S)).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
+        row = (weight * pixels.view(1, S, 1)).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
+        centre = (2 * torch.stack([column, row], 1) + 1) / S - 1  # (B, 2) grid coordinates
+        nearest = ((seen.expand(B, -1, -1) - centre[:, None]) ** 2).sum(-1).argmin(1)  # (B,)
+        position = grid[nearest]
+        proposals = []
+        for index, name in enumerate(SHAPES):
+            for yaw in (PROPOSED_YAWS_DEG if YAW_SYMMETRY_DEG[name] is not None else (0.0,)):
+                identity = torch.full((B,), index, dtype=torch.long, device=image.device)
+                proposals.append({"identity": identity, "position": position,
+                                  "yaw": position.new_full((B,), math.radians(yaw)),
+                                  "identity_probs": F.one_hot(identity, len(SHAPES)).to(image.dtype)})
+        return proposals
 
     def scene_vector(self, scene: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, scene_size)``: the scene latents as the network reads them (each in [0, 1], the
