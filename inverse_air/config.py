@@ -439,12 +439,12 @@ class TrainConfig(Checked):
     teacher_images: Annotated[int, Range(0, 10**6)] = 0
     """ELBO-phase images per step (the first of the batch) that the count search of ``decompose
     --refine`` (:mod:`inverse_air.refine`: objects removed where not worth their cost, added where
-    the image is least explained) answers; where its count differs from the one pass's, the
-    inference network is also taught its answer: ``teacher_weight`` times ``-log q(answer |
-    image)`` per image searched, in nats beside the ELBO's. Label-free (the search is scored
-    by the model's own energy). 0: off; object models
-    without ``propose`` (3D) have no search. The metrics' ``search_changed`` is the fraction of
-    these images whose count the search changed: how far the one pass is from the search."""
+    the image is least explained; in 3D, where they explain half of what they draw) answers;
+    where its count (or a present object's shape) differs from the one pass's, the inference
+    network is also taught its answer: ``teacher_weight`` times ``-log q(answer | image)`` per
+    image searched, in nats beside the ELBO's. Label-free (the search is scored by the model's
+    own energy). 0: off. The metrics' ``search_changed`` is the fraction of these images whose
+    answer the search changed: how far the one pass is from the search."""
     teacher_from: Annotated[int, Range(0, 10**9)] = 0
     """ELBO steps before the search teaches (before then the decoder draws too little for the
     energy to rank counts)."""

@@ -13,8 +13,8 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
   score-function gradients with the learned baseline for presence (and 3D identity). In 2D the
   decoder learns here too, and (optionally, ``TrainConfig.teacher_images``) the count search of
   ``decompose --refine`` answers the first images of each batch and the inference network is
-  also taught its answer where it changed the count (label-free: the search is scored by the
-  model's own energy).
+  also taught its answer where it changed the count (3D: or a shape; label-free: the search
+  is scored by the model's own energy).
 - **supervised** (``--supervised``): maximize ``log q(labels | image)`` on the dataset's
   ground truth: the paper's supervised comparison.
 
@@ -219,7 +219,7 @@ class Lesson(NamedTuple):
     """What the count search teaches in one ELBO step (:func:`search_answer`)."""
 
     images: torch.Tensor
-    """``(K, C, S, S)`` the images whose count the search changed."""
+    """``(K, C, S, S)`` the images whose answer (count, or a shape) the search changed."""
     answer: dict[str, torch.Tensor]
     """The search's latents for them as a teacher-forcing target (``z_pres`` and the objects)."""
     share: float
