@@ -13,8 +13,8 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
   score-function gradients with the learned baseline for presence (and 3D identity). In 2D the
   decoder learns here too, and (optionally, ``TrainConfig.teacher_images``) the count search of
   ``decompose --refine`` answers the first images of each batch and the inference network is
-  also taught its answer where it changed the count (3D: or a shape; label-free: the search
-  is scored by the model's own energy).
+  also taught its answer where it changed the count or an object (label-free: the search is
+  scored by the model's own energy).
 - **supervised** (``--supervised``): maximize ``log q(labels | image)`` on the dataset's
   ground truth: the paper's supervised comparison.
 
@@ -219,7 +219,7 @@ class Lesson(NamedTuple):
     """What the count search teaches in one ELBO step (:func:`search_answer`)."""
 
     images: torch.Tensor
-    """``(K, C, S, S)`` the images whose answer (count, or a shape) the search changed."""
+    """``(K, C, S, S)`` the images whose answer (the count, or a present object) the search changed."""
     answer: dict[str, torch.Tensor]
     """The search's latents for them as a teacher-forcing target (``z_pres`` and the objects)."""
     share: float
@@ -259,14 +259,16 @@ def search_answer(model: AIR, x: torch.Tensor) -> Lesson:
     """What the count search teaches on images ``x``: its answers (``decompose --refine 0``
     with the count searched, in 3D too: the one pass, then identities tried where unsure and
     objects removed and added where that lowers the energy, :mod:`inverse_air.refine`) for the
-    images whose count, or a present object's discrete latent (3D: its shape), it changed. The
-    others are not taught: the one pass already gives the search's answer there, and teaching
-    a network its own answer only narrows its posterior."""
+    images where it changed the count or a present object (3D: its shape, or its pose where
+    it was removed and proposed again elsewhere). The others are not taught: the one pass
+    already gives the search's answer there, and teaching a network its own answer only
+    narrows its posterior."""
     latents = model.predict(x)
     answer = refine(model, x, latents, 0, count_search=True)[0]
     changed = (answer.z_pres != latents.z_pres).any(1)
-    for name in model.objects.choices:
-        changed |= ((answer.objects[name] != latents.objects[name]) & (answer.z_pres > 0.5)).any(1)
+    present = answer.z_pres > 0.5
+    for name, value in answer.objects.items():
+        changed |= ((value != latents.objects[name]).reshape(*present.shape, -1).any(2) & present).any(1)
     return Lesson(x[changed], {"z_pres": answer.z_pres[changed], **{k: v[changed] for k, v in answer.objects.items()}},
                   changed.float().mean().item())
 
