@@ -118,11 +118,16 @@ def squared_nats(model, x: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
     return error * x[0].numel() / (2 * model.config.pixel_sigma ** 2)
 
 
+def mean_squared(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` mean squared difference per pixel between two batches of images."""
+    return ((a - b) ** 2).mean(dim=(1, 2, 3))
+
+
 @torch.no_grad()
 def reconstruction_error(model, x: torch.Tensor, z_pres: torch.Tensor, objects: dict, scene: dict) -> torch.Tensor:
     """``(B,)`` mean squared difference per pixel between ``x`` and the hard render."""
     recon = model.objects.render(z_pres, objects, scene or None)
-    return ((recon - x) ** 2).mean(dim=(1, 2, 3))
+    return mean_squared(recon, x)
 
 
 @torch.no_grad()
@@ -133,11 +138,11 @@ def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dic
     where the object model has no ``cost``, that object must explain :data:`WORTH` of what it
     draws."""
     recon = model.objects.render(z_pres, objects, scene or None)
-    error = ((recon - x) ** 2).mean(dim=(1, 2, 3))
+    error = mean_squared(recon, x)
     energy = energy_of_error(model, x, error, z_pres, objects)
     allowed = None
     if start is not None and getattr(model.objects, "cost", None) is None:
-        drawn = squared_nats(model, x, ((recon - start[0]) ** 2).mean(dim=(1, 2, 3)))
+        drawn = squared_nats(model, x, mean_squared(recon, start[0]))
         allowed = energy + WORTH * drawn * (1.0 if added else -1.0) < start[1]
     return best.offer(energy, error, recon, z_pres, objects, scene, allowed)
 
@@ -210,7 +215,7 @@ def descend(model, x: torch.Tensor, best: Best, steps: int, lr: float) -> None:
         for _ in range(steps):
             objects, scene = objects_model.bound_latents(free, start_objects, start_scene)
             recon = objects_model.render(z_pres, objects, scene or None, grad=True)
-            error = ((recon - x) ** 2).mean(dim=(1, 2, 3))  # the hard render's: exact
+            error = mean_squared(recon, x)  # the hard render's: exact
             seen = error.detach()
             best.offer(energy_of_error(model, x, seen, z_pres, objects).detach(), seen, recon, z_pres, objects, scene)
             if not error.requires_grad:  # nothing drawn depends on a free latent
@@ -243,7 +248,7 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05, count_
     """
     scene = dict(latents.scene or {})
     render = model.objects.render(latents.z_pres, latents.objects, scene or None)
-    before = ((render - x) ** 2).mean(dim=(1, 2, 3))
+    before = mean_squared(render, x)
     best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), before, render, latents.z_pres,
                 dict(latents.objects), scene)
     counts = searches_count(model.objects) if count_search is None else count_search
