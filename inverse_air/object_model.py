@@ -88,6 +88,11 @@ class ObjectModel(Protocol):
         """``objects`` and ``scene`` with :meth:`free_latents`' values put back (each valid);
         differentiable in ``free``."""
 
+    def order_key(self, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N)``: where each step's object comes in the canonical order of teacher forcing
+        (ascending; the kind's ``targets_from_arrays`` sorts a dataset's objects the same way:
+        3D nearest the camera first, 2D left to right)."""
+
     def propose(self, image: torch.Tensor, residual: torch.Tensor,
                 scene: dict[str, torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
         """Objects worth trying where ``image (B, C, S, S)`` is least explained (``residual``:

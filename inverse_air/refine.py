@@ -160,10 +160,16 @@ def try_choices(model, x: torch.Tensor, best: Best) -> None:
                 offer(model, x, best, best.z_pres, objects, best.scene)
 
 
-def present_first(z_pres: torch.Tensor, objects: dict) -> tuple[torch.Tensor, dict]:
+def present_first(z_pres: torch.Tensor, objects: dict, key: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """``z_pres (B, N)`` and ``objects`` with each image's present steps moved to the front, in
-    their order (AIR's presence is a prefix: step i is present only if step i - 1 is)."""
-    order = torch.sort((z_pres <= 0.5).to(torch.uint8), dim=1, stable=True).indices  # (B, N)
+    their order, or in ascending ``key (B, N)`` (an object model's ``order_key``: teacher
+    forcing's canonical order) where given (AIR's presence is a prefix: step i is present
+    only if step i - 1 is)."""
+    order = torch.arange(z_pres.shape[1], device=z_pres.device).expand_as(z_pres)
+    if key is not None:
+        order = torch.sort(key, dim=1, stable=True).indices
+    absent = torch.gather(z_pres <= 0.5, 1, order).to(torch.uint8)
+    order = torch.gather(order, 1, torch.sort(absent, dim=1, stable=True).indices)  # (B, N)
     take = lambda v: torch.gather(v, 1, order.view(*order.shape, *([1] * (v.dim() - 2))).expand_as(v))
     return take(z_pres), {k: take(v) for k, v in objects.items()}
 

@@ -60,7 +60,7 @@ from .kinds import KINDS
 from .limits import check_memory
 from .object_model import PriorSampler
 from .progress import progress_bar
-from .refine import refine
+from .refine import present_first, refine
 from .rundir import RunDirectory
 from .schedules import annealed_presence_prior
 
@@ -258,18 +258,23 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normali
 def search_answer(model: AIR, x: torch.Tensor) -> Lesson:
     """What the count search teaches on images ``x``: its answers (``decompose --refine 0``
     with the count searched, in 3D too: the one pass, then identities tried where unsure and
-    objects removed and added where that lowers the energy, :mod:`inverse_air.refine`) for the
-    images where it changed the count or a present object (3D: its shape, or its pose where
+    objects removed and added where that lowers the energy, :mod:`inverse_air.refine`), each
+    image's objects put in the canonical order of teacher forcing (the object model's
+    ``order_key``: else a step would be taught whichever object the pass or the search put
+    there, and its pose would regress to the mean of the scene's objects), for the images
+    where the search changed the count or a present object (3D: its shape, or its pose where
     it was removed and proposed again elsewhere). The others are not taught: the one pass
-    already gives the search's answer there, and teaching a network its own answer only
-    narrows its posterior."""
+    already gives the search's answer there (in its own order), and teaching a network its
+    own answer only narrows its posterior."""
     latents = model.predict(x)
     answer = refine(model, x, latents, 0, count_search=True)[0]
-    changed = (answer.z_pres != latents.z_pres).any(1)
-    present = answer.z_pres > 0.5
-    for name, value in answer.objects.items():
-        changed |= ((value != latents.objects[name]).reshape(*present.shape, -1).any(2) & present).any(1)
-    return Lesson(x[changed], {"z_pres": answer.z_pres[changed], **{k: v[changed] for k, v in answer.objects.items()}},
+    z_pres, objects = present_first(answer.z_pres, answer.objects, model.objects.order_key(answer.objects))
+    was_pres, was = present_first(latents.z_pres, latents.objects, model.objects.order_key(latents.objects))
+    changed = (z_pres != was_pres).any(1)
+    present = z_pres > 0.5
+    for name, value in objects.items():
+        changed |= ((value != was[name]).reshape(*present.shape, -1).any(2) & present).any(1)
+    return Lesson(x[changed], {"z_pres": z_pres[changed], **{k: v[changed] for k, v in objects.items()}},
                   changed.float().mean().item())
 
 

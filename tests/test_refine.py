@@ -175,3 +175,23 @@ def test_the_3d_count_search_adds_the_object_the_one_pass_left_out():
     assert int(found.objects["identity"][0, 0]) == SHAPES.index("cube")
     assert torch.dist(found.objects["position"][0, 0], torch.tensor([0.2, -0.1])) < 0.1, found.objects["position"][0, 0]
     assert int(refine(decomposer.model, x, empty, steps=0)[0].count[0]) == 0
+
+
+def test_present_first_by_order_key_gives_each_kinds_teacher_forcing_order():
+    """Objects shuffled and put back by the object model's ``order_key``: the order of the
+    datasets' targets (3D nearest first, 2D left to right), absent steps last."""
+    from inverse_air.objects2d.model2d import targets_from_arrays as targets_2d
+    from inverse_air.objects3d.codec import targets_from_arrays as targets_3d
+    generator = torch.Generator().manual_seed(0)
+    shapes_3d = {"shape": np.array([[2, 0, -1, 1]]), "position": np.array([[[0.1, -0.5], [0.3, 0.7], [0, 0], [-0.2, 0.1]]]),
+                 "yaw": np.array([[10.0, 20.0, 0.0, 30.0]])}
+    boxes_2d = {"count": np.array([3]), "box": np.array([[[0.3, 0.5, 0.0], [0.3, -0.6, 0.2], [0.3, 0.1, -0.4], [0, 0, 0]]])}
+    for kind, targets in (("3d", targets_3d(shapes_3d, 4)), ("2d", targets_2d(boxes_2d, 4))):
+        objects_model = Decomposer(kind).model.objects
+        shuffle = torch.randperm(4, generator=generator)
+        z_pres, objects = targets["z_pres"][:, shuffle], {k: v[:, shuffle] for k, v in targets.items() if k != "z_pres"}
+        z, back = present_first(z_pres, objects, objects_model.order_key(objects))
+        assert torch.equal(z, targets["z_pres"])
+        for name, value in back.items():
+            present = targets["z_pres"] > 0.5
+            assert torch.equal(value[present], targets[name][present]), (kind, name)

@@ -61,3 +61,21 @@ def test_the_teacher_term_pulls_the_one_pass_toward_the_search_answer():
             optimizer.step()
         second[weight] = float(torch.logit(model.eval().predict(x[:1]).pres_prob[0, 1].double()))
     assert second[0.0] > 5 and second[1.0] < second[0.0] - 2, second  # log-odds
+
+
+
+def test_the_search_answer_is_taught_in_the_canonical_order_of_teacher_forcing(monkeypatch):
+    """Two digits, the one pass (right to left) made to miss the left one: the search adds it
+    in the free step after the right one, and the lesson teaches them left to right, as the
+    datasets' targets are (a step is always taught the same object of a scene)."""
+    model = Decomposer("2d").model
+    x = images_to_tensor(np.array(Image.open(SCENES / "mnist/digits-2.png"))[None, ..., None])
+    latents = model.predict(x)
+    assert latents.z_pres.tolist() == [[1.0, 1.0, 0.0]]
+    assert latents.objects["where"][0, 0, 1] > latents.objects["where"][0, 1, 1], "the pass reads right to left"
+    missed = latents._replace(z_pres=latents.z_pres * torch.tensor([1.0, 0.0, 0.0]))
+    monkeypatch.setattr(model, "predict", lambda images: missed)
+    lesson = search_answer(model, x)
+    assert lesson.share == 1.0 and lesson.answer["z_pres"].tolist() == [[1.0, 1.0, 0.0]]
+    left, right = lesson.answer["where"][0, :2, 1].tolist()
+    assert left < 0.4 < right and abs(right - float(latents.objects["where"][0, 0, 1])) < 1e-6

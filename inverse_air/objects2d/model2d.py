@@ -160,6 +160,10 @@ class Objects2D(nn.Module):
         loc, log_sigma = self.what_posterior(image.repeat_interleave(N, 0), objects["where"].reshape(B * N, WHERE_SIZE))
         return normal_kl(loc, log_sigma, torch.zeros_like(loc), torch.zeros_like(loc)).sum(-1).view(B, N)
 
+    def order_key(self, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N)``: left to right (the window's ``x``), as :func:`targets_from_arrays`."""
+        return objects["where"][..., 1]
+
     @torch.no_grad()
     def propose(self, image: torch.Tensor, residual: torch.Tensor, scene=None) -> list[dict[str, torch.Tensor]]:
         """Objects worth trying where ``image (B, C, S, S)`` is least explained (``residual``:

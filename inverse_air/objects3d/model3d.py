@@ -198,6 +198,10 @@ class Objects3D(nn.Module):
             nll = None if nll is None else nll - draw.log_q
         return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
 
+    def order_key(self, objects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N)``: nearest the camera (largest ``z``) first, as :func:`codec.targets_from_arrays`."""
+        return -objects["position"][..., 1]
+
     @torch.no_grad()
     def propose(self, image: torch.Tensor, residual: torch.Tensor,
                 scene: dict[str, torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
