@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="an AIRConfig field of a new model (--model scratch), for experiments (added to the "
                              "result's name)")
+    parser.add_argument("--tag", default="", help="appended to the result's name (e.g. what the code measured does differently)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
@@ -83,7 +84,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = Results(args.out)
     name = (f"{args.model}.{args.look}.seed{args.seed}.{args.score_signal}"
-            + "".join(f".{item}" for item in args.train + args.set))
+            + "".join(f".{item}" for item in args.train + args.set + ([args.tag] if args.tag else [])))
     test = dataset(args.work, f"test-{args.look}")
     train_dir = train_images(args.work, args.look, args.train_images)
     overrides = {"steps": args.steps, "checkpoint_every": args.eval_every, "seed": args.seed,
