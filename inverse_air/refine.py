@@ -147,11 +147,12 @@ def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dic
     return best.offer(energy, error, recon, z_pres, objects, scene, allowed)
 
 
-def try_choices(model, x: torch.Tensor, best: Best) -> None:
-    """Where the posterior over a discrete latent is unsure, try each of its values, one object
-    at a time, keeping the best (in ``best``)."""
+def try_choices(model, x: torch.Tensor, best: Best, unsure_below: float = UNSURE) -> None:
+    """Where the posterior over a discrete latent is unsure (its largest probability below
+    ``unsure_below``), try each of its values, one object at a time, keeping the best (in
+    ``best``)."""
     for name, values in model.objects.choices.items():
-        unsure = (best.z_pres > 0.5) & (best.objects[f"{name}_probs"].amax(-1) < UNSURE)  # (B, N)
+        unsure = (best.z_pres > 0.5) & (best.objects[f"{name}_probs"].amax(-1) < unsure_below)  # (B, N)
         for i in torch.nonzero(unsure.any(0)).flatten().tolist():
             for value in range(values):
                 objects = dict(best.objects)
@@ -241,10 +242,13 @@ def searches_count(objects) -> bool:
 
 
 @torch.no_grad()
-def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05, count_search: bool | None = None):
+def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05, count_search: bool | None = None,
+           unsure_below: float = UNSURE):
     """Refine the AIR latents of images ``x (B, C, S, S)`` (see the module docstring).
     ``count_search``: try removing and adding objects (None: where :func:`searches_count`;
-    True needs an object model with ``propose``).
+    True needs an object model with ``propose``). ``unsure_below``: each value of a discrete
+    latent is tried where its posterior's largest probability is below this (above 1: for
+    every object).
 
     Returns:
         the refined latents (``latents`` with new ``z_pres``, ``objects`` and ``scene``;
@@ -258,14 +262,14 @@ def refine(model, x: torch.Tensor, latents, steps: int, lr: float = 0.05, count_
     best = Best(energy_of_error(model, x, before, latents.z_pres, latents.objects), before, render, latents.z_pres,
                 dict(latents.objects), scene)
     counts = searches_count(model.objects) if count_search is None else count_search
-    try_choices(model, x, best)
+    try_choices(model, x, best, unsure_below)
     if counts:
         try_removals(model, x, best)
         try_additions(model, x, best)
         try_removals(model, x, best)  # a window an added object made redundant
     if steps > 0:
         descend(model, x, best, steps, lr)
-        try_choices(model, x, best)
+        try_choices(model, x, best, unsure_below)
         if counts:
             try_removals(model, x, best)
     searched = best.z_pres != latents.z_pres  # steps whose presence the count search changed
