@@ -440,8 +440,9 @@ class TrainConfig(Checked):
     """ELBO-phase images per step (the first of the batch) that the count search of ``decompose
     --refine`` (:mod:`inverse_air.refine`: objects removed where not worth their cost, added where
     the image is least explained; in 3D, where they explain half of what they draw) answers;
-    where its count (or a present object's shape) differs from the one pass's, the inference
-    network is also taught its answer: ``teacher_weight`` times ``-log q(answer | image)`` per
+    where its count or a present object differs from the one pass's, the inference network is
+    also taught its answer (:func:`inverse_air.train.search_answer`: every object's identity
+    tried, the objects in teacher forcing's order): ``teacher_weight`` times ``-log q(answer | image)`` per
     image searched, in nats beside the ELBO's. Label-free (the search is scored by the model's
     own energy). 0: off. The metrics' ``search_changed`` is the fraction of these images whose
     answer the search changed: how far the one pass is from the search."""
@@ -450,6 +451,15 @@ class TrainConfig(Checked):
     energy to rank counts)."""
     teacher_weight: Annotated[float, Range(0.0, 1e6)] = 10.0
     """Weight of the search's answer's ``-log q`` beside the ELBO (both in nats per image)."""
+    teacher_pool: Annotated[int, Range(0, 10**5)] = 0
+    """Teach the last this many of the search's lessons (images and answers) at each step, not
+    only this step's: each searched answer is taught many times, so the network sees a large
+    batch of answers a step for the search's cost of ``teacher_images`` (kept in the run
+    directory's ``teacher_pool.pt`` beside the checkpoint: a resumed run goes on with it). 0: only this step's."""
+    teacher_steps: Annotated[int, Range(0, 1000)] = 0
+    """Gradient steps through the renderer (``decompose --refine``'s) on every continuous latent
+    of the search's answers before they are taught: poses as the pixels place them, not as the
+    one pass did (each step one differentiable render of the ``teacher_images``)."""
     clip_norm: Annotated[float, Range(1e-6, 1e6)] = 10.0
     """Gradient-norm clipping of the inference network (and, separately, of the baseline)."""
     seed: Seed = 0

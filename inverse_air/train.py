@@ -34,6 +34,7 @@ scenes and renders.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -55,7 +56,7 @@ from .data import Dataset, open_dataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, image_terms, update_signal_stats
 from .errors import UserError, deferred_interrupts
-from .files import check_output, write_json, write_text
+from .files import check_output, write_bytes, write_json, write_text
 from .images import images_to_tensor, to_uint8
 from .kinds import KINDS
 from .limits import check_memory
@@ -67,6 +68,8 @@ from .schedules import annealed_presence_prior
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+TEACHER_POOL = "teacher_pool.pt"
+"""The teacher's pool of lessons at the checkpoint's step (``TrainConfig.teacher_pool``)."""
 """The model of the log interval with the best monitoring ELBO so far, when the monitoring
 images are held out from training (a folder of images): the checkpoint to keep, chosen without
 labels (AIR's count can peak and then fall as its reconstructions improve)."""
@@ -255,9 +258,18 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normali
     return loss, stats
 
 
+def pooled(pool: Lesson | None, lesson: Lesson, size: int) -> Lesson:
+    """The last ``size`` images taught, ``pool``'s then ``lesson``'s, with their answers; the
+    share (how much of the one pass the search still changes) is the new lesson's."""
+    if pool is not None:
+        lesson = Lesson(torch.cat([pool.images, lesson.images]),
+                        {k: torch.cat([pool.answer[k], v]) for k, v in lesson.answer.items()}, lesson.share)
+    return Lesson(lesson.images[-size:], {k: v[-size:] for k, v in lesson.answer.items()}, lesson.share)
+
+
 @torch.no_grad()
-def search_answer(model: AIR, x: torch.Tensor) -> Lesson:
-    """What the count search teaches on images ``x``: its answers (``decompose --refine 0``
+def search_answer(model: AIR, x: torch.Tensor, steps: int = 0) -> Lesson:
+    """What the count search teaches on images ``x``: its answers (``decompose --refine steps``
     with the count searched, in 3D too: the one pass, then each object's identity tried, not
     only where the posterior is unsure (a network that learns from its own search is often
     sure and wrong: in 3D from scratch, at 30 minutes, the searched answers' identity rose from
@@ -271,7 +283,7 @@ def search_answer(model: AIR, x: torch.Tensor) -> Lesson:
     already gives the search's answer there (in its own order), and teaching a network its
     own answer only narrows its posterior."""
     latents = model.predict(x)
-    answer = refine(model, x, latents, 0, count_search=True, unsure_below=math.inf)[0]
+    answer = refine(model, x, latents, steps, count_search=True, unsure_below=math.inf)[0]
     z_pres, objects = present_first(answer.z_pres, answer.objects, model.objects.order_key(answer.objects))
     was_pres, was = present_first(latents.z_pres, latents.objects, model.objects.order_key(latents.objects))
     changed = (z_pres != was_pres).any(1)
@@ -315,7 +327,7 @@ class Trainer:
         # trains (rundir); the run's files may not be any input under another name.
         self.rundir = RunDirectory(self.out, CHECKPOINT) if context.is_main else None
         try:
-            for name in (CHECKPOINT, BEST, CONFIG, METRICS):
+            for name in (CHECKPOINT, BEST, CONFIG, METRICS, TEACHER_POOL):
                 if (self.out / name).exists():
                     check_output(self.out / name, "--out", inputs=inputs)
             check_output(self.out / SNAPSHOTS, "--out", inputs=inputs, directory=True)
@@ -335,6 +347,7 @@ class Trainer:
         self.window: list[dict] = []  # per-step stats since the last metrics line
         self.best_elbo: float | None = None  # the monitoring ELBO of best.pt (None: none yet)
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
+        self.pool: Lesson | None = None  # the teacher's lessons (TrainConfig.teacher_pool)
         if payload is not None:
             self._restore(payload)
         elif self.config.init:
@@ -423,6 +436,7 @@ class Trainer:
         self.window = payload["extra"].get("window", [])
         self.elapsed = payload["extra"].get("time_s", 0.0)
         self.best_elbo = payload["extra"].get("best_elbo")
+        self.pool = self._load_pool()
 
     def _start_from(self, init: str) -> None:
         """``--init``: the checkpoint's weights, fresh learning-signal statistics (a new
@@ -501,7 +515,9 @@ class Trainer:
             x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
             if tc.teacher_images and step - tc.sleep_steps >= tc.teacher_from:
                 self.model.eval()
-                target = search_answer(self.model, x[:tc.teacher_images])
+                target = search_answer(self.model, x[:tc.teacher_images], tc.teacher_steps)
+                if tc.teacher_pool:
+                    self.pool = target = pooled(self.pool, target, tc.teacher_pool)
                 self.model.train()
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
@@ -588,8 +604,27 @@ class Trainer:
                 self.writer.close()
         return last
 
+    def _pool_path(self) -> Path:
+        rank = self.context.rank
+        return self.out / (TEACHER_POOL if self.context.world == 1 else f"teacher_pool.rank{rank}.pt")
+
+    def _load_pool(self) -> Lesson | None:
+        """The teacher's pool saved with the checkpoint being resumed (None: none, or not of its step)."""
+        path = self._pool_path()
+        if not self.config.train.teacher_pool or not path.exists():
+            return None
+        saved = torch.load(path, map_location=self.context.device, weights_only=True)
+        if saved["step"] != self.step:
+            return None
+        return Lesson(saved["images"], saved["answer"], saved["share"])
+
     def save(self) -> None:
         self.saved_step = self.step
+        if self.pool is not None:  # every process its own, beside the checkpoint
+            buffer = io.BytesIO()
+            torch.save({"step": self.step, "images": self.pool.images.cpu(), "share": self.pool.share,
+                        "answer": {k: v.cpu() for k, v in self.pool.answer.items()}}, buffer)
+            write_bytes(self._pool_path(), buffer.getvalue())
         if not self.context.is_main:
             return
         save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
