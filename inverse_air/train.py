@@ -68,11 +68,11 @@ from .schedules import annealed_presence_prior
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
-TEACHER_POOL = "teacher_pool.pt"
-"""The teacher's pool of lessons at the checkpoint's step (``TrainConfig.teacher_pool``)."""
 """The model of the log interval with the best monitoring ELBO so far, when the monitoring
 images are held out from training (a folder of images): the checkpoint to keep, chosen without
 labels (AIR's count can peak and then fall as its reconstructions improve)."""
+TEACHER_POOL = "teacher_pool.pt"
+"""The teacher's pool of lessons at the checkpoint's step (``TrainConfig.teacher_pool``)."""
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 SNAPSHOTS = "images"
@@ -613,7 +613,11 @@ class Trainer:
         path = self._pool_path()
         if not self.config.train.teacher_pool or not path.exists():
             return None
-        saved = torch.load(path, map_location=self.context.device, weights_only=True)
+        try:
+            saved = torch.load(path, map_location=self.context.device, weights_only=True)
+        except Exception as e:  # written atomically, so only a file damaged since
+            raise UserError(f"{path}: unreadable ({str(e).splitlines()[0][:120]}); delete it to resume "
+                            f"with an empty pool") from None
         if saved["step"] != self.step:
             return None
         return Lesson(saved["images"], saved["answer"], saved["share"])
