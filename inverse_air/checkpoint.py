@@ -51,7 +51,8 @@ def _payload(config: RunConfig, step: int, weights: dict, optimizer: dict | None
             "optimizer": optimizer, "extra": json.dumps(extra)}
 
 
-def _write(path: str | os.PathLike, payload: dict) -> None:
+def write_tensors(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` (tensors, numbers, strings; what ``weights_only`` loading reads) atomically."""
     # Serialized in memory first: torch's file writer reports a full disk as a RuntimeError
     # mid-file, the byte writer as the OSError that files.atomic_path turns into one line.
     buffer = io.BytesIO()
@@ -63,7 +64,7 @@ def save_checkpoint(path: str | os.PathLike, model: AIR, config: RunConfig, step
                     optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
     """Write a checkpoint atomically. ``extra`` holds JSON-ready values (e.g. metrics)."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _write(path, _payload(config, step, weights, optimizer.state_dict() if optimizer is not None else None,
+    write_tensors(path, _payload(config, step, weights, optimizer.state_dict() if optimizer is not None else None,
                           extra))
 
 
@@ -181,5 +182,5 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, half: bool = Tr
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in payload["weights"].items()}
     merged = {k: v for k, v in payload["extra"].items() if k != "window"}
     merged.update(extra)
-    _write(dst, _payload(payload["config"], payload["step"], weights, None, merged))
+    write_tensors(dst, _payload(payload["config"], payload["step"], weights, None, merged))
     return merged

@@ -34,7 +34,6 @@ scenes and renders.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
@@ -49,14 +48,14 @@ import torch
 from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
-from .checkpoint import build_model, load_checkpoint, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, save_checkpoint, write_tensors
 from .collapse import CollapseWatch
 from .config import RunConfig, to_dict
 from .data import Dataset, open_dataset
 from .distributed import Context, setup, teardown
 from .elbo import elbo_terms, gaussian_log_likelihood, image_terms, update_signal_stats
 from .errors import UserError, deferred_interrupts
-from .files import check_output, write_bytes, write_json, write_text
+from .files import check_output, write_json, write_text
 from .images import images_to_tensor, to_uint8
 from .kinds import KINDS
 from .limits import check_memory
@@ -625,10 +624,8 @@ class Trainer:
     def save(self) -> None:
         self.saved_step = self.step
         if self.pool is not None:  # every process its own, beside the checkpoint
-            buffer = io.BytesIO()
-            torch.save({"step": self.step, "images": self.pool.images.cpu(), "share": self.pool.share,
-                        "answer": {k: v.cpu() for k, v in self.pool.answer.items()}}, buffer)
-            write_bytes(self._pool_path(), buffer.getvalue())
+            write_tensors(self._pool_path(), {"step": self.step, "images": self.pool.images.cpu(), "share": self.pool.share,
+                                              "answer": {k: v.cpu() for k, v in self.pool.answer.items()}})
         if not self.context.is_main:
             return
         save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
