@@ -5,7 +5,7 @@ and identity before and after, with the curve in between; writes JSON.
     python benchmarks/adapt3d.py [--model air3d-looks|scratch] [--look color] [--train-images 5000]
                                  [--minutes 15] [--steps 3000] [--eval-every 100] [--seed 0]
                                  [--threads 1] [--score-signal normalized] [--elbo-lr LR] [--train FIELD=VALUE]
-                                 [--set FIELD=VALUE]
+                                 [--set FIELD=VALUE] [--tag TAG] [--resume]
                                  [--work out/bench-adapt3d]
                                  [--out benchmarks/results/adapt3d.json]
 
@@ -18,6 +18,8 @@ The model is ``train --init MODEL --data TRAIN`` as a user runs it (or ``train -
 scored with ``evaluate`` every ``--eval-every`` steps (scoring time is not training time) until
 ``--minutes`` of training or ``--steps``. Results are merged into the JSON under
 ``adapt3d.<model>.<look>.seed<S>.<score signal>`` (and any ``--train`` / ``--set``).
+``--resume`` goes on with that row's run (its last checkpoint, its clock and its curve) to a
+longer ``--minutes``: a 30-minute row becomes a 60-minute one for 30 minutes more.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def main() -> None:
                         help="an AIRConfig field of a new model (--model scratch), for experiments (added to the "
                              "result's name)")
     parser.add_argument("--tag", default="", help="appended to the result's name (e.g. what the code measured does differently)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with this row's run (its checkpoint, training clock and curve) instead of a "
+                             "fresh one, e.g. to a longer --minutes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
@@ -103,11 +108,17 @@ def main() -> None:
              "before": None if checkpoint is None else scored(evaluate(checkpoint, test)), "curve": curve}
     print(json.dumps({"before": entry["before"]}), flush=True)
     out = args.work / "runs" / name
-    if out.exists():  # a fresh run each time: the clock of a resumed one would not be comparable
+    if args.resume:  # the checkpoint holds the training clock; scoring was never on it
+        previous = results.data.get("adapt3d", {}).get(name)
+        if previous is None or not (out / CHECKPOINT).exists():
+            parser.error(f"--resume: no run {out} with a row {name!r} in {args.out} to go on with")
+        entry["before"] = previous["before"]
+        curve += previous["curve"]
+    elif out.exists():  # a fresh run each time: a half-finished one's clock and curve are not this run's
         import shutil
 
         shutil.rmtree(out)
-    train_scored(config, out, progress=False, dataset=data, curve=curve,
+    train_scored(config, out, resume=args.resume, progress=False, dataset=data, curve=curve,
                  score=lambda trainer: scored(evaluate(trainer.out / CHECKPOINT, test)),
                  on_point=lambda: results.set("adapt3d", name, entry),
                  stop=lambda step, train_s: train_s >= budget_s, shown=("step", "train_s", *KEYS))
