@@ -9,8 +9,9 @@ The test sets are ``benchmarks/looks3d.py``'s (rendered into ``--work`` if absen
 the fixed look, ``all``: everything varied, or one factor's name); the first ``--num`` scenes of
 each are decomposed in float32 in batches of ``--batch``, refined with each ``--steps`` (0: the
 fast path) and scored with ``evaluate``'s metrics. Each result also gives the reconstruction
-error (median before and after), the fraction of images whose error fell, and the seconds per
-image of refinement. Results are merged into the JSON under ``refine3d.<model>.<set>.steps<K>``.
+error (median before and after), the fraction of images whose error fell, the seconds per
+image of refinement and the count's confusion matrix (rows: the true count). Results are merged
+into the JSON under ``refine3d.<model>.<set>.steps<K>``.
 
 ``--teacher`` scores what training's teacher (``TrainConfig.teacher_images``) would teach: the
 count searched too and each identity of every object tried (``.teacher`` in the names); a
@@ -63,6 +64,7 @@ def score(model: str, images: np.ndarray, truth: dict, steps: int, batch: int, t
     pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
     metrics = kind.metrics(truth, pred)
     out = {k: (metrics[k]["median"] if isinstance(metrics[k], dict) else metrics[k]) for k in KEYS if k in metrics}
+    out["confusion"] = metrics["confusion"]  # rows: the true count, columns: the answer's
     if steps or teacher:
         before, after = np.concatenate(before), np.concatenate(after)
         out.update({"reconstruction_error_before": float(np.median(before)),
