@@ -48,7 +48,10 @@ class ObjectModel(Protocol):
     ``objects``; 3D: a scene file's ``shape``, ``position``, ``yaw_deg``)."""
     choices: dict[str, int]
     """Discrete object latents ``decompose --refine`` may try each value of (3D: ``identity``,
-    3), by name: how many values; the posterior's probabilities are the latent ``{name}_probs``."""
+    3), by name: how many values; the posterior's probabilities are the latent ``{name}_probs``.
+    An object model may also say, by a method ``tried_with(name, value)``, which other latents'
+    values each value is tried with (3D: a cube at each of a few yaws); without it, each value
+    is tried with the object's own."""
 
     def infer_step(self, hidden: torch.Tensor, image: torch.Tensor, sample: bool,
                    target: dict[str, torch.Tensor] | None, densities: bool = True,

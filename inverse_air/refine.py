@@ -12,7 +12,8 @@ reconstruction error does.
 1. **Identity, by trying.** Where the posterior over a discrete object latent (the object
    model's :attr:`~inverse_air.object_model.ObjectModel.choices`; 3D: the shape) is unsure
    (its largest probability below :data:`UNSURE`), each value is rendered in turn and the best
-   kept, one object at a time.
+   kept, one object at a time; with each value, what the object model's ``tried_with`` gives
+   (3D: a cube at each of a few yaws, since a cube tried at another shape's yaw loses).
 2. **The count, by trying** (object models with ``propose`` and ``cost``: 2D; training's
    teacher asks for it in 3D too, :func:`inverse_air.train.search_answer`). Each object is
    removed in turn, and kept out where the pixels it explains are worth less than it costs (a
@@ -36,7 +37,10 @@ reconstruction error does.
 Every candidate's energy is known exactly (the differentiable render's value is the hard
 render), and each image keeps the best candidate it has seen, the amortized answer included:
 an image's energy never rises (:class:`Best`), and where the count is kept (3D) neither does
-its reconstruction error.
+its reconstruction error. The one exception is the count search where objects cost nothing (3D,
+training's teacher): there an object that explains less than :data:`WORTH` of what it draws is
+removed even where the error rises a little (a second object laid over a first to patch its
+edges, or a shape read as two of another: from scratch, cubes were read as two cylinders).
 """
 
 from __future__ import annotations
@@ -84,11 +88,13 @@ class Best:
         self.z_pres, self.objects, self.scene = z_pres, objects, scene
 
     def offer(self, energy: torch.Tensor, error: torch.Tensor, render: torch.Tensor, z_pres: torch.Tensor,
-              objects: dict, scene: dict, allowed: torch.Tensor | None = None) -> bool:
+              objects: dict, scene: dict, allowed: torch.Tensor | None = None, lower: bool = True) -> bool:
         """Keep ``z_pres``, ``objects`` and ``scene`` (and ``error (B,)``, ``render``) for the
-        images where ``energy (B,)`` is lower (and ``allowed (B,)``, where given); whether any
-        image took them."""
-        better = energy < self.energy if allowed is None else (energy < self.energy) & allowed
+        images where ``energy (B,)`` is lower (and ``allowed (B,)``, where given; ``lower=False``:
+        wherever allowed, lower or not); whether any image took them."""
+        better = energy < self.energy
+        if allowed is not None:
+            better = better & allowed if lower else allowed
         if not bool(better.any()):
             return False
         self.energy = torch.where(better, energy, self.energy)
@@ -135,30 +141,40 @@ def offer(model, x: torch.Tensor, best: Best, z_pres: torch.Tensor, objects: dic
           start: tuple[torch.Tensor, torch.Tensor] | None = None, added: bool = True) -> bool:
     """Render a candidate and offer it to ``best``; whether any image took it. ``start``: the
     render and energy of what the candidate changes by one object ``added`` (or removed);
-    where the object model has no ``cost``, that object must explain :data:`WORTH` of what it
-    draws."""
+    where the object model has no ``cost``, an object added must explain :data:`WORTH` of what
+    it draws, and one removed goes where it explains less, whether or not the energy falls."""
     recon = model.objects.render(z_pres, objects, scene or None)
     error = mean_squared(recon, x)
     energy = energy_of_error(model, x, error, z_pres, objects)
-    allowed = None
+    allowed, lower = None, True
     if start is not None and getattr(model.objects, "cost", None) is None:
         drawn = squared_nats(model, x, mean_squared(recon, start[0]))
-        allowed = energy + WORTH * drawn * (1.0 if added else -1.0) < start[1]
-    return best.offer(energy, error, recon, z_pres, objects, scene, allowed)
+        if added:
+            allowed = energy + WORTH * drawn < start[1]
+        else:  # gone where it explains less than WORTH of what it draws, even where the error rises
+            allowed, lower = energy - WORTH * drawn <= start[1], False
+    return best.offer(energy, error, recon, z_pres, objects, scene, allowed, lower)
 
 
 def try_choices(model, x: torch.Tensor, best: Best, unsure_below: float = UNSURE) -> None:
     """Where the posterior over a discrete latent is unsure (its largest probability below
     ``unsure_below``), try each of its values, one object at a time, keeping the best (in
-    ``best``)."""
+    ``best``); with each value, each of the object model's ``tried_with`` (3D: a cube at
+    each of a few yaws)."""
+    tried_with = getattr(model.objects, "tried_with", lambda name, value: ({},))
     for name, values in model.objects.choices.items():
         unsure = (best.z_pres > 0.5) & (best.objects[f"{name}_probs"].amax(-1) < unsure_below)  # (B, N)
         for i in torch.nonzero(unsure.any(0)).flatten().tolist():
             for value in range(values):
-                objects = dict(best.objects)
-                objects[name] = objects[name].clone()
-                objects[name][unsure[:, i], i] = value
-                offer(model, x, best, best.z_pres, objects, best.scene)
+                for also in tried_with(name, value):
+                    objects = dict(best.objects)
+                    which = unsure[:, i] if also else unsure[:, i] & (objects[name][:, i] != value)  # else best's own
+                    if not bool(which.any()):
+                        continue
+                    for key, new in {name: value, **also}.items():
+                        objects[key] = objects[key].clone()
+                        objects[key][which, i] = new
+                    offer(model, x, best, best.z_pres, objects, best.scene)
 
 
 def present_first(z_pres: torch.Tensor, objects: dict, key: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:

@@ -198,6 +198,16 @@ class Objects3D(nn.Module):
             nll = None if nll is None else nll - draw.log_q
         return ObjectStep(z=z, vector=vector, log_q_discrete=log_q_identity, kl=kl, target_nll=nll)
 
+    def tried_with(self, name: str, value: int) -> tuple[dict[str, float], ...]:
+        """What :func:`~inverse_air.refine.try_choices` sets besides ``value`` of the discrete
+        latent ``name``, one candidate each: a shape that shows its yaw (the cube) at the
+        object's own yaw and at each of :data:`PROPOSED_YAWS_DEG` (a sphere's or a cylinder's
+        yaw is whatever the network gave it, and a cube tried at it loses to the shape it would
+        replace: from scratch, cubes were read as two cylinders), the others as they are."""
+        if name == "identity" and YAW_SYMMETRY_DEG[SHAPES[value]] is not None:
+            return ({},) + tuple({"yaw": math.radians(yaw)} for yaw in PROPOSED_YAWS_DEG)
+        return ({},)
+
     def order_key(self, objects: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, N)``: nearest the camera (largest ``z``) first, as :func:`codec.targets_from_arrays`."""
         return -objects["position"][..., 1]
