@@ -195,6 +195,14 @@ class Objects3DConfig(ObjectsConfig):
     exist keeps the yaw at chance (docs/looks3d.md). None: 0 where anything of the look varies,
     1 otherwise (the rule of checkpoints made before this field), resolved when the config is
     made."""
+    yaw_mean_first: bool = False
+    """Where teacher-forced (sleep, supervised, the count search's lessons), a cube's yaw is
+    fitted mean first: ``1 - cos(psi - mean)`` teaches the mean whatever the spread, and the
+    wrapped normal's density, its mean held, teaches the spread. Its ``-log q`` alone gives the
+    mean almost no gradient once the spread is wide (a wrapped normal of log spread 1 is within
+    4% of flat), and a wrong mean widens the spread: from scratch the yaw stayed at chance. The
+    optimum is the same (the circular mean; the spread of the errors about it). False: the
+    wrapped normal's ``-log q`` alone (checkpoints made before this field)."""
 
     def check(self) -> None:
         check_prior(self.render, self.variation)

@@ -48,7 +48,8 @@ from ..networks import MLP, ImageEncoder
 from ..object_model import ObjectStep, SceneStep
 from . import codec
 from .look import IMAGE, OBJECT, CameraPose, array_shape, arrays_of, varied
-from .posterior import LOG_SIGMA, Draw, Layout, LookPosterior, heads, standardized, wrap, wrapped_normal_log_prob
+from .posterior import (LOG_SIGMA, Draw, Layout, LookPosterior, heads, standardized, taught_angle_log_prob, wrap,
+                        wrapped_normal_log_prob)
 from .prior import LOG_PRIOR_PSI, intervals, log_prior_identity, logistic_log_prob, sample_prior
 from .render3d import LOOK, SceneRenderer
 from .scene import SHAPES, YAW_SYMMETRY_DEG
@@ -108,7 +109,7 @@ class Objects3D(nn.Module):
         self.out_sizes = Layout(logits=S, u=2, u_log_sigma=2, psi=2, psi_log_sigma=1, **self.look.means)
         self.where = nn.Linear(config.lstm_size, 2)
         self.standardize_glimpse = c.standardize_glimpse
-        self.psi_log_sigma_max = c.psi_log_sigma_max
+        self.psi_log_sigma_max, self.yaw_mean_first = c.psi_log_sigma_max, c.yaw_mean_first
         self.glimpse_encoder = ImageEncoder(3 + 3 * self.standardize_glimpse, c.glimpse_size, c.glimpse_channels,
                                             c.glimpse_features)
         reads = config.lstm_size + c.glimpse_features + self.scene_size
@@ -192,7 +193,8 @@ class Objects3D(nn.Module):
         log_q_psi = has_yaw * wrapped_normal_log_prob(psi, psi_mean, psi_log_sigma)
         kl = (log_q_identity - log_prior_identity()) + (log_q_u - logistic_log_prob(u).sum(-1)) \
             + has_yaw * (log_q_psi - LOG_PRIOR_PSI)
-        nll = None if target is None else -(log_q_identity + log_q_u + log_q_psi)
+        nll = None if target is None else -(log_q_identity + log_q_u + has_yaw * taught_angle_log_prob(
+            psi, psi_mean, psi_log_sigma, self.yaw_mean_first))
         if isinstance(draw.log_q, torch.Tensor):  # the looks
             kl = kl + (draw.log_q - draw.log_p)
             nll = None if nll is None else nll - draw.log_q

@@ -33,6 +33,17 @@ def wrapped_normal_log_prob(angle, mean, log_sigma, wraps: int = 4):
     return torch.logsumexp(normal_log_prob(diff, 0.0, log_sigma.unsqueeze(-1)), dim=-1)
 
 
+def taught_angle_log_prob(angle, mean, log_sigma, mean_first: bool):
+    """What teacher forcing maximizes of a target ``angle``: the wrapped normal's log density,
+    or (``mean_first``) the density with its mean held, which teaches the spread, plus
+    ``cos(angle - mean) - 1``, which teaches the mean whatever the spread
+    (:attr:`~inverse_air.objects3d.config.Objects3DConfig.yaw_mean_first`). Both are largest
+    at the same mean and spread; at the mean they are equal."""
+    if not mean_first:
+        return wrapped_normal_log_prob(angle, mean, log_sigma)
+    return wrapped_normal_log_prob(angle, mean.detach(), log_sigma) + torch.cos(angle - mean) - 1
+
+
 def wrap(angle):
     """The same point on the circle, in [-pi, pi)."""
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi

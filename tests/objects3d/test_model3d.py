@@ -13,7 +13,7 @@ from inverse_air.checkpoint import build_model
 from inverse_air.object_model import PriorSampler
 from inverse_air.objects3d.config import Objects3DConfig, RenderConfig, Variation
 from inverse_air.objects3d.codec import latents_to_arrays, targets_from_arrays
-from inverse_air.objects3d.posterior import wrapped_normal_log_prob
+from inverse_air.objects3d.posterior import taught_angle_log_prob, wrapped_normal_log_prob
 from inverse_air.objects3d.prior import logistic_log_prob, sample_prior
 
 from conftest import TINY_AIR
@@ -275,3 +275,20 @@ def test_scene_posterior_weights_of_before_load_under_their_new_names(varied):
     other.load_state_dict(legacy)
     for k, v in other.state_dict().items():
         assert torch.equal(v, state[k] + 1), k
+
+
+def test_a_yaw_taught_mean_first_moves_the_mean_whatever_the_spread():
+    """At the spread's bound a wrapped normal is nearly flat: its -log q gives a wrong mean
+    almost no gradient and widens the spread. Mean first, the mean is taught as if the spread
+    were narrow, the spread about the mean held; at the mean both values agree."""
+    target, log_sigma = torch.tensor([1.0]), torch.tensor([1.0], requires_grad=True)
+    grads = {}
+    for mean_first in (False, True):
+        mean = torch.tensor([0.0], requires_grad=True)
+        taught_angle_log_prob(target, mean, log_sigma, mean_first).sum().backward()
+        grads[mean_first] = mean.grad.item()
+    assert abs(grads[False]) < 0.05  # -log q: a wrong mean is left where it is
+    assert grads[True] == pytest.approx(math.sin(1.0), abs=1e-5)  # the cosine's alone: the spread's term holds it
+    at = torch.tensor([0.4])
+    assert taught_angle_log_prob(at, at, torch.tensor([-1.0]), True).item() == pytest.approx(
+        wrapped_normal_log_prob(at, at, torch.tensor([-1.0])).item(), abs=1e-6)
