@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="go on with this row's run (its checkpoint, training clock and curve) instead of a "
                              "fresh one, e.g. to a longer --minutes")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads in all, the teacher's search processes (--train teacher_workers=N) included")
     parser.add_argument("--work", type=Path, default=Path("out/bench-adapt3d"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt3d.json"))
     args = parser.parse_args()
@@ -86,7 +87,8 @@ def main() -> None:
     if args.set and checkpoint is not None:  # before anything is rendered
         parser.error("--set changes a new model (--model scratch); an adapted model keeps its own")
     model_overrides = settings(args.set)
-    torch.set_num_threads(args.threads)
+    workers = int(settings(args.train).get("teacher_workers", 0))  # each a process on a thread of its own
+    torch.set_num_threads(max(1, args.threads - workers))
     results = Results(args.out)
     name = (f"{args.model}.{args.look}.seed{args.seed}.{args.score_signal}"
             + "".join(f".{item}" for item in args.train + args.set + ([args.tag] if args.tag else [])))
@@ -101,7 +103,7 @@ def main() -> None:
     budget_s = 60 * args.minutes
     curve: list[dict] = []
     entry = {"model": args.model, "look": args.look, "train_images": args.train_images, "budget_s": budget_s,
-             "threads": torch.get_num_threads(), "model_overrides": model_overrides,
+             "threads": torch.get_num_threads() + workers, "model_overrides": model_overrides,
              "train": {k: getattr(config.train, k) for k in ("steps", "elbo_batch_size", "elbo_lr", "baseline_lr",
                                                              "sleep_fraction", "seed", "score_signal",
                                                              "presence_anneal_steps", "presence_anneal_start")},

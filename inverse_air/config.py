@@ -460,6 +460,12 @@ class TrainConfig(Checked):
     """Gradient steps through the renderer (``decompose --refine``'s) on every continuous latent
     of the search's answers before they are taught: poses as the pixels place them, not as the
     one pass did (each step one differentiable render of the ``teacher_images``)."""
+    teacher_workers: Annotated[int, Range(0, 64)] = 0
+    """Processes that run the search beside training, each on one thread, answering batches of
+    ``teacher_images`` training images of their own with the latest weights
+    (:mod:`inverse_air.search_worker`); the training step then does not search and teaches the
+    lessons that have arrived. 1 puts a 2-core machine's second core to work (3D's rasterizer
+    runs on one thread). Such a run is not repeatable step for step. 0: the step searches."""
     clip_norm: Annotated[float, Range(1e-6, 1e6)] = 10.0
     """Gradient-norm clipping of the inference network (and, separately, of the baseline)."""
     seed: Seed = 0
@@ -476,6 +482,10 @@ class TrainConfig(Checked):
     @property
     def sleep_steps(self) -> int:
         return 0 if self.supervised else int(round(self.steps * self.sleep_fraction))
+
+    def check(self) -> None:
+        if self.teacher_workers and not self.teacher_images:
+            raise ConfigError("teacher_workers", "search batches of teacher_images: set teacher_images too")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from .progress import progress_bar
 from .refine import present_first, refine
 from .rundir import RunDirectory
 from .schedules import annealed_presence_prior
+from .search_worker import SearchWorkers
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -347,6 +348,10 @@ class Trainer:
         self.best_elbo: float | None = None  # the monitoring ELBO of best.pt (None: none yet)
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self.pool: Lesson | None = None  # the teacher's lessons (TrainConfig.teacher_pool)
+        self.workers: SearchWorkers | None = None  # the search's processes (TrainConfig.teacher_workers), once started
+        if self.config.train.teacher_workers and context.world > 1:
+            raise UserError("TrainConfig.teacher_workers: not with several training processes (each would need "
+                            "its own); use 0")
         if payload is not None:
             self._restore(payload)
         elif self.config.init:
@@ -513,11 +518,7 @@ class Trainer:
                 self.presence_prior, tc.presence_anneal_start, tc.presence_anneal_steps, step - tc.sleep_steps))
             x, target = self.batches.data(step, tc.elbo_batch_size, context.part(tc.elbo_batch_size), targets=False)
             if tc.teacher_images and step - tc.sleep_steps >= tc.teacher_from:
-                self.model.eval()
-                target = search_answer(self.model, x[:tc.teacher_images], tc.teacher_steps)
-                if tc.teacher_pool:
-                    self.pool = target = pooled(self.pool, target, tc.teacher_pool)
-                self.model.train()
+                target = self._lessons(x[:tc.teacher_images])
         elif phase == "sleep":
             x, target = self.batches.sleep(step, tc.batch_size, context.part(tc.batch_size))
         else:
@@ -541,7 +542,34 @@ class Trainer:
             if not torch.isfinite(norm):
                 raise TrainingDiverged(self._diverged(step, f"{group['name']} gradient norm is {norm.item()}"))
         self.optimizer.step()
+        if self.workers is not None:
+            self.workers.publish(self.model)
         return {"phase": phase, "lr": lr, **stats}
+
+    def _lessons(self, x: torch.Tensor) -> Lesson | None:
+        """What the count search teaches this step: its answers on ``x`` (this step's first
+        images), or with ``teacher_workers`` the lessons its processes sent since the last step
+        (None: none yet); with ``teacher_pool``, pooled with the last ones."""
+        tc = self.config.train
+        if not tc.teacher_workers:
+            self.model.eval()
+            lessons = [search_answer(self.model, x, tc.teacher_steps)]
+            self.model.train()
+        else:
+            if self.workers is None:
+                indices = self.batches.indices
+                images = self.arrays["images"] if indices is None else self.arrays["images"][indices]
+                self.workers = SearchWorkers(self.model, images, tc.teacher_images, tc.teacher_steps,
+                                             tc.seed, tc.teacher_workers)
+            device = self.context.device
+            lessons = [Lesson(images.to(device), _to(answer, device), share)
+                       for images, answer, share in self.workers.lessons()]
+        target, size = self.pool, tc.teacher_pool or sum(len(lesson.images) for lesson in lessons)
+        for lesson in lessons:
+            target = pooled(target, lesson, size)
+        if tc.teacher_pool:
+            self.pool = target
+        return target
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
@@ -558,6 +586,9 @@ class Trainer:
             with deferred_interrupts(STOP_NOTICE if self.progress else "") as stop:
                 return self._run(stop)
         finally:
+            if self.workers is not None:
+                self.workers.close()
+                self.workers = None
             self.release()
 
     def release(self, undo: bool = False) -> None:

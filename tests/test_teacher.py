@@ -132,3 +132,47 @@ def test_the_pool_teaches_the_last_lessons_and_a_resumed_run_goes_on_with_it(tin
     a, b = load_checkpoint(full / CHECKPOINT), load_checkpoint(part / CHECKPOINT)
     for name, value in a["weights"].items():
         assert torch.allclose(value, b["weights"][name], atol=1e-6), name
+
+
+def test_a_search_worker_answers_with_the_weights_it_was_given(tiny_run_config, tmp_path):
+    """``teacher_workers``: the process's lessons are the search's answers (with the published
+    weights) on training images of its own, and it is gone when the workers are closed."""
+    import time
+
+    from inverse_air.search_worker import SearchWorkers
+
+    trainer = Trainer(tiny_run_config(steps=2, sleep_fraction=0.0, teacher_images=2), tmp_path, progress=False)
+    model, images = trainer.model, trainer.arrays["images"]
+    with SearchWorkers(model, images, batch=2, steps=0, seed=5) as workers:
+        got, deadline = [], time.monotonic() + 120
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.2)
+            got = workers.lessons()
+        assert got, "no lesson from the search worker in 2 minutes"
+        taught, answer, share = got[0]
+        x = images_to_tensor(images[np.sort(np.random.default_rng([5, 0]).integers(0, len(images), size=2))])
+        expected = search_answer(model, x)
+        assert share == expected.share and torch.allclose(taught, expected.images)
+        for key, value in expected.answer.items():
+            assert torch.allclose(answer[key].float(), value.float(), atol=1e-4), key
+        with torch.no_grad():
+            model.objects.where.bias.add_(1.0)
+        workers.publish(model)
+        assert torch.equal(workers.weights["objects.where.bias"], model.objects.where.bias)
+        processes = workers.processes
+    assert not any(p.is_alive() for p in processes)
+
+
+def test_a_run_with_a_search_worker_teaches_what_it_sends_and_stops_it(tiny_run_config, tmp_path):
+    import time
+
+    trainer = Trainer(tiny_run_config(steps=2, sleep_fraction=0.0, teacher_images=2, teacher_workers=1,
+                                      teacher_pool=8), tmp_path, progress=False)
+    stats, deadline = trainer.train_step(0), time.monotonic() + 120
+    while "teacher_nll" not in stats and time.monotonic() < deadline:  # the worker's first lesson
+        time.sleep(0.2)
+        stats = trainer.train_step(0)
+    processes = trainer.workers.processes
+    trainer.run()  # its 2 steps, then the workers are closed
+    assert np.isfinite(stats["teacher_nll"]) and trainer.pool is not None and len(trainer.pool.images) > 0
+    assert trainer.workers is None and not any(p.is_alive() for p in processes)
