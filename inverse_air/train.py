@@ -19,9 +19,11 @@ Phases (see :class:`inverse_air.config.TrainConfig`):
   ground truth: the paper's supervised comparison.
 
 Everything random in step ``t`` is drawn from generators seeded by ``(seed, t)``, so a run
-resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken; a
-resumed run keeps every setting of the checkpoint but its length (:func:`~inverse_air.plan.resume_config`
-refuses a flag that asks for another). Ctrl-C and SIGTERM save a checkpoint of the last
+resumed from a checkpoint takes exactly the steps an uninterrupted run would have taken (but
+where the teacher's search runs in processes of its own, ``TrainConfig.teacher_workers``: its
+lessons arrive when it finishes them, :mod:`inverse_air.search_worker`); a resumed run keeps
+every setting of the checkpoint but its length (:func:`~inverse_air.plan.resume_config` refuses
+a flag that asks for another). Ctrl-C and SIGTERM save a checkpoint of the last
 finished step (the step under way is finished first, never saved half done). One run at a time
 trains in a run directory (:mod:`inverse_air.rundir`). A step whose batch cannot fit in memory
 is refused before training starts.

@@ -200,9 +200,10 @@ class Objects3DConfig(ObjectsConfig):
     fitted mean first: ``1 - cos(psi - mean)`` teaches the mean whatever the spread, and the
     wrapped normal's density, its mean held, teaches the spread. Its ``-log q`` alone gives the
     mean almost no gradient once the spread is wide (a wrapped normal of log spread 1 is within
-    4% of flat), and a wrong mean widens the spread: from scratch the yaw stayed at chance. The
-    optimum is the same (the circular mean; the spread of the errors about it). False: the
-    wrapped normal's ``-log q`` alone (checkpoints made before this field)."""
+    4% of flat), and a wrong mean widens the spread. The optimum is the same (the circular
+    mean; the spread of the errors about it). From scratch it kept the spread off its bound but
+    did not bring the yaw within 50 minutes (docs/design-notes.md). False: the wrapped normal's
+    ``-log q`` alone (checkpoints made before this field)."""
 
     def check(self) -> None:
         check_prior(self.render, self.variation)
