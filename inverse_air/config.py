@@ -441,7 +441,7 @@ class TrainConfig(Checked):
     --refine`` (:mod:`inverse_air.refine`: objects removed where not worth their cost, added where
     the image is least explained; in 3D, where they explain half of what they draw) answers;
     where its count or a present object differs from the one pass's, the inference network is
-    also taught its answer (:func:`inverse_air.train.search_answer`: every object's identity
+    also taught its answer (:func:`inverse_air.teacher.search_answer`: every object's identity
     tried, the objects in teacher forcing's order): ``teacher_weight`` times ``-log q(answer | image)`` per
     image searched, in nats beside the ELBO's. Label-free (the search is scored by the model's
     own energy). 0: off. The metrics' ``search_changed`` is the fraction of these images whose

@@ -15,7 +15,7 @@ reconstruction error does.
    kept, one object at a time; with each value, what the object model's ``tried_with`` gives
    (3D: a cube at each of a few yaws, since a cube tried at another shape's yaw loses).
 2. **The count, by trying** (object models with ``propose`` and ``cost``: 2D; training's
-   teacher asks for it in 3D too, :func:`inverse_air.train.search_answer`). Each object is
+   teacher asks for it in 3D too, :func:`inverse_air.teacher.search_answer`). Each object is
    removed in turn, and kept out where the pixels it explains are worth less than it costs (a
    window that draws next to nothing, or retouches what another drew); then, while a step is
    free, objects are proposed where the image is least explained

@@ -1,6 +1,6 @@
 """The teacher's count search in a process of its own (``TrainConfig.teacher_workers``).
 
-The search that teaches the inference network during ELBO training (:func:`inverse_air.train.
+The search that teaches the inference network during ELBO training (:func:`inverse_air.teacher.
 search_answer`) renders each candidate, and in 3D PyTorch3D's CPU rasterizer runs on one thread:
 a second thread barely speeds a training step (1.9 s against 2.0-2.3 at one), and the search
 takes about half of it. A worker process runs the search on the other core instead: it draws
@@ -24,6 +24,7 @@ from .air import AIR
 from .checkpoint import build_model
 from .config import AIRConfig
 from .images import images_to_tensor
+from .teacher import search_answer
 
 WAITING = 2
 """Lessons a worker may have sent that training has not yet taken (then it waits: a slow
@@ -60,7 +61,7 @@ class SearchWorkers:
 
     def lessons(self) -> list[tuple[torch.Tensor, dict[str, torch.Tensor], float]]:
         """What the workers have sent since the last call: ``(images, answer, share)`` each (see
-        :class:`inverse_air.train.Lesson`); raises ``RuntimeError`` if a worker died."""
+        :class:`inverse_air.teacher.Lesson`); raises ``RuntimeError`` if a worker died."""
         got = []
         while True:
             try:
@@ -99,8 +100,6 @@ class SearchWorkers:
 def _work(config: AIRConfig, weights: dict, lock, images: torch.Tensor, batch: int, steps: int,
           seed: list[int], queue, stop) -> None:
     """A worker's loop: the latest weights, a batch of images, the search, its lesson sent."""
-    from .train import search_answer  # here: train imports this module
-
     torch.set_num_threads(1)
     model = build_model(config)
     model.eval()

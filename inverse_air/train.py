@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -63,10 +61,10 @@ from .kinds import KINDS
 from .limits import check_memory
 from .object_model import PriorSampler
 from .progress import progress_bar
-from .refine import present_first, refine
 from .rundir import RunDirectory
 from .schedules import annealed_presence_prior
 from .search_worker import SearchWorkers
+from .teacher import Lesson, pooled, search_answer
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -221,17 +219,6 @@ def teacher_forced_loss(model: AIR, x: torch.Tensor, target: dict) -> tuple[torc
     return loss, {"nll": loss.item()}
 
 
-class Lesson(NamedTuple):
-    """What the count search teaches in one ELBO step (:func:`search_answer`)."""
-
-    images: torch.Tensor
-    """``(K, C, S, S)`` the images whose answer (the count, or a present object) the search changed."""
-    answer: dict[str, torch.Tensor]
-    """The search's latents for them as a teacher-forcing target (``z_pres`` and the objects)."""
-    share: float
-    """The fraction of the images searched that they are."""
-
-
 def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normalized: bool = True,
               lesson: Lesson | None = None, teacher_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """ELBO phase loss: ``-(surrogate) / pixels + baseline regression`` (batch means). The
@@ -258,42 +245,6 @@ def elbo_loss(model: AIR, x: torch.Tensor, context: Context = Context(), normali
         loss = loss + teacher_weight * nll / pixels
         stats.update(search_changed=lesson.share, teacher_nll=nll.item())
     return loss, stats
-
-
-def pooled(pool: Lesson | None, lesson: Lesson, size: int) -> Lesson:
-    """The last ``size`` images taught, ``pool``'s then ``lesson``'s, with their answers; the
-    share (how much of the one pass the search still changes) is the new lesson's."""
-    if pool is not None:
-        lesson = Lesson(torch.cat([pool.images, lesson.images]),
-                        {k: torch.cat([pool.answer[k], v]) for k, v in lesson.answer.items()}, lesson.share)
-    return Lesson(lesson.images[-size:], {k: v[-size:] for k, v in lesson.answer.items()}, lesson.share)
-
-
-@torch.no_grad()
-def search_answer(model: AIR, x: torch.Tensor, steps: int = 0) -> Lesson:
-    """What the count search teaches on images ``x``: its answers (``decompose --refine steps``
-    with the count searched, in 3D too: the one pass, then each object's identity tried, not
-    only where the posterior is unsure (a network that learns from its own search is often
-    sure and wrong: in 3D from scratch, at 30 minutes, the searched answers' identity rose from
-    70% to 85% of 256 held-out scenes' objects at the same cost), and objects removed and
-    added where that lowers the energy, :mod:`inverse_air.refine`), each
-    image's objects put in the canonical order of teacher forcing (the object model's
-    ``order_key``: else a step would be taught whichever object the pass or the search put
-    there, and its pose would regress to the mean of the scene's objects), for the images
-    where the search changed the count or a present object (3D: its shape, or its pose where
-    it was removed and proposed again elsewhere). The others are not taught: the one pass
-    already gives the search's answer there (in its own order), and teaching a network its
-    own answer only narrows its posterior."""
-    latents = model.predict(x)
-    answer = refine(model, x, latents, steps, count_search=True, unsure_below=math.inf)[0]
-    z_pres, objects = present_first(answer.z_pres, answer.objects, model.objects.order_key(answer.objects))
-    was_pres, was = present_first(latents.z_pres, latents.objects, model.objects.order_key(latents.objects))
-    changed = (z_pres != was_pres).any(1)
-    present = z_pres > 0.5
-    for name, value in objects.items():
-        changed |= ((value != was[name]).reshape(*present.shape, -1).any(2) & present).any(1)
-    return Lesson(x[changed], {"z_pres": z_pres[changed], **{k: v[changed] for k, v in objects.items()}},
-                  changed.float().mean().item())
 
 
 class StepLoss(nn.Module):

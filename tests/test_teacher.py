@@ -10,7 +10,8 @@ from PIL import Image
 
 from inverse_air.decompose import Decomposer
 from inverse_air.images import images_to_tensor
-from inverse_air.train import Lesson, Trainer, elbo_loss, search_answer
+from inverse_air.teacher import Lesson, search_answer
+from inverse_air.train import Trainer, elbo_loss
 
 SCENES = Path(__file__).resolve().parent.parent / "scenes"
 
