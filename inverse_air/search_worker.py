@@ -7,8 +7,9 @@ takes about half of it. A worker process runs the search on the other core inste
 its own batches of training images, answers them with the latest weights the training process
 published, and sends the lessons back; the training step no longer searches, and pools what has
 arrived (``TrainConfig.teacher_pool``). Steps are then twice as fast and lessons come about
-twice as often (3D from scratch, 2 threads: 1.3 s a step, was 2.7; docs/design-notes.md). The lessons arrive when the search finishes, so such a run is not repeatable step for
-step (a run without workers is).
+twice as often (3D from scratch, 2 threads: 1.3 s a step, was 2.7; docs/design-notes.md). The
+lessons arrive when the search finishes, so such a run is not repeatable step for step (a run
+without workers is).
 """
 
 from __future__ import annotations
