@@ -83,6 +83,11 @@ def setup(device: str = "auto") -> Context:
     return Context(rank=dist.get_rank(), world=dist.get_world_size(), device=dev)
 
 
-def teardown(context: Context) -> None:
+def teardown(context: Context, finished: bool = True) -> None:
+    """Leave the process group. A rank that ``finished`` waits first for the others to finish
+    too, so that none closes its connections while another still talks or writes (one CI run saw
+    a rank abort in gloo's shutdown while rank 0 was saving); after an error nothing waits."""
     if context.world > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -727,10 +727,13 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False,
     (:mod:`inverse_air.distributed`).
     """
     context = setup(device)
+    finished = False
     try:
-        return Trainer(config, out_dir, resume=resume, progress=progress, context=context, dataset=dataset).run()
+        metrics = Trainer(config, out_dir, resume=resume, progress=progress, context=context, dataset=dataset).run()
+        finished = True
+        return metrics
     finally:
-        teardown(context)
+        teardown(context, finished)
 
 
 ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
