@@ -1,5 +1,7 @@
 """Checkpoints: one file holding the weights, the full run configuration and, for resuming,
-the optimizer state and step.
+the optimizer state and step. A run that averages its weights (``TrainConfig.weight_average``)
+stores the average as ``weights`` (the model) and the weights as trained as ``trained_weights``
+(what a resumed run trains on; None otherwise).
 
 The file is ``torch.save`` of plain containers of tensors, numbers and strings; it is always
 loaded with ``weights_only=True``, so loading never runs code. The configuration is stored as
@@ -44,11 +46,12 @@ def build_model(config: AIRConfig) -> AIR:
     return AIR(config, KINDS[config.kind].build_objects(config))
 
 
-def _payload(config: RunConfig, step: int, weights: dict, optimizer: dict | None, extra: dict) -> dict:
+def _payload(config: RunConfig, step: int, weights: dict, optimizer: dict | None, extra: dict,
+             trained: dict | None = None) -> dict:
     """What a checkpoint file holds (see the module docstring)."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "model_kind": config.air.kind,
             "config": json.dumps(to_dict(config)), "step": int(step), "weights": weights,
-            "optimizer": optimizer, "extra": json.dumps(extra)}
+            "optimizer": optimizer, "extra": json.dumps(extra), "trained_weights": trained}
 
 
 def write_tensors(path: str | os.PathLike, payload: dict) -> None:
@@ -61,11 +64,15 @@ def write_tensors(path: str | os.PathLike, payload: dict) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, model: AIR, config: RunConfig, step: int,
-                    optimizer: torch.optim.Optimizer | None = None, **extra) -> None:
-    """Write a checkpoint atomically. ``extra`` holds JSON-ready values (e.g. metrics)."""
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_tensors(path, _payload(config, step, weights, optimizer.state_dict() if optimizer is not None else None,
-                          extra))
+                    optimizer: torch.optim.Optimizer | None = None, trained: AIR | None = None, **extra) -> None:
+    """Write a checkpoint atomically. ``extra`` holds JSON-ready values (e.g. metrics).
+    ``trained``: where ``model`` holds averaged weights (``TrainConfig.weight_average``), the
+    model being trained, whose weights (and ``optimizer``) resume the run."""
+    def cpu(m: AIR) -> dict:
+        return {k: v.detach().cpu() for k, v in m.state_dict().items()}
+
+    write_tensors(path, _payload(config, step, cpu(model), optimizer.state_dict() if optimizer is not None else None,
+                                 extra, cpu(trained) if trained is not None else None))
 
 
 def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> dict:
@@ -143,7 +150,11 @@ def load_checkpoint(path: str | os.PathLike, expect_kind: str | None = None) -> 
     weights = payload.get("weights")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise UserError(f"{path}: checkpoint holds no weights")
-    for name, value in weights.items():
+    trained = payload.setdefault("trained_weights", None)
+    if trained is not None and (not isinstance(trained, dict)
+                                or not all(isinstance(v, torch.Tensor) for v in trained.values())):
+        raise UserError(f"{path}: checkpoint's trained weights are not tensors")
+    for name, value in [*weights.items(), *(trained or {}).items()]:
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise UserError(f"{path}: weight {name} holds NaN or infinite values")
     return payload

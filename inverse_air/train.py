@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from .air import AIR, parameter_groups, split_scene
+from .averaging import WeightAverage
 from .checkpoint import build_model, load_checkpoint, save_checkpoint, write_tensors
 from .collapse import CollapseWatch
 from .config import RunConfig, to_dict
@@ -301,6 +302,7 @@ class Trainer:
         self.best_elbo: float | None = None  # the monitoring ELBO of best.pt (None: none yet)
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self.pool: Lesson | None = None  # the teacher's lessons (TrainConfig.teacher_pool)
+        self.average: WeightAverage | None = None  # the averaged weights (TrainConfig.weight_average)
         self.workers: SearchWorkers | None = None  # the search's processes (TrainConfig.teacher_workers), once started
         if self.config.train.teacher_workers and context.world > 1:
             raise UserError("TrainConfig.teacher_workers: not with several training processes (each would need "
@@ -309,6 +311,8 @@ class Trainer:
             self._restore(payload)
         elif self.config.init:
             self._start_from(self.config.init)
+        if self.config.train.weight_average:
+            self._start_average(payload)
         dataset = self._load_data(dataset)
         # best.pt only where the monitoring images are not trained on (folders; a rendered
         # dataset's monitoring scenes are training scenes too).
@@ -378,8 +382,8 @@ class Trainer:
 
     def _restore(self, payload: dict) -> None:
         path = self.out / CHECKPOINT
-        try:
-            self.model.load_state_dict(payload["weights"])
+        try:  # with an average, "weights" holds it and "trained_weights" the weights as trained
+            self.model.load_state_dict(payload.get("trained_weights") or payload["weights"])
             self.optimizer.load_state_dict(payload["optimizer"])  # moved to the parameters' device
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{path}: weights or optimizer state do not fit the run's "
@@ -394,6 +398,23 @@ class Trainer:
         self.elapsed = payload["extra"].get("time_s", 0.0)
         self.best_elbo = payload["extra"].get("best_elbo")
         self.pool = self._load_pool()
+
+    def _start_average(self, payload: dict | None) -> None:
+        """The weights' average: a resumed run's (where its checkpoint holds one), else from the
+        weights as they are now."""
+        self.average = WeightAverage(self.model, lambda: build_model(self.config.air), self.config.train.weight_average)
+        if payload is not None and payload.get("trained_weights") is not None:
+            try:
+                self.average.load(payload["weights"], payload["extra"].get("average_updates", 0))
+            except RuntimeError as e:
+                raise UserError(f"{self.out / CHECKPOINT}: averaged weights do not fit the run's model "
+                                f"({str(e).splitlines()[0][:200]})") from None
+
+    @property
+    def kept(self) -> AIR:
+        """The model the run saves, monitors and draws: the weights' average where the run keeps
+        one (``TrainConfig.weight_average``), else the model being trained."""
+        return self.average.model if self.average is not None else self.model
 
     def _start_from(self, init: str) -> None:
         """``--init``: the checkpoint's weights, fresh learning-signal statistics (a new
@@ -495,6 +516,8 @@ class Trainer:
             if not torch.isfinite(norm):
                 raise TrainingDiverged(self._diverged(step, f"{group['name']} gradient norm is {norm.item()}"))
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         if self.workers is not None:
             self.workers.publish(self.model)
         return {"phase": phase, "lr": lr, **stats}
@@ -612,17 +635,20 @@ class Trainer:
                                               "answer": {k: v.cpu() for k, v in self.pool.answer.items()}})
         if not self.context.is_main:
             return
-        save_checkpoint(self.out / CHECKPOINT, self.model, self.config, self.step, self.optimizer,
-                        window=self.window, time_s=time.perf_counter() - self._start, best_elbo=self.best_elbo)
+        averaged = {} if self.average is None else {"average_updates": self.average.updates}
+        save_checkpoint(self.out / CHECKPOINT, self.kept, self.config, self.step, self.optimizer,
+                        trained=self.model if self.average is not None else None, window=self.window,
+                        time_s=time.perf_counter() - self._start, best_elbo=self.best_elbo, **averaged)
 
     # -------------------------------------------------------------- reporting
     def monitor(self) -> dict:
         """The model on the monitoring images (:func:`image_terms`): the histogram of inferred
         counts (fractions of the images, counts 0..N), the means of the one-sample ELBO terms
         and, over the images with a label, the count accuracy."""
-        self.model.eval()
-        self.model.prior_pres.copy_(self.presence_prior)  # the model's own, not the anneal's
-        terms = image_terms(self.model, self.monitor_x)
+        model = self.kept
+        model.eval()
+        model.prior_pres.copy_(self.presence_prior)  # the model's own, not the anneal's
+        terms = image_terms(model, self.monitor_x)
         count = terms.pop("count")
         report = {f"monitor_{k}": float(v.mean()) for k, v in terms.items()}
         hist = torch.bincount(count, minlength=self.config.air.max_steps + 1).double() / len(count)
@@ -643,7 +669,7 @@ class Trainer:
         record.update(self.monitor())
         if self.keeps_best and (self.best_elbo is None or record["monitor_elbo"] > self.best_elbo):
             self.best_elbo = record["best_elbo"] = record["monitor_elbo"]
-            save_checkpoint(self.out / BEST, self.model, self.config, self.step, monitor_elbo=self.best_elbo)
+            save_checkpoint(self.out / BEST, self.kept, self.config, self.step, monitor_elbo=self.best_elbo)
         tc = self.config.train  # not while the presence prior is annealed: counts start at the maximum then
         annealing = 0 < self.step - tc.sleep_steps < tc.presence_anneal_steps
         warning = None if annealing else self.collapse.update(record["monitor_count_hist"], self.step)
@@ -685,11 +711,12 @@ class Trainer:
 
         if not self.context.is_main:
             return None
-        self.model.eval()
+        model = self.kept
+        model.eval()
         x = self.monitor_x[:SNAPSHOT_SIZE]
-        latents = self.model.infer(x, sample=False)
-        masks = self.model.objects.outline_masks(latents.z_pres, latents.objects, latents.scene or None)
-        figure = outlines_figure(to_uint8(x), to_uint8(self.model.reconstruct(latents)), masks.cpu().numpy(),
+        latents = model.infer(x, sample=False)
+        masks = model.objects.outline_masks(latents.z_pres, latents.objects, latents.scene or None)
+        figure = outlines_figure(to_uint8(x), to_uint8(model.reconstruct(latents)), masks.cpu().numpy(),
                                  latents.z_pres.cpu().numpy() > 0.5)
         path = self.out / SNAPSHOTS / f"step-{self.step:07d}.png"
         write_image(path, figure)

@@ -56,10 +56,13 @@ def test_run_writes_metrics_images_checkpoint_and_tensorboard(tiny_run_config, t
         Trainer(tiny_run_config(steps=4), tmp_path, progress=False)
 
 
-def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch):
-    """A 6-step run killed after step 4 and resumed == 6 uninterrupted steps (both phases)."""
+@pytest.mark.parametrize("weight_average", [0.0, 0.9])
+def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch, weight_average):
+    """A 6-step run killed after step 4 and resumed == 6 uninterrupted steps (both phases),
+    the weights' average included (``weight_average``: the checkpoint's model is the average,
+    and the weights as trained beside it)."""
     full, part = tmp_path / "full", tmp_path / "part"
-    config = tiny_run_config(steps=6, sleep_fraction=0.5)
+    config = tiny_run_config(steps=6, sleep_fraction=0.5, weight_average=weight_average)
     train(config, full, progress=False)
     killed = Trainer(config, part, progress=False)
     original = killed.train_step
@@ -79,6 +82,14 @@ def test_resume_continues_exactly(tiny_run_config, tmp_path, monkeypatch):
     assert a["step"] == b["step"] == 6
     for name, value in a["weights"].items():
         assert torch.allclose(value, b["weights"][name], atol=1e-6), name
+    if weight_average:
+        assert a["extra"]["average_updates"] == 6
+        for name, value in a["trained_weights"].items():
+            assert torch.allclose(value, b["trained_weights"][name], atol=1e-6), name
+        moved = [k for k in a["weights"] if not torch.allclose(a["weights"][k], a["trained_weights"][k])]
+        assert "core.weight_ih" in moved
+    else:
+        assert a["trained_weights"] is None
     # Exact, losses included: both runs are on this machine, in this process, with the same
     # threads and kernels, and training on one machine is bit-reproducible (docs/reproducibility.md).
     strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "time_s"} for l in p.read_text().splitlines()]
