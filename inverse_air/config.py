@@ -468,9 +468,10 @@ class TrainConfig(Checked):
     runs on one thread). Such a run is not repeatable step for step. 0: the step searches."""
     weight_average: Annotated[float, Range(0.0, 0.9999)] = 0.0
     """Decay of an exponential moving average of the weights (:mod:`inverse_air.averaging`;
-    e.g. 0.99: about the last 100 steps) that the run saves as its model, monitors and draws;
-    the weights as trained are kept beside it to resume. The count a one pass reads from
-    images alone swings from step to step; the average is steadier. 0: the weights as trained."""
+    e.g. 0.99: about the last 100 steps) that the run saves as its model, monitors, draws and
+    (``teacher_images``) searches from; the weights as trained are kept beside it to resume.
+    The count a one pass reads from images alone swings from step to step; the average is
+    steadier. 0: the weights as trained."""
     clip_norm: Annotated[float, Range(1e-6, 1e6)] = 10.0
     """Gradient-norm clipping of the inference network (and, separately, of the baseline)."""
     seed: Seed = 0

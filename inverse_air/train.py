@@ -519,23 +519,25 @@ class Trainer:
         if self.average is not None:
             self.average.update(self.model)
         if self.workers is not None:
-            self.workers.publish(self.model)
+            self.workers.publish(self.kept)
         return {"phase": phase, "lr": lr, **stats}
 
     def _lessons(self, x: torch.Tensor) -> Lesson | None:
         """What the count search teaches this step: its answers on ``x`` (this step's first
         images), or with ``teacher_workers`` the lessons its processes sent since the last step
-        (None: none yet); with ``teacher_pool``, pooled with the last ones."""
+        (None: none yet); with ``teacher_pool``, pooled with the last ones. The search starts
+        from the one pass of the model the run keeps: with ``weight_average``, the average (a
+        steadier teacher than the weights of the last step: the "mean teacher")."""
         tc = self.config.train
         if not tc.teacher_workers:
-            self.model.eval()
-            lessons = [search_answer(self.model, x, tc.teacher_steps)]
+            self.kept.eval()
+            lessons = [search_answer(self.kept, x, tc.teacher_steps)]
             self.model.train()
         else:
             if self.workers is None:
                 indices = self.batches.indices
                 images = self.arrays["images"] if indices is None else self.arrays["images"][indices]
-                self.workers = SearchWorkers(self.model, images, tc.teacher_images, tc.teacher_steps,
+                self.workers = SearchWorkers(self.kept, images, tc.teacher_images, tc.teacher_steps,
                                              tc.seed, tc.teacher_workers)
             device = self.context.device
             lessons = [Lesson(images.to(device), _to(answer, device), share)

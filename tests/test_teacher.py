@@ -177,3 +177,18 @@ def test_a_run_with_a_search_worker_teaches_what_it_sends_and_stops_it(tiny_run_
     trainer.run()  # its 2 steps, then the workers are closed
     assert np.isfinite(stats["teacher_nll"]) and trainer.pool is not None and len(trainer.pool.images) > 0
     assert trainer.workers is None and not any(p.is_alive() for p in processes)
+
+
+def test_with_a_weight_average_the_search_starts_from_the_average(tiny_run_config, tmp_path, monkeypatch):
+    """``weight_average``: the search reads the images with the averaged weights (the mean
+    teacher), and the trained model goes on training."""
+    import inverse_air.train as train_module
+
+    searched_with, search = [], train_module.search_answer
+    monkeypatch.setattr(train_module, "search_answer",
+                        lambda model, x, steps=0: searched_with.append(model) or search(model, x, steps))
+    trainer = Trainer(tiny_run_config(steps=2, sleep_fraction=0.0, teacher_images=2, weight_average=0.9), tmp_path,
+                      progress=False)
+    stats = trainer.train_step(0)
+    assert searched_with == [trainer.average.model] and np.isfinite(stats["teacher_nll"])
+    assert trainer.model.training and not trainer.average.model.training
