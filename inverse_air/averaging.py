@@ -2,9 +2,11 @@
 
 Training from images alone moves the one pass from one reading to the next: in 3D from scratch
 the held-out count swings by 2-3 points between scores 100 steps apart (docs/design-notes.md).
-The average of the last few hundred steps' weights (Polyak averaging; the "mean teacher" of
-semi-supervised learning) is what the run then saves as its model, monitors and draws; the
-weights as trained go on training and are kept beside it only to resume the run.
+The average of the last hundred or so steps' weights (Polyak averaging) is what the run then
+saves as its model, monitors, draws and searches from (the "mean teacher" of semi-supervised
+learning); the weights as trained go on training and are kept beside it only to resume the
+run. Measured there (decay 0.99, seed 0): the count rose without a dip to 97.4% at 45 minutes,
+where the run without it swung between 95% and 97% (docs/design-notes.md).
 
 The average starts at the first update and its decay grows toward ``decay`` as
 ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that early weights, far from any
