@@ -412,8 +412,8 @@ class Trainer:
 
     @property
     def kept(self) -> AIR:
-        """The model the run saves, monitors and draws: the weights' average where the run keeps
-        one (``TrainConfig.weight_average``), else the model being trained."""
+        """The model the run saves, monitors, draws and searches from: the weights' average where
+        the run keeps one (``TrainConfig.weight_average``), else the model being trained."""
         return self.average.model if self.average is not None else self.model
 
     def _start_from(self, init: str) -> None:
@@ -637,10 +637,11 @@ class Trainer:
                                               "answer": {k: v.cpu() for k, v in self.pool.answer.items()}})
         if not self.context.is_main:
             return
-        averaged = {} if self.average is None else {"average_updates": self.average.updates}
-        save_checkpoint(self.out / CHECKPOINT, self.kept, self.config, self.step, self.optimizer,
-                        trained=self.model if self.average is not None else None, window=self.window,
-                        time_s=time.perf_counter() - self._start, best_elbo=self.best_elbo, **averaged)
+        trained, averaged = (None, {}) if self.average is None else \
+            (self.model, {"average_updates": self.average.updates})
+        save_checkpoint(self.out / CHECKPOINT, self.kept, self.config, self.step, self.optimizer, trained=trained,
+                        window=self.window, time_s=time.perf_counter() - self._start, best_elbo=self.best_elbo,
+                        **averaged)
 
     # -------------------------------------------------------------- reporting
     def monitor(self) -> dict:
